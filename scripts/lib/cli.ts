@@ -1,0 +1,66 @@
+import { pathToFileURL } from 'node:url'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { ConfigError, loadConfig, type Config } from '../../src/config.js'
+import { readEnv, type Env } from '../../src/env.js'
+
+/** What a script touches of the outside world, so tests run it in-process and read stdout. */
+export interface CliIo {
+  stdout(text: string): void
+  stderr(text: string): void
+  env: Env
+}
+
+export const processIo: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+}
+
+/** Exit codes: 0 success, 1 failure, 2 usage error. */
+export class UsageError extends Error {}
+export class CliFailure extends Error {}
+
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+}
+
+export function cliConfig(io: CliIo): Config {
+  try {
+    return loadConfig(readEnv(io.env))
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliFailure(`configuration: ${error.problems.join('; ')}`)
+    throw error
+  }
+}
+
+/** Runs one subcommand; prints its JSON result on stdout, a message on stderr; returns the exit code. */
+export async function runCommand(
+  io: CliIo,
+  usage: string,
+  commands: Record<string, (argv: string[]) => Promise<unknown>>,
+  argv: string[],
+): Promise<number> {
+  const [name, ...rest] = argv
+  const command = name === undefined ? undefined : commands[name]
+  try {
+    if (!command) throw new UsageError(name === undefined ? 'missing command' : `unknown command ${name}`)
+    const result = await command(rest)
+    io.stdout(`${JSON.stringify(result, null, 2)}\n`)
+    return 0
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`error: ${error.message}\n${usage}`)
+      return 2
+    }
+    io.stderr(`error: ${(error as Error).message}\n`)
+    return 1
+  }
+}
+
+/** True when the module is the script node was started with (not imported by a test). */
+export const isMain = (moduleUrl: string) =>
+  process.argv[1] !== undefined && moduleUrl === pathToFileURL(process.argv[1]).href

@@ -1,0 +1,44 @@
+import { Hono } from 'hono'
+import type { Deps } from './deps.js'
+import { OAuthError, methodNotAllowed } from './errors.js'
+import { healthHandler, readyHandler } from './http/health.js'
+import { requestLog } from './http/middleware/request-log.js'
+import { renderError, toOAuthError } from './http/render-error.js'
+import { tokenHandler } from './http/token.js'
+import type { AppEnv } from './http/types.js'
+import { jwksHandler, metadataHandler } from './http/well-known.js'
+
+/** Builds the authorization server's HTTP app. Nothing runs until a request arrives. */
+export function createApp(deps: Deps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>()
+  app.use(requestLog(deps.log))
+  app.use(async (c, next) => {
+    await next()
+    // During shutdown, tell keep-alive clients to reconnect elsewhere (OF-13).
+    if (deps.lifecycle.shuttingDown) c.res.headers.set('Connection', 'close')
+  })
+
+  // RFC 6749 §3.2: the token endpoint takes POST only; anything else is 405 with Allow.
+  app.post('/oauth/token', tokenHandler(deps))
+  app.all('/oauth/token', () => {
+    throw methodNotAllowed('POST')
+  })
+
+  app.get('/.well-known/jwks.json', jwksHandler(deps))
+  app.get('/.well-known/oauth-authorization-server', metadataHandler(deps))
+  app.get('/healthz', healthHandler)
+  app.get('/readyz', readyHandler(deps))
+
+  app.notFound((c) => renderError(c, new OAuthError('invalid_request', 404, 'no such endpoint')))
+
+  app.onError((error, c) => {
+    const oauthError = toOAuthError(error)
+    if (oauthError.status >= 500) {
+      deps.log.error({ err: error, path: c.req.path, code: oauthError.code, detail: oauthError.detail }, 'request failed')
+    } else {
+      deps.log.info({ path: c.req.path, code: oauthError.code, detail: oauthError.detail }, 'request refused')
+    }
+    return renderError(c, oauthError)
+  })
+  return app
+}

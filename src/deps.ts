@@ -1,0 +1,20 @@
+import type { Clock } from './clock.js'
+import type { ClientRegistry } from './clients/registry.js'
+import type { Config } from './config.js'
+import type { KeyStore } from './keys/key-store.js'
+import type { Logger } from './observability/logger.js'
+
+/**
+ * Everything the app needs, built once in main.ts (or by test/helpers/make-deps.ts) and passed
+ * down. `keys` and `clients` are replaced as a whole when their files are reloaded; handlers read
+ * them per request, so a reload never disturbs a request in flight.
+ */
+export interface Deps {
+  config: Config
+  clock: Clock
+  keys: KeyStore
+  clients: ClientRegistry
+  log: Logger
+  /** Set on SIGTERM: /readyz turns 503 so load balancers stop sending traffic before we close. */
+  lifecycle: { shuttingDown: boolean }
+}

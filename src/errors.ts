@@ -1,0 +1,72 @@
+/**
+ * The one error type of the authorization server. Its `code` is the RFC code; `description` goes to
+ * the client, `detail` and `cause` only to the log. Rendering lives in http/render-error.ts.
+ */
+
+/** RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8707 §2, plus the checklist's decision 6 for 413/429/503. */
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'invalid_target'
+  | 'unsupported_token_type'
+  | 'server_error'
+  | 'temporarily_unavailable'
+
+export class OAuthError extends Error {
+  readonly code: OAuthErrorCode
+  readonly status: number
+  readonly detail: string | undefined
+  readonly headers: Record<string, string>
+
+  constructor(
+    code: OAuthErrorCode,
+    status: number,
+    description: string,
+    extra: { detail?: string; cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(description, { cause: extra.cause })
+    this.name = 'OAuthError'
+    this.code = code
+    this.status = status
+    this.detail = extra.detail
+    this.headers = extra.headers ?? {}
+  }
+}
+
+export const invalidRequest = (description: string, detail?: string) =>
+  new OAuthError('invalid_request', 400, description, { detail })
+
+/** RFC 6749 §5.2: one public message whatever failed; the reason goes to the log only. */
+export const invalidClient = (detail: string) =>
+  new OAuthError('invalid_client', 401, 'client authentication failed', { detail })
+
+export const unauthorizedClient = (description: string) =>
+  new OAuthError('unauthorized_client', 400, description)
+
+export const unsupportedGrantType = () =>
+  new OAuthError('unsupported_grant_type', 400, 'only grant_type client_credentials is supported')
+
+export const invalidScope = (description: string) => new OAuthError('invalid_scope', 400, description)
+
+/** RFC 8707 §2 */
+export const invalidTarget = (description: string) => new OAuthError('invalid_target', 400, description)
+
+export const payloadTooLarge = (limit: number) =>
+  new OAuthError('invalid_request', 413, `request body larger than ${limit} bytes`)
+
+export const methodNotAllowed = (allow: string) =>
+  new OAuthError('invalid_request', 405, `method not allowed; use ${allow}`, { headers: { Allow: allow } })
+
+export const temporarilyUnavailable = (detail: string, cause?: unknown) =>
+  new OAuthError('temporarily_unavailable', 503, 'service temporarily unavailable, retry later', {
+    detail,
+    cause,
+    headers: { 'Retry-After': '1' },
+  })
+
+export const serverError = (cause: unknown) =>
+  new OAuthError('server_error', 500, 'internal server error', { cause })

@@ -1,0 +1,46 @@
+import type { Context } from 'hono'
+import { invalidRequest, payloadTooLarge } from '../errors.js'
+import { parseForm, type FormParams } from '../oauth/form.js'
+
+/** Checklist BI-14: the token, revocation and introspection endpoints read at most 16 KiB. */
+export const BODY_LIMIT = 16 * 1024
+
+/**
+ * RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1: parameters come as
+ * application/x-www-form-urlencoded, UTF-8. Multipart, JSON or no content type is refused before
+ * any byte is parsed; a body over the limit is refused as soon as the limit is passed, without
+ * reading the rest.
+ */
+export async function readForm(c: Context): Promise<FormParams> {
+  const declared = c.req.header('content-length')
+  if (declared !== undefined && Number(declared) > BODY_LIMIT) throw payloadTooLarge(BODY_LIMIT)
+
+  const contentType = c.req.header('content-type')
+  if (!contentType) throw invalidRequest('Content-Type must be application/x-www-form-urlencoded')
+  const [mediaType, ...parameters] = contentType.split(';').map((part) => part.trim().toLowerCase())
+  if (mediaType !== 'application/x-www-form-urlencoded') {
+    throw invalidRequest('Content-Type must be application/x-www-form-urlencoded')
+  }
+  const charset = parameters.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '')
+  if (charset !== undefined && charset !== 'utf-8') throw invalidRequest('only UTF-8 form bodies are accepted')
+
+  return parseForm(await readBody(c.req.raw, BODY_LIMIT))
+}
+
+async function readBody(request: Request, limit: number): Promise<Uint8Array> {
+  if (!request.body) return new Uint8Array()
+  const reader = request.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > limit) {
+      await reader.cancel().catch(() => {})
+      throw payloadTooLarge(limit)
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks, size)
+}

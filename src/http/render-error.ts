@@ -1,0 +1,37 @@
+import type { Context } from 'hono'
+import type { ContentfulStatusCode } from 'hono/utils/http-status'
+import { OAuthError, serverError } from '../errors.js'
+
+export const REALM = 'tokensmith'
+
+/**
+ * Headers on every authorization-server JSON answer (RFC 6749 §5.1, §5.2): never cached, and
+ * explicitly UTF-8.
+ */
+export const NO_STORE = {
+  'Content-Type': 'application/json; charset=utf-8',
+  'Cache-Control': 'no-store',
+  Pragma: 'no-cache',
+} as const
+
+/** RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E. */
+const safeDescription = (text: string) => text.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, '?')
+
+/** Any thrown value to an OAuthError; what is not one already is a fault of ours (500). */
+export function toOAuthError(error: unknown): OAuthError {
+  return error instanceof OAuthError ? error : serverError(error)
+}
+
+/**
+ * The one place errors become responses: `{error, error_description}` with no-store, plus
+ * `WWW-Authenticate: Basic` on every 401 invalid_client (RFC 6749 §5.2). Never a stack trace.
+ */
+export function renderError(c: Context, error: OAuthError): Response {
+  const headers: Record<string, string> = { ...NO_STORE, ...error.headers }
+  if (error.code === 'invalid_client') headers['WWW-Authenticate'] = `Basic realm="${REALM}", charset="UTF-8"`
+  return c.body(
+    JSON.stringify({ error: error.code, error_description: safeDescription(error.message) }),
+    error.status as ContentfulStatusCode,
+    headers,
+  )
+}

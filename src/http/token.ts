@@ -1,0 +1,43 @@
+import type { Context } from 'hono'
+import { issueAccessToken } from '../oauth/access-token.js'
+import { authenticateClient, extractClientCredentials } from '../oauth/client-auth.js'
+import { checkGrantType, resolveAudience, resolveScopes } from '../oauth/client-credentials.js'
+import { rejectRepeatedParams, single } from '../oauth/form.js'
+import { invalidTarget } from '../errors.js'
+import { readForm } from './read-form.js'
+import { NO_STORE } from './render-error.js'
+import type { AppEnv, Deps } from './types.js'
+
+/** POST /oauth/token — RFC 6749 §4.4 client credentials grant. */
+export function tokenHandler(deps: Deps) {
+  return async (c: Context<AppEnv>) => {
+    const params = await readForm(c)
+    rejectRepeatedParams(params, { resource: () => invalidTarget('only one resource per token is supported') })
+
+    // Authentication comes first so anonymous callers cannot probe what the server supports (BI-23).
+    const client = authenticateClient(deps, extractClientCredentials(c.req.header('authorization'), params))
+    c.set('clientId', client.id)
+
+    checkGrantType(client, params)
+    const scopes = resolveScopes(client, single(params, 'scope'))
+    const audience = resolveAudience(client, params)
+
+    const token = await issueAccessToken(
+      { clock: deps.clock, keys: deps.keys, issuer: deps.config.issuer },
+      { clientId: client.id, scopes, audience, ttl: client.accessTokenTtl ?? deps.config.accessTokenTtl },
+    )
+    c.set('jti', token.jti)
+
+    // RFC 6749 §4.4.3 / §5.1: no refresh token for this grant; never cached.
+    return c.body(
+      JSON.stringify({
+        access_token: token.accessToken,
+        token_type: 'Bearer',
+        expires_in: token.expiresIn,
+        scope: token.scope,
+      }),
+      200,
+      NO_STORE,
+    )
+  }
+}

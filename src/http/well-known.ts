@@ -1,0 +1,41 @@
+import type { Context } from 'hono'
+import { GRANT_TYPES } from '../clients/registry.js'
+import type { AppEnv, Deps } from './types.js'
+
+/** Verifiers may cache the key set this long; key rotation publishes new keys well before use. */
+export const JWKS_MAX_AGE = 300
+
+/** GET /.well-known/jwks.json — RFC 7517 §5; public members only, revalidated with ETag. */
+export function jwksHandler(deps: Deps) {
+  return (c: Context<AppEnv>) => {
+    const { body, etag } = deps.keys.jwks()
+    const headers = { ETag: etag, 'Cache-Control': `public, max-age=${JWKS_MAX_AGE}` }
+    if (c.req.header('if-none-match')?.split(',').some((tag) => tag.trim() === etag)) {
+      return c.body(null, 304, headers)
+    }
+    return c.body(body, 200, { ...headers, 'Content-Type': 'application/jwk-set+json; charset=utf-8' })
+  }
+}
+
+/** GET /.well-known/oauth-authorization-server — RFC 8414 §2, §3. */
+export function metadataHandler(deps: Deps) {
+  return (c: Context<AppEnv>) => {
+    const issuer = deps.config.issuer
+    const metadata = {
+      issuer,
+      token_endpoint: `${issuer}/oauth/token`,
+      jwks_uri: `${issuer}/.well-known/jwks.json`,
+      grant_types_supported: GRANT_TYPES,
+      // RFC 8414 §2 calls this required; there is no authorization endpoint, so none.
+      response_types_supported: [],
+      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      scopes_supported: deps.clients.scopes,
+      // Not in RFC 8414 but widely read (RFC 9068 §4 verifiers): what access tokens are signed with.
+      access_token_signing_alg_values_supported: [deps.keys.signingKey().alg],
+    }
+    return c.body(JSON.stringify(metadata), 200, {
+      'Content-Type': 'application/json; charset=utf-8',
+      'Cache-Control': 'public, max-age=300',
+    })
+  }
+}

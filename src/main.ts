@@ -1,0 +1,59 @@
+import { createApp } from './app.js'
+import { buildDeps, watchClients } from './bootstrap.js'
+import { systemClock } from './clock.js'
+import { ConfigError, loadConfig } from './config.js'
+import { readEnv } from './env.js'
+import { createLogger } from './observability/logger.js'
+import { startServer } from './server.js'
+
+async function main(): Promise<void> {
+  let config
+  try {
+    config = loadConfig(readEnv())
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    for (const problem of error.problems) process.stderr.write(`tokensmith: configuration: ${problem}\n`)
+    process.exit(1)
+  }
+
+  const log = createLogger(config.logLevel)
+  const deps = await buildDeps(config, log, systemClock)
+  const running = await startServer(createApp(deps), { port: config.port, host: config.host })
+  log.info({ url: running.url, issuer: config.issuer }, 'tokensmith listening')
+
+  const clientsWatcher = await watchClients(deps)
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading')
+    void clientsWatcher.check()
+  })
+
+  // Graceful shutdown: /readyz turns 503 at once, no new connections, in-flight requests finish,
+  // then exit 0. A second signal, or 10 s without finishing, forces the exit.
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal, exiting now')
+      process.exit(1)
+    }
+    stopping = true
+    deps.lifecycle.shuttingDown = true
+    clientsWatcher.stop()
+    log.info({ signal }, 'shutting down')
+    setTimeout(() => {
+      log.error('in-flight requests did not finish within 10 s, exiting')
+      process.exit(1)
+    }, 10_000).unref()
+    running.close().then(() => {
+      log.info('stopped')
+      log.flush()
+      process.exit(0)
+    })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`tokensmith: failed to start: ${(error as Error).message}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,126 @@
+import { request as httpRequest } from 'node:http'
+import { createRemoteJWKSet, jwtVerify } from 'jose'
+import * as oauth from 'oauth4webapi'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startTestServer } from '../helpers/test-server.js'
+
+// A second opinion on the wire format: a real OAuth client library (oauth4webapi) and jose's
+// remote JWKS, both talking to the server over a real socket.
+const CLIENTS = [
+  { id: 'svc-a', secret: 'tks_secret-of-a', scopes: ['read', 'write'], audiences: ['https://api.example.com'] },
+  // RFC 6749 App. B: Basic credentials are form-urlencoded first; these need it.
+  { id: 'svc.odd_1', secret: 'tks_a:b%c+d&e f', scopes: ['read'], audiences: ['https://api.example.com'] },
+]
+
+describe('over a real socket', () => {
+  let server: Awaited<ReturnType<typeof startTestServer>>
+  let as: oauth.AuthorizationServer
+  const insecure = { [oauth.allowInsecureRequests]: true } // loopback test server has no TLS
+
+  beforeAll(async () => {
+    server = await startTestServer({ clients: CLIENTS })
+    const issuer = new URL(server.issuer)
+    as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...insecure }))
+  })
+  afterAll(() => server.close())
+
+  it('discovery metadata is accepted by oauth4webapi and names this issuer', () => {
+    expect(as.issuer).toBe(server.issuer)
+    expect(as.token_endpoint).toBe(`${server.issuer}/oauth/token`)
+    expect(as.jwks_uri).toBe(`${server.issuer}/.well-known/jwks.json`)
+  })
+
+  it.each([
+    ['client_secret_basic', oauth.ClientSecretBasic],
+    ['client_secret_post', oauth.ClientSecretPost],
+  ])('oauth4webapi gets a token with %s and validates it as an RFC 9068 access token', async (_name, auth) => {
+    for (const client of CLIENTS) {
+      const response = await oauth.clientCredentialsGrantRequest(as, { client_id: client.id }, auth(client.secret), new URLSearchParams({ scope: 'read' }), insecure)
+      const tokens = await oauth.processClientCredentialsResponse(as, { client_id: client.id }, response)
+      expect(tokens.token_type).toBe('bearer') // oauth4webapi lower-cases it
+      expect(tokens.scope).toBe('read')
+      expect(tokens.refresh_token).toBeUndefined()
+
+      const claims = await oauth.validateJwtAccessToken(
+        as,
+        new Request('https://api.example.com/thing', { headers: { authorization: `Bearer ${tokens.access_token}` } }),
+        'https://api.example.com',
+        insecure,
+      )
+      expect(claims).toMatchObject({ iss: server.issuer, sub: client.id, client_id: client.id, aud: 'https://api.example.com', scope: 'read' })
+    }
+  })
+
+  it('oauth4webapi sees the RFC 6749 §5.2 error for a wrong secret', async () => {
+    const response = await oauth.clientCredentialsGrantRequest(as, { client_id: 'svc-a' }, oauth.ClientSecretBasic('wrong'), new URLSearchParams(), insecure)
+    const error = await oauth.processClientCredentialsResponse(as, { client_id: 'svc-a' }, response).catch((e: unknown) => e)
+    // The 401 carries a Basic challenge (RFC 6749 §5.2), which oauth4webapi surfaces first.
+    expect(error).toBeInstanceOf(oauth.WWWAuthenticateChallengeError)
+    const challenge = error as oauth.WWWAuthenticateChallengeError
+    expect(challenge.status).toBe(401)
+    expect(challenge.cause).toEqual([{ scheme: 'basic', parameters: { realm: 'tokensmith', charset: 'UTF-8' } }])
+    expect(await challenge.response.json()).toMatchObject({ error: 'invalid_client' })
+  })
+
+  it('jose jwtVerify accepts the token with the JWKS fetched from the server', async () => {
+    const response = await fetch(`${server.issuer}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('svc-a:tks_secret-of-a').toString('base64')}` },
+      body: 'grant_type=client_credentials',
+    })
+    expect(response.status).toBe(200)
+    const { access_token } = (await response.json()) as { access_token: string }
+    const jwks = createRemoteJWKSet(new URL(`${server.issuer}/.well-known/jwks.json`))
+    const { payload, protectedHeader } = await jwtVerify(access_token, jwks, {
+      issuer: server.issuer,
+      audience: 'https://api.example.com',
+      typ: 'at+jwt',
+      algorithms: ['ES256'],
+      requiredClaims: ['iss', 'sub', 'client_id', 'aud', 'iat', 'exp', 'jti', 'scope'],
+    })
+    expect(protectedHeader.typ).toBe('at+jwt')
+    expect(payload.scope).toBe('read write')
+    expect(payload.exp! - payload.iat!).toBe(300)
+  })
+
+  it('answers an Authorization header over 16 KiB with 431, not a hang (BI-15)', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${server.url}/oauth/token`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${'A'.repeat(17 * 1024)}`, 'content-type': 'application/x-www-form-urlencoded' },
+      })
+      req.on('response', (res) => resolve(res.statusCode!))
+      req.on('error', reject)
+      req.end('grant_type=client_credentials')
+    })
+    expect(status).toBe(431)
+  })
+
+  it('cuts a 10 MiB chunked body at the limit with 413 (BI-14)', async () => {
+    const started = Date.now()
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${server.url}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+      })
+      req.on('response', (res) => {
+        res.resume()
+        resolve(res.statusCode!)
+        req.destroy()
+      })
+      req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || (error as NodeJS.ErrnoException).code === 'EPIPE' ? undefined : reject(error)))
+      const chunk = Buffer.alloc(64 * 1024, 'a')
+      let sent = 0
+      const pump = () => {
+        while (sent < 10 * 1024 * 1024) {
+          sent += chunk.length
+          if (!req.write(chunk)) return void req.once('drain', pump)
+        }
+        req.end()
+      }
+      pump()
+    })
+    expect(status).toBe(413)
+    expect(Date.now() - started).toBeLessThan(5000)
+  })
+})
