@@ -4,6 +4,8 @@ import { OAuthError, methodNotAllowed } from './errors.js'
 import { healthHandler, readyHandler } from './http/health.js'
 import { requestLog } from './http/middleware/request-log.js'
 import { renderError, toOAuthError } from './http/render-error.js'
+import { introspectHandler } from './http/introspect.js'
+import { revokeHandler } from './http/revoke.js'
 import { tokenHandler } from './http/token.js'
 import type { AppEnv } from './http/types.js'
 import { jwksHandler, metadataHandler } from './http/well-known.js'
@@ -18,11 +20,13 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     if (deps.lifecycle.shuttingDown) c.res.headers.set('Connection', 'close')
   })
 
-  // RFC 6749 §3.2: the token endpoint takes POST only; anything else is 405 with Allow.
-  app.post('/oauth/token', tokenHandler(deps))
-  app.all('/oauth/token', () => {
+  // RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1: POST only; anything else is 405 with Allow.
+  const postOnly = () => {
     throw methodNotAllowed('POST')
-  })
+  }
+  app.post('/oauth/token', tokenHandler(deps)).all(postOnly)
+  app.post('/oauth/revoke', revokeHandler(deps)).all(postOnly)
+  app.post('/oauth/introspect', introspectHandler(deps)).all(postOnly)
 
   app.get('/.well-known/jwks.json', jwksHandler(deps))
   app.get('/.well-known/oauth-authorization-server', metadataHandler(deps))

@@ -3,6 +3,9 @@ import { clientsFileSignature, readClientsFile } from './clients/clients-file.js
 import { createClientRegistry } from './clients/registry.js'
 import type { Config } from './config.js'
 import type { Deps } from './deps.js'
+import { createMemoryDenylist } from './denylist/memory.js'
+import { createRedisDenylist } from './denylist/redis.js'
+import type { Denylist } from './denylist/denylist.js'
 import { createKeyStore } from './keys/key-store.js'
 import { ensureKeys } from './keys/keys-dir.js'
 import type { Logger } from './observability/logger.js'
@@ -25,7 +28,21 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   } else {
     log.info({ clients: clients.size }, 'clients loaded')
   }
-  return { config, clock, keys, clients, log, lifecycle: { shuttingDown: false } }
+  return { config, clock, keys, clients, denylist: createDenylist(config, log, clock), log, lifecycle: { shuttingDown: false } }
+}
+
+/**
+ * Redis when REDIS_URL is set, and then only Redis: an unreachable Redis makes revocation and
+ * introspection answer 503 until it is back, never a silent switch to memory that would split
+ * state between instances (OF-5).
+ */
+export function createDenylist(config: Config, log: Logger, clock: Clock): Denylist {
+  if (config.redisUrl) {
+    log.info({ keyPrefix: config.redisKeyPrefix }, 'denylist: Redis')
+    return createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
+  }
+  log.warn('denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL to share them.')
+  return createMemoryDenylist({ clock })
 }
 
 /**

@@ -44,7 +44,23 @@ const spec = {
   },
   SIGNING_ALG: { schema: z.enum(SIGNING_ALGS), allowed: SIGNING_ALGS.join(', '), default: 'ES256' },
   LOG_LEVEL: { schema: z.enum(LOG_LEVELS), allowed: LOG_LEVELS.join(', '), default: 'info' },
-} as const
+  REDIS_URL: {
+    schema: z.string().regex(/^rediss?:\/\/[^\s]+$/),
+    allowed: 'a redis:// or rediss:// URL (unset: in-memory denylist, single instance only)',
+    default: undefined,
+    secret: true, // may hold a password: never echoed
+  },
+  REDIS_KEY_PREFIX: {
+    schema: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/),
+    allowed: '1-64 characters of A-Z a-z 0-9 : . _ -',
+    default: 'tokensmith:',
+  },
+  CLOCK_TOLERANCE: {
+    schema: integer(0, 300),
+    allowed: 'an integer number of seconds from 0 to 300',
+    default: '30',
+  },
+} as const satisfies Record<string, { schema: z.ZodType; allowed: string; default: string | undefined; secret?: boolean }>
 
 export const CONFIG_VARIABLES = Object.keys(spec) as (keyof typeof spec)[]
 
@@ -57,6 +73,11 @@ export interface Config {
   accessTokenTtl: number
   signingAlg: (typeof SIGNING_ALGS)[number]
   logLevel: (typeof LOG_LEVELS)[number]
+  /** Unset: the in-memory denylist, which serves one instance only. */
+  redisUrl: string | undefined
+  redisKeyPrefix: string
+  /** T: the clock skew verifiers allow. Revocations outlive exp by T (checklist decision 5). */
+  clockTolerance: number
 }
 
 export class ConfigError extends Error {
@@ -75,11 +96,12 @@ export function loadConfig(env: Env): Config {
   const problems: string[] = []
   const read = <K extends keyof typeof spec>(name: K): z.output<(typeof spec)[K]['schema']> | undefined => {
     const { schema, allowed, default: fallback } = spec[name]
+    const secret = 'secret' in spec[name] && spec[name].secret
     const raw = env[name] === undefined || env[name] === '' ? fallback : env[name]
     if (raw === undefined) return undefined
     const parsed = schema.safeParse(raw)
     if (parsed.success) return parsed.data as z.output<(typeof spec)[K]['schema']>
-    problems.push(`${name}=${JSON.stringify(raw)} is not valid: allowed is ${allowed}`)
+    problems.push(`${name}=${secret ? '(hidden)' : JSON.stringify(raw)} is not valid: allowed is ${allowed}`)
     return undefined
   }
 
@@ -91,6 +113,9 @@ export function loadConfig(env: Env): Config {
   const accessTokenTtl = read('ACCESS_TOKEN_TTL')
   const signingAlg = read('SIGNING_ALG')
   const logLevel = read('LOG_LEVEL')
+  const redisUrl = read('REDIS_URL')
+  const redisKeyPrefix = read('REDIS_KEY_PREFIX')
+  const clockTolerance = read('CLOCK_TOLERANCE')
   if (problems.length > 0) throw new ConfigError(problems)
 
   return {
@@ -102,5 +127,8 @@ export function loadConfig(env: Env): Config {
     accessTokenTtl: accessTokenTtl!,
     signingAlg: signingAlg!,
     logLevel: logLevel!,
+    redisUrl,
+    redisKeyPrefix: redisKeyPrefix!,
+    clockTolerance: clockTolerance!,
   }
 }

@@ -1,6 +1,7 @@
 import type { Clock } from './clock.js'
 import type { ClientRegistry } from './clients/registry.js'
 import type { Config } from './config.js'
+import type { Denylist } from './denylist/denylist.js'
 import type { KeyStore } from './keys/key-store.js'
 import type { Logger } from './observability/logger.js'
 
@@ -14,6 +15,8 @@ export interface Deps {
   clock: Clock
   keys: KeyStore
   clients: ClientRegistry
+  /** Revoked token ids (and keys): Redis when REDIS_URL is set, else in memory. */
+  denylist: Denylist
   log: Logger
   /** Set on SIGTERM: /readyz turns 503 so load balancers stop sending traffic before we close. */
   lifecycle: { shuttingDown: boolean }

@@ -43,7 +43,8 @@ async function main(): Promise<void> {
       log.error('in-flight requests did not finish within 10 s, exiting')
       process.exit(1)
     }, 10_000).unref()
-    running.close().then(() => {
+    running.close().then(async () => {
+      await deps.denylist.close().catch(() => {})
       log.info('stopped')
       log.flush()
       process.exit(0)

@@ -14,6 +14,11 @@ export function readyHandler(deps: Deps) {
     const missing: string[] = []
     if (deps.lifecycle.shuttingDown) missing.push('shutting down')
     if (deps.keys.size === 0) missing.push('signing keys')
+    try {
+      await deps.denylist.ping()
+    } catch {
+      missing.push(`denylist (${deps.denylist.kind})`)
+    }
     const status = missing.length === 0 ? 200 : 503
     const body = status === 200 ? { status: 'ready' } : { status: 'not ready', missing }
     return c.body(JSON.stringify(body), status, status === 503 ? { ...NO_STORE, 'Retry-After': '1' } : NO_STORE)

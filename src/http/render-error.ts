@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-import { OAuthError, serverError } from '../errors.js'
+import { DenylistUnavailableError } from '../denylist/denylist.js'
+import { OAuthError, serverError, temporarilyUnavailable } from '../errors.js'
 
 export const REALM = 'tokensmith'
 
@@ -17,9 +18,14 @@ export const NO_STORE = {
 /** RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E. */
 const safeDescription = (text: string) => text.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, '?')
 
-/** Any thrown value to an OAuthError; what is not one already is a fault of ours (500). */
+/**
+ * Any thrown value to an OAuthError. A denylist that cannot answer is 503 with Retry-After, never
+ * a 401 or a false success (checklist decision 4, SK-17); anything else unknown is a fault of ours.
+ */
 export function toOAuthError(error: unknown): OAuthError {
-  return error instanceof OAuthError ? error : serverError(error)
+  if (error instanceof OAuthError) return error
+  if (error instanceof DenylistUnavailableError) return temporarilyUnavailable(error.message, error)
+  return serverError(error)
 }
 
 /**

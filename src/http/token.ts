@@ -1,22 +1,18 @@
 import type { Context } from 'hono'
 import { issueAccessToken } from '../oauth/access-token.js'
-import { authenticateClient, extractClientCredentials } from '../oauth/client-auth.js'
 import { checkGrantType, resolveAudience, resolveScopes } from '../oauth/client-credentials.js'
-import { rejectRepeatedParams, single } from '../oauth/form.js'
+import { single } from '../oauth/form.js'
 import { invalidTarget } from '../errors.js'
-import { readForm } from './read-form.js'
+import { authenticatedForm } from './authenticated-form.js'
 import { NO_STORE } from './render-error.js'
 import type { AppEnv, Deps } from './types.js'
 
 /** POST /oauth/token — RFC 6749 §4.4 client credentials grant. */
 export function tokenHandler(deps: Deps) {
   return async (c: Context<AppEnv>) => {
-    const params = await readForm(c)
-    rejectRepeatedParams(params, { resource: () => invalidTarget('only one resource per token is supported') })
-
-    // Authentication comes first so anonymous callers cannot probe what the server supports (BI-23).
-    const client = authenticateClient(deps, extractClientCredentials(c.req.header('authorization'), params))
-    c.set('clientId', client.id)
+    const { params, client } = await authenticatedForm(c, deps, {
+      resource: () => invalidTarget('only one resource per token is supported'),
+    })
 
     checkGrantType(client, params)
     const scopes = resolveScopes(client, single(params, 'scope'))

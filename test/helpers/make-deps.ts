@@ -3,6 +3,8 @@ import { createClientRegistry, type ClientEntry } from '../../src/clients/regist
 import { digestSecret } from '../../src/clients/secret.js'
 import type { Clock } from '../../src/clock.js'
 import { loadConfig, type Config } from '../../src/config.js'
+import type { Denylist } from '../../src/denylist/denylist.js'
+import { createMemoryDenylist } from '../../src/denylist/memory.js'
 import type { Deps } from '../../src/deps.js'
 import type { SigningAlg } from '../../src/keys/algorithms.js'
 import { generateKeyRecord, type KeyRecord } from '../../src/keys/key-file.js'
@@ -80,6 +82,7 @@ export interface MakeDepsOptions {
   alg?: SigningAlg
   config?: Partial<Config>
   log?: Deps['log']
+  denylist?: Denylist
 }
 
 /** Deps for `createApp`, with fakes: a fixed clock, in-memory keys and clients, a captured log. */
@@ -94,6 +97,7 @@ export async function makeDeps(options: MakeDepsOptions = {}): Promise<Deps & { 
     clock,
     keys,
     clients,
+    denylist: options.denylist ?? createMemoryDenylist({ clock }),
     log: options.log ?? captured.log,
     lifecycle: { shuttingDown: false },
     logLines: captured.lines,

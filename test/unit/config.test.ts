@@ -15,6 +15,9 @@ describe('configuration', () => {
       accessTokenTtl: 300,
       signingAlg: 'ES256',
       logLevel: 'info',
+      redisUrl: undefined,
+      redisKeyPrefix: 'tokensmith:',
+      clockTolerance: 30,
     })
   })
 
@@ -35,6 +38,9 @@ describe('configuration', () => {
     ['SIGNING_ALG', 'HS256'],
     ['SIGNING_ALG', 'none'],
     ['LOG_LEVEL', 'loud'],
+    ['CLOCK_TOLERANCE', '-1'],
+    ['CLOCK_TOLERANCE', '301'],
+    ['REDIS_KEY_PREFIX', 'has space'],
     ['ISSUER', 'http://auth.example.com'],
     ['ISSUER', 'https://auth.example.com/'],
     ['ISSUER', 'https://auth.example.com?x=1'],
@@ -53,6 +59,13 @@ describe('configuration', () => {
     expect(problems[0]).toContain(`${name}=${JSON.stringify(value)}`)
     expect(problems[0]).toMatch(/allowed is .+/)
     expect(problems[0]).not.toContain('\n')
+  })
+
+  it('never echoes REDIS_URL, which may hold a password', () => {
+    expect(() => loadConfig({ REDIS_URL: 'http://:hunter2@redis:6379' })).toThrow(
+      /^REDIS_URL=\(hidden\) is not valid: allowed is a redis:\/\/ or rediss:\/\/ URL/,
+    )
+    expect(loadConfig({ REDIS_URL: 'redis://:pw@127.0.0.1:6380/2' }).redisUrl).toBe('redis://:pw@127.0.0.1:6380/2')
   })
 
   it('reports every bad variable, one line each', () => {

@@ -1,0 +1,75 @@
+import { systemClock, type Clock } from '../src/clock.js'
+import { createRedisDenylist } from '../src/denylist/redis.js'
+import { createKeyStore } from '../src/keys/key-store.js'
+import { readKeysDir } from '../src/keys/keys-dir.js'
+import { createLogger } from '../src/observability/logger.js'
+import { verifyOwnToken } from '../src/oauth/verify-token.js'
+import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, type CliIo } from './lib/cli.js'
+
+const USAGE = `usage:
+  npm run --silent token -- revoke --token ACCESS_TOKEN
+  npm run --silent token -- revoke --jti JTI --exp EXP_EPOCH_SECONDS
+`
+
+/**
+ * Incident response: revoke a token from the command line, writing the same Redis denylist the
+ * servers and resource servers read. The token's signature is checked against KEYS_DIR first, so a
+ * typo or a foreign token does not silently "succeed".
+ */
+export async function run(argv: string[], io: CliIo = processIo, clock: Clock = systemClock): Promise<number> {
+  return runCommand(io, USAGE, {
+    async revoke(args) {
+      const flags = parseFlags(args, { token: { type: 'string' }, jti: { type: 'string' }, exp: { type: 'string' } })
+      if ((flags.token === undefined) === (flags.jti === undefined)) throw new UsageError('give --token, or --jti with --exp')
+      if (flags.jti !== undefined && (flags.exp === undefined || !/^\d{1,12}$/.test(flags.exp))) {
+        throw new UsageError('--jti needs --exp, the token expiry in epoch seconds')
+      }
+      if (flags.jti === '') throw new UsageError('--jti must not be empty')
+      const config = cliConfig(io)
+      if (!config.redisUrl) {
+        throw new CliFailure('REDIS_URL is not set: without Redis the denylist lives inside the server process, and a script cannot reach it')
+      }
+
+      let jti = flags.jti
+      let exp = Number(flags.exp)
+      if (flags.token !== undefined) {
+        const { records } = await readKeysDir(config.keysDir)
+        if (records.length === 0) throw new CliFailure(`no readable keys in ${config.keysDir}`)
+        const claims = await verifyOwnToken(
+          { keys: createKeyStore(records, clock), clock, issuer: config.issuer },
+          flags.token,
+          config.clockTolerance,
+        )
+        if (!claims) throw new CliFailure(`not a valid, unexpired token of ${config.issuer} signed by a key in ${config.keysDir}: nothing to revoke`)
+        ;({ jti, exp } = claims)
+      }
+      const until = exp + config.clockTolerance
+      if (until <= clock()) throw new CliFailure('the token has expired (beyond the clock tolerance): nothing to revoke')
+
+      const log = createLogger('warn', { write: (line: string) => void io.stderr(line) })
+      const denylist = createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
+      try {
+        await waitForRedis(denylist)
+        await denylist.revokeToken(jti!, until)
+      } finally {
+        await denylist.close()
+      }
+      return { revoked: { jti, until } }
+    },
+  }, argv)
+}
+
+/** The client connects in the background; give it a few seconds before the one write that matters. */
+async function waitForRedis(denylist: { ping(): Promise<void> }): Promise<void> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    try {
+      return await denylist.ping()
+    } catch (error) {
+      if (Date.now() > deadline) throw new CliFailure(`Redis is unreachable: ${(error as Error).message}`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+}
+
+if (isMain(import.meta.url)) process.exitCode = await run(process.argv.slice(2))

@@ -1,0 +1,24 @@
+import type { Context } from 'hono'
+import type { Client } from '../clients/registry.js'
+import type { OAuthError } from '../errors.js'
+import { authenticateClient, extractClientCredentials } from '../oauth/client-auth.js'
+import { rejectRepeatedParams, type FormParams } from '../oauth/form.js'
+import { readForm } from './read-form.js'
+import type { AppEnv, Deps } from './types.js'
+
+/**
+ * The first steps of every client-facing endpoint (token RFC 6749 §3.2, revocation RFC 7009 §2.1,
+ * introspection RFC 7662 §2.1): read the form strictly, refuse repeated parameters, then
+ * authenticate the client before anything else is looked at (BI-23).
+ */
+export async function authenticatedForm(
+  c: Context<AppEnv>,
+  deps: Pick<Deps, 'clients' | 'clock'>,
+  repeatErrors: Record<string, () => OAuthError> = {},
+): Promise<{ params: FormParams; client: Client }> {
+  const params = await readForm(c)
+  rejectRepeatedParams(params, repeatErrors)
+  const client = authenticateClient(deps, extractClientCredentials(c.req.header('authorization'), params))
+  c.set('clientId', client.id)
+  return { params, client }
+}

@@ -1,0 +1,46 @@
+import type { Context } from 'hono'
+import type { Client } from '../clients/registry.js'
+import { invalidRequest } from '../errors.js'
+import { single } from '../oauth/form.js'
+import { verifyOwnToken, type OwnTokenClaims } from '../oauth/verify-token.js'
+import { authenticatedForm } from './authenticated-form.js'
+import { NO_STORE } from './render-error.js'
+import type { AppEnv, Deps } from './types.js'
+
+const INACTIVE = '{"active":false}'
+
+/**
+ * RFC 7662 §2.1 leaves it to the server who may introspect what (decision 3): a client its own
+ * tokens; a client flagged as a resource server the tokens meant for one of its audiences.
+ */
+function mayIntrospect(caller: Client, claims: OwnTokenClaims): boolean {
+  if (claims.client_id === caller.id) return true
+  const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
+  return caller.resourceServer && audiences.some((aud) => caller.audiences.includes(aud))
+}
+
+/**
+ * POST /oauth/introspect — RFC 7662. Starts from the safe answer `{"active":false}` for anything
+ * invalid, expired, revoked, signed by an unknown key or not the caller's to see (§2.2); the claims
+ * only when every check passed. A denylist that cannot answer makes it 503, never `active:true`.
+ */
+export function introspectHandler(deps: Deps) {
+  return async (c: Context<AppEnv>) => {
+    const { params, client } = await authenticatedForm(c, deps)
+    const token = single(params, 'token')
+    if (token === undefined) throw invalidRequest('token is required')
+
+    const claims = await verifyOwnToken(
+      { keys: deps.keys, clock: deps.clock, issuer: deps.config.issuer },
+      token,
+      deps.config.clockTolerance,
+    )
+    // The server's own clock is the authority here: expired means inactive, with no tolerance.
+    if (!claims || claims.exp <= deps.clock() || !mayIntrospect(client, claims)) return c.body(INACTIVE, 200, NO_STORE)
+    if (await deps.denylist.isRevoked({ jti: claims.jti, kid: claims.kid })) return c.body(INACTIVE, 200, NO_STORE)
+
+    c.set('jti', claims.jti)
+    const { kid: _kid, ...visible } = claims
+    return c.body(JSON.stringify({ active: true, token_type: 'Bearer', ...visible }), 200, NO_STORE)
+  }
+}

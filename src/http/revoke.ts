@@ -1,0 +1,34 @@
+import type { Context } from 'hono'
+import { invalidRequest } from '../errors.js'
+import { single } from '../oauth/form.js'
+import { verifyOwnToken } from '../oauth/verify-token.js'
+import { authenticatedForm } from './authenticated-form.js'
+import type { AppEnv, Deps } from './types.js'
+
+/** RFC 7009 §2.2: 200 with an empty body; the client ignores the content. */
+const EMPTY_OK = { 'Cache-Control': 'no-store', Pragma: 'no-cache' }
+
+/**
+ * POST /oauth/revoke — RFC 7009. The token is self-contained, so revoking it means denylisting its
+ * `jti` until `exp` + T, the last moment any verifier would still accept it (decision 5).
+ */
+export function revokeHandler(deps: Deps) {
+  return async (c: Context<AppEnv>) => {
+    const { params, client } = await authenticatedForm(c, deps)
+    const token = single(params, 'token')
+    if (token === undefined) throw invalidRequest('token is required')
+    // RFC 7009 §2.1: token_type_hint is only a hint; there is one token type here, so it is ignored.
+
+    const tolerance = deps.config.clockTolerance
+    const claims = await verifyOwnToken({ keys: deps.keys, clock: deps.clock, issuer: deps.config.issuer }, token, tolerance)
+    // RFC 7009 §2.2: invalid, expired or unknown tokens still get 200; there is nothing to revoke.
+    if (!claims) return c.body(null, 200, EMPTY_OK)
+    // RFC 7009 §2.1: a client may revoke only its own tokens; others are refused, not revoked (decision 2).
+    if (claims.client_id !== client.id) throw invalidRequest('the token was not issued to this client')
+
+    await deps.denylist.revokeToken(claims.jti, claims.exp + tolerance)
+    c.set('jti', claims.jti)
+    deps.log.info({ client_id: client.id, jti: claims.jti, exp: claims.exp }, 'token revoked')
+    return c.body(null, 200, EMPTY_OK)
+  }
+}

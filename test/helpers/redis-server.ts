@@ -1,0 +1,182 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export interface RedisServer {
+  readonly url: string
+  readonly port: number
+  /** SIGTERM (after SIGCONT if paused) and wait for exit. Idempotent. */
+  stop(): Promise<void>
+  /** Send a signal (default SIGKILL) and wait for the process to exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>
+  /** SIGSTOP: the port stays open and connections stay up, but nothing is answered (OF-2). */
+  pause(): void
+  /** SIGCONT. */
+  resume(): void
+  /** Start again on the same port (after stop or kill; stops a running one first). */
+  restart(): Promise<void>
+}
+
+export interface StartRedisServerOptions {
+  /** Defaults to a free loopback port. */
+  port?: number
+  /** Extra redis-server arguments, e.g. ['--appendonly', 'yes']. */
+  args?: string[]
+  /** How long to wait for PING to answer. Default 10 s. */
+  startTimeoutMs?: number
+}
+
+const running = new Set<ChildProcess>()
+let exitHookInstalled = false
+
+/** If the test process dies, do not leave redis-servers behind. */
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL')
+  })
+}
+
+/** A port that was free a moment ago: bind to port 0 on loopback, read it, close. */
+export async function getFreePort(): Promise<number> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  await once(server, 'close')
+  if (address === null || typeof address === 'string') throw new Error('no TCP address')
+  return address.port
+}
+
+/** Raw RESP PING, so waiting for a server needs no client library and logs nothing. */
+export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' })
+    let reply = ''
+    const finish = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(timeoutMs, () => finish(false))
+    socket.on('error', () => finish(false))
+    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on('data', (chunk) => {
+      reply += chunk.toString()
+      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG'))
+    })
+  })
+}
+
+/** Starts a throwaway redis-server (no persistence unless `args` says so) and waits for PING. */
+export async function startRedisServer(options: StartRedisServerOptions = {}): Promise<RedisServer> {
+  installExitHook()
+  const startTimeoutMs = options.startTimeoutMs ?? 10_000
+  const fixedPort = options.port !== undefined
+  let port = options.port ?? (await getFreePort())
+  let child: ChildProcess | undefined
+  let paused = false
+
+  async function launch(): Promise<void> {
+    // A port picked by getFreePort can be taken before redis binds it; pick another and retry.
+    for (let attempt = 1; ; attempt++) {
+      const started = spawnServer(port, options.args ?? [])
+      child = started.child
+      const outcome = await waitUntilAnswering(port, started, startTimeoutMs)
+      if (outcome === 'ready') return
+      await terminate(started.child, 'SIGKILL')
+      if (fixedPort || attempt >= 3) {
+        throw new Error(`redis-server did not start on port ${port}: ${outcome}\n${started.output()}`)
+      }
+      port = await getFreePort()
+    }
+  }
+
+  async function kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const current = child
+    if (current === undefined) return
+    if (paused && signal !== 'SIGKILL') current.kill('SIGCONT')
+    paused = false
+    await terminate(current, signal)
+    child = undefined
+  }
+
+  await launch()
+  return {
+    get url() {
+      return `redis://127.0.0.1:${port}`
+    },
+    get port() {
+      return port
+    },
+    stop: () => kill('SIGTERM'),
+    kill,
+    pause() {
+      child?.kill('SIGSTOP')
+      paused = true
+    },
+    resume() {
+      child?.kill('SIGCONT')
+      paused = false
+    },
+    async restart() {
+      await kill('SIGTERM')
+      await launch()
+    },
+  }
+}
+
+function spawnServer(port: number, extraArgs: string[]) {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  running.add(child)
+  let output = ''
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4_000) // enough for a start-up error, bounded
+  }
+  child.stdout?.on('data', keep)
+  child.stderr?.on('data', keep)
+  const exited = once(child, 'exit').then(() => {
+    running.delete(child)
+  })
+  child.on('error', () => undefined) // spawn failure surfaces through `exited` / the timeout
+  return { child, exited, output: () => output }
+}
+
+async function waitUntilAnswering(
+  port: number,
+  started: { child: ChildProcess; exited: Promise<void> },
+  timeoutMs: number,
+): Promise<'ready' | string> {
+  let exited = false
+  void started.exited.then(() => {
+    exited = true
+  })
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (exited) return `exited with code ${started.child.exitCode}`
+    if (await pingRedis(port, 200)) {
+      // Someone else may own the port: make sure our process is still the one alive.
+      return exited ? `exited with code ${started.child.exitCode}` : 'ready'
+    }
+    await sleep(25)
+  }
+  return `no PING reply within ${timeoutMs} ms`
+}
+
+async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill(signal)
+  const forced = setTimeout(() => child.kill('SIGKILL'), 3_000)
+  try {
+    await exited
+  } finally {
+    clearTimeout(forced)
+  }
+}

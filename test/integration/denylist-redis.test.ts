@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
+import type { Clock } from '../../src/clock.js'
+import { createRedisRevocationCheck, type RedisRevocationCheck } from '../../src/denylist/feed.js'
+import { createRedisDenylist, entryKey, revocationChannel, type DenylistLog } from '../../src/denylist/redis.js'
+import type { Denylist } from '../../src/denylist/denylist.js'
+import { denylistContract, uniqueId, WEIRD_IDS } from '../unit/denylist/contract.js'
+
+const redisUrl = inject('redisUrl')
+const silentLog: DenylistLog = { info: () => undefined, warn: () => undefined, error: () => undefined }
+/** Fractional seconds: Redis expires on real time, and a whole-second clock would make 1 s TTLs flaky. */
+const realClock: Clock = () => Date.now() / 1000
+
+/** Tests share one Redis (maybe not ours): each uses its own prefix and deletes only its own keys. */
+const testPrefix = () => `tokensmith-test:${randomBytes(6).toString('hex')}:`
+
+let admin: Redis
+beforeAll(() => {
+  admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
+})
+afterAll(async () => {
+  await admin.quit()
+})
+
+async function deleteKeys(prefix: string): Promise<void> {
+  const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&')
+  let cursor = '0'
+  do {
+    const [next, keys] = await admin.scan(cursor, 'MATCH', `${escaped}*`, 'COUNT', 1000)
+    cursor = next
+    if (keys.length > 0) await admin.del(...keys)
+  } while (cursor !== '0')
+}
+
+denylistContract('redis', async () => {
+  const keyPrefix = testPrefix()
+  const denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog })
+  await eventually(() => denylist.ping())
+  return {
+    denylist,
+    clock: realClock,
+    elapse: (seconds) => sleep(seconds * 1000),
+    pttl: (kind, id) => admin.pttl(entryKey(keyPrefix, kind, id)),
+    dispose: () => deleteKeys(keyPrefix),
+  }
+})
+
+describe('redis denylist', () => {
+  it('publishes each revocation on the prefix channel', async () => {
+    const keyPrefix = testPrefix()
+    const denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog })
+    const listener = admin.duplicate()
+    try {
+      await listener.subscribe(revocationChannel(keyPrefix))
+      const received = new Promise<string>((resolve) => listener.once('message', (_channel, message: string) => resolve(message)))
+      await eventually(() => denylist.ping())
+      const until = Math.floor(realClock()) + 60
+      await denylist.revokeKey('kid-1', until)
+      expect(JSON.parse(await received)).toEqual({ t: 'kid', id: 'kid-1', until })
+    } finally {
+      listener.disconnect()
+      await denylist.close()
+      await deleteKeys(keyPrefix)
+    }
+  })
+})
+
+describe('redis revocation feed', () => {
+  let keyPrefix: string
+  const opened: { close(): Promise<void> }[] = []
+  const writer = (prefix = keyPrefix): Denylist => {
+    const denylist = createRedisDenylist({ url: redisUrl, keyPrefix: prefix, clock: realClock, log: silentLog })
+    opened.push(denylist)
+    return denylist
+  }
+  const feed = (options: { maxEntries?: number; sweepIntervalMs?: number; prefix?: string } = {}): RedisRevocationCheck => {
+    const { prefix, ...limits } = options
+    const check = createRedisRevocationCheck({
+      url: redisUrl,
+      keyPrefix: prefix ?? keyPrefix,
+      clock: realClock,
+      log: silentLog,
+      ...limits,
+    })
+    opened.push(check)
+    return check
+  }
+
+  beforeEach(() => {
+    keyPrefix = testPrefix()
+  })
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((x) => x.close()))
+    await deleteKeys(keyPrefix)
+  })
+
+  it('sees a revocation made by another instance within 1 s, answering locally', async () => {
+    const a = writer()
+    const b = feed()
+    await b.ready()
+    await eventually(() => a.ping())
+    const jti = uniqueId('jti')
+    const kid = uniqueId('kid')
+    expect(await b.isRevoked({ jti })).toBe(false)
+
+    const started = performance.now()
+    await a.revokeToken(jti, realClock() + 60)
+    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    expect(performance.now() - started).toBeLessThan(1_000)
+
+    await a.revokeKey(kid, realClock() + 60)
+    await eventually(async () => expect(await b.isRevoked({ jti: uniqueId(), kid })).toBe(true), 1_000)
+    expect(b.live).toBe(true)
+  })
+
+  it('loads revocations that were made before it started, weird ids included', async () => {
+    const a = writer()
+    await eventually(() => a.ping())
+    const until = realClock() + 60
+    const lone = '\uD800-lone-surrogate'
+    for (const id of [...WEIRD_IDS, lone]) {
+      await a.revokeToken(id, until)
+      await a.revokeKey(id, until)
+    }
+    // Not denylist entries, though under the same prefix.
+    await admin.set(`${keyPrefix}rl:client-1`, '5', 'EX', 60)
+    await admin.set(`${keyPrefix}jtiNoColon`, '1', 'EX', 60)
+
+    const b = feed()
+    await b.ready()
+    for (const id of [...WEIRD_IDS, lone]) {
+      expect(await b.isRevoked({ jti: id })).toBe(true)
+      expect(await b.isRevoked({ jti: uniqueId(), kid: id })).toBe(true)
+    }
+    expect(await b.isRevoked({ jti: 'anything' })).toBe(false)
+    expect(await b.isRevoked({ jti: 'client-1' })).toBe(false)
+    expect(await b.isRevoked({ jti: 'NoColon' })).toBe(false)
+    expect(b.live).toBe(true)
+  })
+
+  it('matches its key prefix literally even when it contains glob characters', async () => {
+    const base = testPrefix()
+    const globPrefix = `${base}p[ab]*:`
+    const a = writer(globPrefix)
+    await eventually(() => a.ping())
+    await a.revokeToken('real', realClock() + 60)
+    // Would match an unescaped `p[ab]*:*` pattern.
+    await admin.set(`${base}pa:jti:decoy`, '1', 'EX', 60)
+    await admin.set(`${base}pbX:jti:decoy2`, '1', 'EX', 60)
+    try {
+      const b = feed({ prefix: globPrefix })
+      await b.ready()
+      expect(await b.isRevoked({ jti: 'real' })).toBe(true)
+      expect(await b.isRevoked({ jti: 'decoy' })).toBe(false)
+      expect(await b.isRevoked({ jti: 'decoy2' })).toBe(false)
+    } finally {
+      await deleteKeys(base)
+    }
+  })
+
+  it('ignores entries whose until has passed', async () => {
+    const a = writer()
+    const b = feed()
+    await b.ready()
+    await eventually(() => a.ping())
+    const jti = uniqueId('jti')
+    await a.revokeToken(jti, realClock() + 1)
+    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    await sleep(1_200)
+    expect(await b.isRevoked({ jti })).toBe(false)
+  })
+
+  it('ignores malformed messages on the revocation channel', async () => {
+    const a = writer()
+    const b = feed()
+    await b.ready()
+    await eventually(() => a.ping())
+    const channel = revocationChannel(keyPrefix)
+    for (const junk of ['not json', '{}', '{"t":"sub","id":"x","until":9999999999}', '{"t":"jti","id":1,"until":1}', 'null']) {
+      await admin.publish(channel, junk)
+    }
+    const jti = uniqueId('jti')
+    await a.revokeToken(jti, realClock() + 60)
+    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    expect(await b.isRevoked({ jti: 'x' })).toBe(false)
+    expect(b.live).toBe(true)
+  })
+
+  it('falls back to asking Redis when its local map is full, never dropping a revocation', async () => {
+    const a = writer()
+    const b = feed({ maxEntries: 3 })
+    await b.ready()
+    await eventually(() => a.ping())
+    const ids = Array.from({ length: 5 }, () => uniqueId('jti'))
+    for (const id of ids) await a.revokeToken(id, realClock() + 60)
+    await eventually(() => expect(b.live).toBe(false), 1_000)
+    for (const id of ids) expect(await b.isRevoked({ jti: id })).toBe(true)
+    expect(await b.isRevoked({ jti: uniqueId() })).toBe(false)
+  })
+
+  it('goes live again by reloading once expired entries make room', async () => {
+    const a = writer()
+    const b = feed({ maxEntries: 2, sweepIntervalMs: 100 })
+    await b.ready()
+    await eventually(() => a.ping())
+    for (let i = 0; i < 3; i++) await a.revokeToken(uniqueId('jti'), realClock() + 1)
+    await eventually(() => expect(b.live).toBe(false), 1_000)
+    await b.ready() // the entries expire after 1 s; the next sweep reloads
+    const jti = uniqueId('jti')
+    await a.revokeToken(jti, realClock() + 60)
+    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    expect(b.live).toBe(true)
+  })
+})
+
+/** Retry `check` until it passes or `timeoutMs` elapses; the last failure is rethrown. */
+async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    try {
+      return await check()
+    } catch (err) {
+      if (Date.now() >= deadline) throw err
+      await sleep(20)
+    }
+  }
+}
