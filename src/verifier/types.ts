@@ -1,0 +1,111 @@
+import type { JWK } from 'jose'
+
+import type { RejectReason } from './errors.js'
+
+/**
+ * What the verifier needs from a denylist. Structurally identical to `RevocationCheck` in
+ * `src/denylist/denylist.ts`; declared here so the exported verifier has no dependency on server code.
+ * Any exception from `isRevoked` means "cannot answer" (decision 4).
+ */
+export interface RevocationCheck {
+  isRevoked(token: { jti: string; kid?: string }): Promise<boolean>
+}
+
+/** The verified claims of an RFC 9068 access token, as placed on the context under `auth`. */
+export interface AccessTokenClaims {
+  /** RFC 9068 §2.2: the issuer identifier, byte-equal to the configured `issuer`. */
+  iss: string
+  /** RFC 9068 §2.2: for client credentials, equal to `client_id` (checked). */
+  sub: string
+  client_id: string
+  /** RFC 9068 §2.2: one of these is the configured audience. */
+  aud: string | string[]
+  iat: number
+  exp: number
+  nbf?: number
+  jti: string
+  /** RFC 9068 §2.2.3: space-delimited scopes, when present. */
+  scope?: string
+  [claim: string]: unknown
+}
+
+/**
+ * Hono `Variables` set by `bearerAuth`.
+ *
+ * @example
+ * ```ts
+ * const app = new Hono<{ Variables: BearerAuthVariables }>()
+ * app.get('/me', (c) => c.text(c.get('auth').client_id))
+ * ```
+ */
+export type BearerAuthVariables = { auth: AccessTokenClaims }
+
+/**
+ * Passed to `onFailOpen` each time a request passes only because the denylist could not answer. */
+export interface FailOpenInfo {
+  jti: string
+  kid: string
+  clientId: string
+  /** How many requests have passed this way since the middleware was created, this one included. */
+  count: number
+  /** Whatever `isRevoked` threw. */
+  error: unknown
+}
+
+/** Passed to `onReject` for every refused request: fixed labels only, never token bytes. */
+export interface RejectInfo {
+  status: 400 | 401 | 403 | 503
+  /** The RFC 6750 error code, or undefined for a bare 401 (no credentials). */
+  error: string | undefined
+  /** A fixed label such as `unknown_kid` or `revoked`. */
+  reason: RejectReason
+}
+
+/** Counters kept by one middleware instance. */
+export interface BearerAuthStats {
+  /** Requests passed under `failOpen` while the denylist could not answer. */
+  failOpenPasses: number
+  /** JWKS fetches started (successful or not). Always 0 with a local `jwks`. */
+  jwksFetches: number
+}
+
+export interface BearerAuthOptions {
+  /** Exact, byte-equal match on `iss` (RFC 9068 §4): no normalisation, a trailing slash differs. */
+  issuer: string
+  /** The token's `aud` (string or array) must contain one of these (RFC 9068 §4). */
+  audience: string | string[]
+  /** Remote JWK Set, fetched and cached by the middleware. Exactly one of `jwksUri` / `jwks`. */
+  jwksUri?: string | URL
+  /** Local JWK Set. Exactly one of `jwksUri` / `jwks`. */
+  jwks?: { keys: JWK[] }
+  /** All required; a token lacking any → 403 `insufficient_scope` (RFC 6750 §3.1). */
+  scopes?: string[]
+  /** Consulted after signature and claims verify, with `jti` and `kid`. */
+  denylist?: RevocationCheck
+  /** Signature algorithm allowlist. Default `['ES256', 'EdDSA', 'RS256', 'PS256']`. `none` and `HS*` throw. */
+  algorithms?: string[]
+  /** Seconds of leeway for `exp`, `nbf` and a future `iat`. Default 30. */
+  clockTolerance?: number
+  /** `realm` of `WWW-Authenticate`. Default `'tokensmith'`. */
+  realm?: string
+  /** Denylist unreachable → pass instead of 503. Requires `onFailOpen`. Default false. */
+  failOpen?: boolean
+  /** Called for each request passed by `failOpen`. Required when `failOpen` is true. */
+  onFailOpen?: (info: FailOpenInfo) => void
+  /** Called for each refused request, for logs and metrics. */
+  onReject?: (info: RejectInfo) => void
+  /** Seconds before a fetched JWKS is refreshed on the next request. Default 600. */
+  jwksCacheMaxAge?: number
+  /** Minimum seconds between JWKS fetch attempts (unknown `kid`, refresh, retry). Default 30. */
+  jwksCooldown?: number
+  /** Seconds allowed for one JWKS fetch, body included (fractions allowed, at most 60). Default 5. */
+  jwksTimeout?: number
+  /** Maximum JWKS body size in bytes. Default 65,536. */
+  jwksMaxBytes?: number
+  /** Seconds a fetched JWKS may still be used while refreshes fail; beyond it → 503. Default 3,600. */
+  jwksMaxStale?: number
+  /** Epoch seconds. Default `Date.now() / 1000`. Also drives the JWKS cache timers. */
+  clock?: () => number
+  /** Default `globalThis.fetch`, looked up at call time. */
+  fetch?: typeof fetch
+}

@@ -1,0 +1,398 @@
+/**
+ * Checklist section B (TF-1..TF-20, TF-22, TF-23) at the RS. Unless a row says otherwise, every forged
+ * token gets exactly 401 `invalid_token`, causes no outbound request and never reaches the denylist.
+ */
+import fs from 'node:fs'
+
+import fc from 'fast-check'
+import { http, HttpResponse } from 'msw'
+import { afterAll, describe, expect, it, vi } from 'vitest'
+
+import { createMemoryDenylist } from '../../../src/denylist/memory.js'
+import {
+  P256_N,
+  accessTokenClaims,
+  b64u,
+  forge,
+  fromB64u,
+  jwksOf,
+  makeKey,
+  malleateEs256,
+  p1363ToDer,
+  signToken,
+  withSignature,
+} from '../../helpers/forge.js'
+import { ATTACKER_ORIGIN, JWKS_URL, useMsw } from '../../helpers/msw.js'
+import {
+  AUDIENCE,
+  DEFAULTS,
+  ISSUER,
+  NOW,
+  T,
+  callWith,
+  expectAccepted,
+  expectInvalidRequest,
+  expectInvalidToken,
+  makeApp,
+} from './harness.js'
+
+const KID = 'as-es-1'
+const es = makeKey('ES256', KID)
+/** TF-4: a fresh P-256 key that reuses the AS kid. */
+const impostor = makeKey('ES256', KID)
+const JWKS = jwksOf(es)
+
+const good = signToken(es, DEFAULTS)
+const [goodHeader = '', goodPayload = '', goodSignature = ''] = good.split('.')
+const header = (override: Record<string, unknown> = {}) => ({ alg: 'ES256', kid: KID, typ: 'at+jwt', ...override })
+const claims = (override: Record<string, unknown> = {}) => accessTokenClaims(DEFAULTS, override)
+/** Signed by the real AS key: only the named difference can make it fail. */
+const real = (claimOverride: Record<string, unknown> = {}, headerOverride: Record<string, unknown> = {}) =>
+  signToken(es, DEFAULTS, claimOverride, headerOverride)
+const realRaw = (headerValue: Record<string, unknown> | string, payload: unknown) =>
+  forge({ header: headerValue, payload, signAlg: 'ES256', key: es.privateKey })
+
+type Expect = 401 | 400 | 'accepted'
+type Row = [id: string, name: string, token: string, expected: Expect]
+const rows: Row[] = []
+const add = (id: string, name: string, token: string, expected: Expect = 401) => rows.push([id, name, token, expected])
+
+// TF-1: alg none, in every spelling, with the signature empty, missing, or kept.
+for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
+  const unsigned = `${b64u(JSON.stringify(header({ alg })))}.${goodPayload}`
+  add('TF-1', `alg ${alg}, empty signature`, `${unsigned}.`)
+  add('TF-1', `alg ${alg}, no trailing dot`, unsigned)
+  add('TF-1', `alg ${alg}, original signature kept`, `${unsigned}.${goodSignature}`)
+}
+
+// TF-2: the signature stripped.
+add('TF-2', 'signature stripped, trailing dot kept', `${goodHeader}.${goodPayload}.`)
+add('TF-2', 'signature stripped, trailing dot dropped', `${goodHeader}.${goodPayload}`)
+
+// TF-4: claims raised, re-signed with a fresh key reusing the AS kid.
+add('TF-4', 'scope raised, impostor key', signToken(impostor, DEFAULTS, { scope: 'read write admin' }))
+add('TF-4', 'aud changed, impostor key', signToken(impostor, DEFAULTS, { aud: 'https://other.test' }))
+add('TF-4', 'exp extended, impostor key', signToken(impostor, DEFAULTS, { exp: NOW + 86_400 }))
+add('TF-4', 'unchanged claims, impostor key', signToken(impostor, DEFAULTS))
+
+// TF-5: HMAC keyed with the AS public key (CVE-2015-9235).
+const pem = es.publicKey.export({ format: 'pem', type: 'spki' }).toString()
+const rawXY = Buffer.concat([fromB64u(es.publicJwk.x ?? ''), fromB64u(es.publicJwk.y ?? '')])
+const hmacKeys: Array<[string, string | Buffer]> = [
+  ['PEM', pem],
+  ['PEM without newlines', pem.replace(/\n/g, '')],
+  ['JWK JSON', JSON.stringify(es.publicJwk)],
+  ['JWK JSON, public members only', JSON.stringify({ kty: 'EC', crv: 'P-256', x: es.publicJwk.x, y: es.publicJwk.y })],
+  ['raw x‖y', rawXY],
+  ['uncompressed point 04‖x‖y', Buffer.concat([Buffer.from([4]), rawXY])],
+]
+for (const alg of ['HS256', 'HS384', 'HS512']) {
+  for (const [name, secret] of hmacKeys) {
+    add('TF-5', `${alg} keyed with the public key as ${name}`, forge({ header: header({ alg }), payload: claims(), key: secret }))
+  }
+}
+
+// TF-6: HMAC with guessable secrets.
+for (const secret of ['', 'secret', 'password', 'client-a-secret']) {
+  add('TF-6', `HS256 keyed with ${JSON.stringify(secret)}`, forge({ header: header({ alg: 'HS256' }), payload: claims(), key: secret }))
+}
+
+// TF-7: the right key under another alg, and alg missing or mistyped.
+for (const alg of ['ES384', 'ES512', 'ES256K', 'EdDSA', 'Ed25519', 'RS256', 'PS256']) {
+  const signAlg = alg === 'ES384' || alg === 'ES512' || alg === 'ES256K' ? alg : 'ES256'
+  add('TF-7', `alg ${alg} with the AS ES256 key`, forge({ header: header({ alg }), payload: claims(), signAlg, key: es.privateKey }))
+}
+for (const [name, alg] of [['missing', undefined], ['empty', ''], ['null', null], ['an array', ['ES256']], ['a number', 256]] as const) {
+  const h: Record<string, unknown> = header({ alg })
+  if (alg === undefined) delete h.alg
+  add('TF-7', `alg ${name}`, forge({ header: h, payload: claims(), signAlg: 'ES256', key: es.privateKey }))
+}
+
+// TF-8: psychic signatures (CVE-2022-21449) and the wrong ECDSA encoding.
+const nBytes = Buffer.from(P256_N.toString(16).padStart(64, '0'), 'hex')
+const goodSigBytes = fromB64u(goodSignature)
+add('TF-8', '64 zero bytes', withSignature(good, new Uint8Array(64)))
+add('TF-8', 'r = 0, real s', withSignature(good, Buffer.concat([Buffer.alloc(32), goodSigBytes.subarray(32)])))
+add('TF-8', 'r = s = n', withSignature(good, Buffer.concat([nBytes, nBytes])))
+add('TF-8', 'r = s = 0xff…', withSignature(good, Buffer.alloc(64, 0xff)))
+add('TF-8', 'the real signature in DER', withSignature(good, p1363ToDer(goodSigBytes)))
+add('TF-8', '63 bytes', withSignature(good, goodSigBytes.subarray(0, 63)))
+add('TF-8', '65 bytes', withSignature(good, Buffer.concat([goodSigBytes, Buffer.from([0])])))
+
+// TF-10: kid junk, traversal and injection. None names an AS key, none reaches the file system.
+const kids: Array<[string, unknown]> = [
+  ['empty', ''], ['../../../../dev/null', '../../../../dev/null'], ['/dev/null', '/dev/null'],
+  ['../clients.json', '../clients.json'], ['SQL injection', "' OR '1'='1"], ['shell injection', '$(sleep 10)'],
+  ['1 KB of text', 'k'.repeat(1000)], ['10 KB of text', 'k'.repeat(10_000)], ['a NUL byte', `${KID}\u0000`],
+  ['a number', 1], ['an object', { kid: KID }], ['null', null], ['an array', [KID]], ['a newline', `${KID}\n`],
+]
+for (const [name, kid] of kids) add('TF-10', `kid ${name}`, real({}, { kid }))
+add('TF-10', 'kid absent', real({}, { kid: undefined }))
+
+// TF-11: key-fetching and embedded-key headers. The attacker host must see no request.
+const attackerJwk = { ...impostor.publicJwk }
+const embedded = {
+  jku: { jku: `${ATTACKER_ORIGIN}/jwks.json` },
+  x5u: { x5u: `${ATTACKER_ORIGIN}/cert.pem` },
+  jwk: { jwk: attackerJwk },
+  x5c: { x5c: [b64u(Buffer.from('not really a certificate')).replace(/-/g, '+')] },
+}
+for (const [name, extra] of Object.entries(embedded)) {
+  add('TF-11', `${name}, signed by the attacker key`, signToken(impostor, DEFAULTS, {}, extra))
+  add('TF-11', `${name}, signed by the attacker key, no kid`, signToken(impostor, DEFAULTS, {}, { ...extra, kid: undefined }))
+  add('TF-11', `${name}, even when signed by the AS key`, real({}, extra))
+}
+
+// TF-12: crit and b64.
+add('TF-12', 'crit ["exp"]', real({}, { crit: ['exp'], exp: NOW + 300 }))
+add('TF-12', 'crit ["x-foo"]', real({}, { crit: ['x-foo'], 'x-foo': 1 }))
+add('TF-12', 'crit duplicated', real({}, { crit: ['x-foo', 'x-foo'], 'x-foo': 1 }))
+add('TF-12', 'crit ["b64"], b64 false', real({}, { crit: ['b64'], b64: false }))
+add('TF-12', 'crit ["b64"], b64 true (jose would accept it)', real({}, { crit: ['b64'], b64: true }))
+add('TF-12', 'b64 false without crit', real({}, { b64: false }))
+add('TF-12', 'crit empty', real({}, { crit: [] }))
+
+// TF-13: explicit typing (RFC 9068 §4, RFC 8725 §3.11).
+for (const typ of [undefined, 'JWT', 'jwt', 'id_token+jwt', 'application/jwt', 'at+jwt ', ' at+jwt', 'dpop+jwt', '', 'at+JWT;x=1', 7]) {
+  add('TF-13', `typ ${JSON.stringify(typ) ?? 'absent'}`, real({}, { typ }))
+}
+for (const typ of ['at+jwt', 'application/at+jwt', 'AT+JWT']) add('TF-13', `typ ${typ}`, real({}, { typ }), 'accepted')
+
+// TF-14: audience (RFC 9068 §4).
+for (const [name, aud] of [
+  ['another RS', 'https://other.test'], ['missing', undefined], ['an empty array', []], ['a number', 123],
+  ['an array of others', ['https://other.test']], ['ours with a trailing slash', `${AUDIENCE}/`], ['null', null],
+  ['an array with a non-string', [AUDIENCE, 5]],
+] as const) {
+  add('TF-14', `aud ${name}`, real({ aud }))
+}
+add('TF-14', 'aud an array containing ours', real({ aud: ['https://other.test', AUDIENCE] }), 'accepted')
+add('TF-14', 'aud an array of just ours', real({ aud: [AUDIENCE] }), 'accepted')
+
+// TF-15, TF-22: issuer, byte-equal.
+for (const [name, iss] of [
+  ['missing', undefined], ['another issuer (TF-22, key in a shared JWKS)', 'https://other-as.test'],
+  ['with a trailing slash', `${ISSUER}/`], ['upper-case scheme', ISSUER.toUpperCase()], ['an array', [ISSUER]],
+  ['a leading space', ` ${ISSUER}`],
+] as const) {
+  add(name.startsWith('another') ? 'TF-22' : 'TF-15', `iss ${name}`, real({ iss }))
+}
+
+// TF-16: each required claim missing, signed by the AS key.
+for (const claim of ['exp', 'iat', 'jti', 'sub', 'client_id', 'iss', 'aud']) add('TF-16', `${claim} missing`, real({ [claim]: undefined }))
+
+// TF-17: time claims at the tolerance edges and in bad shapes.
+add('TF-17', 'exp = now − T − 1', real({ exp: NOW - T - 1, iat: NOW - 600 }))
+add('TF-17', 'exp = now − T', real({ exp: NOW - T, iat: NOW - 600 }))
+add('TF-17', 'exp = now − T + 1', real({ exp: NOW - T + 1, iat: NOW - 600 }), 'accepted')
+add('TF-17', 'nbf = now + T + 1', real({ nbf: NOW + T + 1 }))
+add('TF-17', 'nbf = now + T', real({ nbf: NOW + T }), 'accepted')
+add('TF-17', 'iat = now + T + 1', real({ iat: NOW + T + 1 }))
+add('TF-17', 'iat = now + T', real({ iat: NOW + T }), 'accepted')
+for (const claim of ['exp', 'iat', 'nbf']) {
+  const valid = claim === 'exp' ? NOW + 300 : NOW - 10
+  for (const [name, value] of [
+    ['non-integer', valid + 0.5], ['a string', String(valid)], ['negative', -1], ['null', null], ['true', true],
+    ['beyond 2^53', 2 ** 53 + 2],
+  ] as const) {
+    add('TF-17', `${claim} ${name}`, real({ [claim]: value }))
+  }
+  const text = JSON.stringify(claims({ [claim]: 0 })).replace(`"${claim}":0`, `"${claim}":1e309`)
+  add('TF-17', `${claim} 1e309`, realRaw(header(), text))
+}
+
+// TF-18: not a canonical JWS compact serialization.
+const flattened = { protected: goodHeader, payload: goodPayload, signature: goodSignature }
+add('TF-18', 'JWS JSON flattened serialization (not a b64token: quotes)', JSON.stringify(flattened), 400)
+add('TF-18', 'JWS JSON general serialization', JSON.stringify({ payload: goodPayload, signatures: [{ protected: goodHeader, signature: goodSignature }] }), 400)
+add('TF-18', 'JWS JSON, base64url-encoded', b64u(JSON.stringify(flattened)))
+add('TF-18', '2 segments', `${goodHeader}.${goodPayload}`)
+add('TF-18', '4 segments', `${good}.${goodSignature}`)
+add('TF-18', '5 segments (JWE shape)', `${goodHeader}.${goodPayload}.${goodSignature}.${goodPayload}.${goodSignature}`)
+add('TF-18', 'trailing dot', `${good}.`)
+add('TF-18', 'leading dot', `.${good}`)
+add('TF-18', '= padding after the signature', `${good}==`)
+add('TF-18', '= padding inside (not a b64token)', `${goodHeader}=.${goodPayload}.${goodSignature}`, 400)
+// ECDSA signatures are random: sign until the base64url text has a - or _ to turn into + or /.
+let dashed = good
+while (!/[-_]/.test(dashed.split('.')[2] ?? '')) dashed = real()
+add('TF-18', '+ and / (base64, not base64url)', withSignature(dashed, fromB64u(dashed.split('.')[2] ?? '').toString('base64').replace(/=+$/, '')))
+add('TF-18', 'whitespace inside (not a b64token)', `${goodHeader}. ${goodPayload}.${goodSignature}`, 400)
+add('TF-18', 'a tab inside (not a b64token)', `${goodHeader}.\t${goodPayload}.${goodSignature}`, 400)
+const lastChar = goodSignature.at(-1) ?? 'A'
+const sibling = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.charAt(
+  'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(lastChar) ^ 1,
+)
+add('TF-18', 'non-canonical base64url (unused trailing bits set)', `${good.slice(0, -1)}${sibling}`)
+add('TF-18', 'segment of impossible length (4k+1)', withSignature(good, `${goodSignature}A`))
+add('TF-18', 'over 8 KiB', withSignature(good, 'A'.repeat(8200)))
+
+// TF-19: payloads that are not a JSON object, and broken headers.
+for (const [name, payload] of [
+  ['null', 'null'], ['an array', '[]'], ['a string', '"claims"'], ['a number', '42'], ['empty', ''],
+  ['invalid UTF-8', Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])],
+  ['truncated JSON', JSON.stringify(claims()).slice(0, -1)],
+] as const) {
+  add('TF-19', `payload ${name}`, realRaw(header(), payload))
+}
+// jose's UTF-8 decoder drops a leading BOM (RFC 8259 §8.1 lets parsers ignore it). The AS never emits
+// one and the signature covers it, so this is recorded, not refused.
+add('TF-19', 'payload with a BOM before the object, signed by the AS key', realRaw(header(), `\ufeff${JSON.stringify(claims())}`), 'accepted')
+for (const [name, h] of [['null', 'null'], ['an array', '[]'], ['invalid UTF-8', '\udcff'], ['not JSON', 'alg=ES256']] as const) {
+  add('TF-19', `header ${name}`, `${b64u(h)}.${goodPayload}.${goodSignature}`)
+}
+
+// TF-23 and other claim shapes.
+add('TF-23', 'sub ≠ client_id', real({ sub: 'client-b' }))
+add('TF-23', 'sub and client_id both empty', real({ sub: '', client_id: '' }))
+add('TF-23', 'client_id a number', real({ client_id: 5 }))
+add('TF-16', 'jti empty', real({ jti: '' }))
+add('TF-16', 'jti a number', real({ jti: 1234 }))
+add('TF-16', 'scope an array', real({ scope: ['read'] }))
+
+// Controls: the honest token passes at every RS below.
+add('control', 'the honest token', good, 'accepted')
+
+describe('TF corpus at an RS with a local JWKS', () => {
+  const denylist = { isRevoked: vi.fn(async () => false) }
+  const { app } = makeApp({ jwks: JWKS, denylist })
+
+  it.each(rows)('[%s] %s', async (_id, _name, token, expected) => {
+    const response = await callWith(app, token)
+    if (expected === 'accepted') return void (await expectAccepted(response))
+    if (expected === 400) return expectInvalidRequest(response)
+    await expectInvalidToken(response)
+  })
+
+  it('holds at least 60 hand-made forgeries (F1), and only accepted rows reach the denylist', () => {
+    expect(rows.filter(([, , , expected]) => expected !== 'accepted').length).toBeGreaterThanOrEqual(60)
+    const accepted = rows.filter(([, , , expected]) => expected === 'accepted').length
+    expect(denylist.isRevoked).toHaveBeenCalledTimes(accepted)
+  })
+})
+
+describe('TF corpus at an RS with a remote JWKS', () => {
+  const msw = useMsw(
+    http.get(JWKS_URL, () => HttpResponse.json(JWKS)),
+    http.all(`${ATTACKER_ORIGIN}/*`, () => HttpResponse.json(jwksOf(impostor))),
+  )
+
+  it('answers every row as expected with no attacker request and at most 2 JWKS fetches (TF-11, LS-6)', async () => {
+    const { app, middleware } = makeApp({ jwksUri: JWKS_URL })
+    for (const [id, name, token, expected] of rows) {
+      const response = await callWith(app, token)
+      const want = expected === 'accepted' ? 200 : expected
+      expect(response.status, `[${id}] ${name}`).toBe(want)
+    }
+    expect(msw.count(ATTACKER_ORIGIN)).toBe(0)
+    // One initial fetch, plus one unknown-kid refetch; every later unknown kid falls in the cooldown.
+    expect(msw.count(JWKS_URL)).toBeLessThanOrEqual(2)
+    expect(middleware.stats().jwksFetches).toBe(msw.count(JWKS_URL))
+  })
+})
+
+describe('TF-10: kid values touch no file and cost no time', () => {
+  it('opens no file and answers each junk kid quickly', async () => {
+    const spies = [
+      vi.spyOn(fs, 'openSync'), vi.spyOn(fs, 'readFileSync'), vi.spyOn(fs, 'open'), vi.spyOn(fs, 'readFile'),
+      vi.spyOn(fs.promises, 'open'), vi.spyOn(fs.promises, 'readFile'),
+    ]
+    try {
+      const { app } = makeApp({ jwks: JWKS })
+      for (const [, name, token] of rows.filter(([id]) => id === 'TF-10')) {
+        const durations: number[] = []
+        for (let i = 0; i < 5; i += 1) {
+          const started = performance.now()
+          await expectInvalidToken(await callWith(app, token))
+          durations.push(performance.now() - started)
+        }
+        // The median, so a GC pause on a busy CI box is not mistaken for a kid-dependent spike.
+        expect(durations.sort((a, b) => a - b)[2], name).toBeLessThan(50)
+      }
+      for (const spy of spies) expect(spy).not.toHaveBeenCalled()
+    } finally {
+      for (const spy of spies) spy.mockRestore()
+    }
+  })
+})
+
+describe('TF-7: the key binds its algorithm, not just the allowlist', () => {
+  const everything = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+  const { app } = makeApp({ jwks: JWKS, algorithms: everything })
+
+  it.each(['ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'PS256'])('alg %s with the ES256 key fails even when allowed', async (alg) => {
+    const signAlg = alg.startsWith('ES') ? alg : 'ES256'
+    await expectInvalidToken(await callWith(app, forge({ header: header({ alg }), payload: claims(), signAlg, key: es.privateKey })))
+  })
+
+  it('the honest token passes there', async () => {
+    await expectAccepted(await callWith(app, good))
+  })
+})
+
+describe('TF-9: ECDSA signature malleability', () => {
+  const clock = () => NOW
+  const denylist = createMemoryDenylist({ clock })
+  afterAll(() => denylist.close())
+  const malleated = malleateEs256(good)
+
+  it('K′ = (r, n − s) differs from K and is accepted by jose/WebCrypto (no low-S rule)', async () => {
+    expect(malleated).not.toBe(good)
+    const { app } = makeApp({ jwks: JWKS, denylist })
+    // Recorded outcome: Node's WebCrypto (OpenSSL) accepts high-S signatures, so K′ verifies.
+    await expectAccepted(await callWith(app, malleated))
+  })
+
+  it('revoking K by jti refuses K′ too: revocation keys on jti, not on token bytes', async () => {
+    const { app } = makeApp({ jwks: JWKS, denylist })
+    await denylist.revokeToken(String(claims().jti), NOW + 300 + T)
+    await expectInvalidToken(await callWith(app, good))
+    await expectInvalidToken(await callWith(app, malleated))
+  })
+})
+
+describe('TF-19: duplicate JSON members', () => {
+  it('are last-wins, as in jose and JSON.parse; the signature covers the text either way', async () => {
+    const { app } = makeApp({ jwks: JWKS })
+    const text = JSON.stringify(claims()).replace('"scope":"read write"', '"scope":"admin","scope":"read"')
+    expect(await expectAccepted(await callWith(app, realRaw(header(), text)))).toMatchObject({ scope: 'read' })
+    const audText = JSON.stringify(claims()).replace(`"aud":"${AUDIENCE}"`, `"aud":"${AUDIENCE}","aud":"https://other.test"`)
+    await expectInvalidToken(await callWith(app, realRaw(header(), audText)))
+  })
+})
+
+describe('TF-3: bit flips (fast-check)', () => {
+  const { app } = makeApp({ jwks: JWKS })
+  const segments = good.split('.')
+
+  it('accepts none of 10,000 single-bit flips in the decoded header, payload or signature', async () => {
+    let accepted = 0
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 2 }), fc.nat(), async (segmentIndex, bitSeed) => {
+        const bytes = fromB64u(segments[segmentIndex] ?? '')
+        const bit = bitSeed % (bytes.length * 8)
+        bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) ^ (1 << (bit & 7))
+        const mutated = [...segments]
+        mutated[segmentIndex] = bytes.toString('base64url')
+        const response = await callWith(app, mutated.join('.'))
+        if (response.status === 200) accepted += 1
+        expect([400, 401]).toContain(response.status)
+      }),
+      { numRuns: 10_000 },
+    )
+    expect(accepted).toBe(0)
+  }, 60_000)
+
+  it('accepts none of 3,000 single-bit flips in the token text', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: good.length * 7 - 1 }), async (bit) => {
+        const index = Math.floor(bit / 7)
+        const flipped = String.fromCharCode(good.charCodeAt(index) ^ (1 << (bit % 7)))
+        fc.pre(!/[\0\r\n]/.test(flipped))
+        const response = await callWith(app, `${good.slice(0, index)}${flipped}${good.slice(index + 1)}`)
+        expect([400, 401]).toContain(response.status)
+      }),
+      { numRuns: 3_000 },
+    )
+  }, 60_000)
+})
