@@ -8,13 +8,31 @@ const USAGE = `usage:
   npm run --silent client -- create --id ID --scope "a b" --audience AUD [--audience AUD2] [--ttl SECONDS] [--resource-server]
   npm run --silent client -- list
   npm run --silent client -- delete --id ID
+  npm run --silent client -- rotate-secret --id ID [--grace SECONDS]
+  npm run --silent client -- update --id ID [--scope "a b"] [--audience AUD ...] [--ttl SECONDS] [--resource-server | --no-resource-server]
 `
+
+/** How long a rotated-out secret keeps working by default: a day to roll the new one out. */
+export const DEFAULT_GRACE = 24 * 3600
 
 function parseTtl(value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const ttl = Number(value)
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > 3600) throw new UsageError('--ttl must be an integer from 60 to 3600')
   return ttl
+}
+
+function parseScopes(value: string): string[] {
+  const scopes = [...new Set(value.split(' ').filter(Boolean))]
+  if (scopes.length === 0) throw new UsageError('--scope needs at least one scope')
+  if (!scopes.every((s) => SCOPE_TOKEN.test(s))) throw new UsageError('--scope has characters RFC 6749 §3.3 does not allow')
+  return scopes
+}
+
+function findClient(clients: ClientEntry[], id: string): ClientEntry {
+  const entry = clients.find((c) => c.client_id === id)
+  if (!entry) throw new CliFailure(`no client ${id}`)
+  return entry
 }
 
 function requireId(id: string | undefined): string {
@@ -46,9 +64,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         'resource-server': { type: 'boolean' },
       })
       const id = requireId(flags.id)
-      const scopes = [...new Set((flags.scope ?? '').split(' ').filter(Boolean))]
-      if (scopes.length === 0) throw new UsageError('--scope needs at least one scope')
-      if (!scopes.every((s) => SCOPE_TOKEN.test(s))) throw new UsageError('--scope has characters RFC 6749 §3.3 does not allow')
+      const scopes = parseScopes(flags.scope ?? '')
       const audiences = [...new Set(flags.audience ?? [])]
       if (audiences.length === 0) throw new UsageError('--audience is required')
       const ttl = parseTtl(flags.ttl)
@@ -79,10 +95,65 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
     async delete(args) {
       const id = requireId(parseFlags(args, { id: { type: 'string' } }).id)
       await updateClientsFile(file(), (current) => {
-        if (!current.clients.some((c) => c.client_id === id)) throw new CliFailure(`no client ${id}`)
+        findClient(current.clients, id)
         return { file: { clients: current.clients.filter((c) => c.client_id !== id) }, result: undefined }
       })
       return { deleted: id }
+    },
+
+    /**
+     * A new secret, shown once; the newest old one keeps working for the grace period so clients
+     * can roll over without downtime. At most two secrets are live: any older one ends now.
+     */
+    async 'rotate-secret'(args) {
+      const flags = parseFlags(args, { id: { type: 'string' }, grace: { type: 'string' } })
+      const id = requireId(flags.id)
+      const grace = flags.grace === undefined ? DEFAULT_GRACE : Number(flags.grace)
+      if (!Number.isInteger(grace) || grace < 0 || grace > 30 * 86400) throw new UsageError('--grace must be an integer number of seconds from 0 to 2592000')
+      const secret = generateSecret()
+      const now = clock()
+      const previousExpires = await updateClientsFile(file(), (current) => {
+        const entry = findClient(current.clients, id)
+        const live = entry.secrets.filter((s) => s.expires === null || s.expires > now).sort((a, b) => b.created - a.created)
+        const previous = live[0] && { ...live[0], expires: Math.min(live[0].expires ?? Infinity, now + grace) }
+        const secrets = [...(previous ? [previous] : []), { sha256: digestSecret(secret).toString('base64url'), created: now, expires: null }]
+        return {
+          file: { clients: current.clients.map((c) => (c.client_id === id ? { ...c, secrets } : c)) },
+          result: previous?.expires ?? null,
+        }
+      })
+      io.stderr(`new secret for ${id}; the previous one works until ${previousExpires === null ? 'never (there was none)' : new Date(previousExpires * 1000).toISOString()}\n`)
+      return { client_id: id, client_secret: secret, previous_secret_expires: previousExpires }
+    },
+
+    async update(args) {
+      const flags = parseFlags(args, {
+        id: { type: 'string' },
+        scope: { type: 'string' },
+        audience: { type: 'string', multiple: true },
+        ttl: { type: 'string' },
+        'resource-server': { type: 'boolean' },
+        'no-resource-server': { type: 'boolean' },
+      })
+      const id = requireId(flags.id)
+      if (flags['resource-server'] && flags['no-resource-server']) throw new UsageError('--resource-server and --no-resource-server exclude each other')
+      const scopes = flags.scope === undefined ? undefined : parseScopes(flags.scope)
+      const audiences = flags.audience && [...new Set(flags.audience)]
+      const ttl = parseTtl(flags.ttl)
+      const resourceServer = flags['resource-server'] ? true : flags['no-resource-server'] ? false : undefined
+      if ([scopes, audiences, ttl, resourceServer].every((v) => v === undefined)) throw new UsageError('nothing to update')
+      const updated = await updateClientsFile(file(), (current) => {
+        const entry = findClient(current.clients, id)
+        const next: ClientEntry = {
+          ...entry,
+          ...(scopes && { scopes }),
+          ...(audiences && { audiences }),
+          ...(ttl !== undefined && { access_token_ttl: ttl }),
+          ...(resourceServer !== undefined && { resource_server: resourceServer }),
+        }
+        return { file: { clients: current.clients.map((c) => (c.client_id === id ? next : c)) }, result: next }
+      })
+      return describe(updated)
     },
   }, argv)
 }

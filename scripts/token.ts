@@ -1,10 +1,10 @@
 import { systemClock, type Clock } from '../src/clock.js'
 import { createRedisDenylist } from '../src/denylist/redis.js'
-import { createKeyStore } from '../src/keys/key-store.js'
+import { createKeyStore, keyRetention } from '../src/keys/key-store.js'
 import { readKeysDir } from '../src/keys/keys-dir.js'
 import { createLogger } from '../src/observability/logger.js'
 import { verifyOwnToken } from '../src/oauth/verify-token.js'
-import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, type CliIo } from './lib/cli.js'
+import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, waitForRedis, type CliIo } from './lib/cli.js'
 
 const USAGE = `usage:
   npm run --silent token -- revoke --token ACCESS_TOKEN
@@ -33,10 +33,10 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       let jti = flags.jti
       let exp = Number(flags.exp)
       if (flags.token !== undefined) {
-        const { records } = await readKeysDir(config.keysDir)
+        const { records } = await readKeysDir(config.keysDir, config.keysPassphrase)
         if (records.length === 0) throw new CliFailure(`no readable keys in ${config.keysDir}`)
         const claims = await verifyOwnToken(
-          { keys: createKeyStore(records, clock), clock, issuer: config.issuer },
+          { keys: createKeyStore(records, clock, { retention: keyRetention(config.clockTolerance) }), clock, issuer: config.issuer },
           flags.token,
           config.clockTolerance,
         )
@@ -57,19 +57,6 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       return { revoked: { jti, until } }
     },
   }, argv)
-}
-
-/** The client connects in the background; give it a few seconds before the one write that matters. */
-async function waitForRedis(denylist: { ping(): Promise<void> }): Promise<void> {
-  const deadline = Date.now() + 5000
-  for (;;) {
-    try {
-      return await denylist.ping()
-    } catch (error) {
-      if (Date.now() > deadline) throw new CliFailure(`Redis is unreachable: ${(error as Error).message}`)
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
 }
 
 if (isMain(import.meta.url)) process.exitCode = await run(process.argv.slice(2))

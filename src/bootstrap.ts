@@ -6,8 +6,10 @@ import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
 import { createRedisDenylist } from './denylist/redis.js'
 import type { Denylist } from './denylist/denylist.js'
-import { createKeyStore } from './keys/key-store.js'
-import { ensureKeys } from './keys/keys-dir.js'
+import type { Tombstone } from './keys/key-file.js'
+import { createKeyStore, keyRetention } from './keys/key-store.js'
+import { ensureKeys, keysDirSignature, readKeysDir, type KeysDirContents } from './keys/keys-dir.js'
+import { reloadProblem } from './keys/reload.js'
 import type { Logger } from './observability/logger.js'
 import { watchForChanges, type Watcher } from './storage/watch.js'
 
@@ -16,11 +18,16 @@ import { watchForChanges, type Watcher } from './storage/watch.js'
  * server could not work correctly: unreadable clients file, no usable signing key.
  */
 export async function buildDeps(config: Config, log: Logger, clock: Clock): Promise<Deps> {
-  const { records, problems } = await ensureKeys(config.keysDir, config.signingAlg, { clock, log })
-  for (const { file, problem } of problems) log.error({ file, problem }, 'key file problem')
-  if (records.length === 0) throw new Error(`no usable signing key in ${config.keysDir}`)
-  const keys = createKeyStore(records, clock)
-  log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, keys: records.length }, 'signing keys loaded')
+  const contents = await ensureKeys(config.keysDir, config.signingAlg, { clock, log, passphrase: config.keysPassphrase })
+  // A key that cannot be read (a wrong KEYS_PASSPHRASE, a corrupt file) stops start-up: serving
+  // without it could mean signing with the wrong key or not verifying tokens still in use.
+  if (contents.problems.length > 0) {
+    throw new Error(`cannot use KEYS_DIR ${config.keysDir}: ${contents.problems.map(({ file, problem }) => `${file}: ${problem}`).join('; ')}`)
+  }
+  if (contents.records.length === 0) throw new Error(`no usable signing key in ${config.keysDir}`)
+  reportExposedKeys(contents, log)
+  const keys = createKeyStore(contents.records, clock, { retention: keyRetention(config.clockTolerance) })
+  log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, published: keys.size }, 'signing keys loaded')
 
   const clients = createClientRegistry(await readClientsFile(config.clientsFile))
   if (clients.size === 0) {
@@ -28,7 +35,55 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   } else {
     log.info({ clients: clients.size }, 'clients loaded')
   }
-  return { config, clock, keys, clients, denylist: createDenylist(config, log, clock), log, lifecycle: { shuttingDown: false } }
+  const denylist = createDenylist(config, log, clock)
+  const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false } }
+  void denylistRevokedKeys(deps, contents.tombstones)
+  return deps
+}
+
+/** SK-9: a private key readable by group or others is reported as an error at every load. */
+function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
+  for (const file of contents.exposed) {
+    log.error({ file }, 'key file is readable by group or others; run chmod 600 on it')
+  }
+}
+
+/**
+ * A revoked key's tokens are refused through the denylist (by kid) until the last of them would
+ * have expired. `keys revoke` writes this to Redis itself; every server repeats it on load, which
+ * also covers the in-memory denylist. Idempotent.
+ */
+async function denylistRevokedKeys(deps: Pick<Deps, 'denylist' | 'config' | 'log'>, tombstones: readonly Tombstone[]) {
+  for (const tombstone of tombstones) {
+    const until = tombstone.revoked + keyRetention(deps.config.clockTolerance)
+    await deps.denylist.revokeKey(tombstone.kid, until).catch((error: unknown) => {
+      deps.log.error({ kid: tombstone.kid, problem: (error as Error).message }, 'could not denylist a revoked key; retrying at the next reload')
+    })
+  }
+}
+
+/**
+ * Hot reload of KEYS_DIR: within `intervalMs` of a change (or at once on SIGHUP), all or nothing.
+ * A reload that would break signing or verification is refused and logged; the last good keys stay.
+ */
+export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher> {
+  const dir = deps.config.keysDir
+  return watchForChanges({
+    name: dir,
+    intervalMs,
+    log: deps.log,
+    initial: await keysDirSignature(dir),
+    signature: () => keysDirSignature(dir),
+    reload: async () => {
+      const contents = await readKeysDir(dir, deps.config.keysPassphrase)
+      const problem = reloadProblem(deps.keys, contents)
+      if (problem) throw new Error(problem)
+      reportExposedKeys(contents, deps.log)
+      await denylistRevokedKeys(deps, contents.tombstones)
+      deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
+      deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
+    },
+  })
 }
 
 /**

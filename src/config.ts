@@ -44,6 +44,17 @@ const spec = {
   },
   SIGNING_ALG: { schema: z.enum(SIGNING_ALGS), allowed: SIGNING_ALGS.join(', '), default: 'ES256' },
   LOG_LEVEL: { schema: z.enum(LOG_LEVELS), allowed: LOG_LEVELS.join(', '), default: 'info' },
+  KEY_ACTIVATION_DELAY: {
+    schema: integer(0, 7 * 86400),
+    allowed: 'an integer number of seconds from 0 to 604800',
+    default: '900',
+  },
+  KEYS_PASSPHRASE: {
+    schema: z.string().min(12),
+    allowed: 'at least 12 characters (unset: key files are not encrypted)',
+    default: undefined,
+    secret: true,
+  },
   REDIS_URL: {
     schema: z.string().regex(/^rediss?:\/\/[^\s]+$/),
     allowed: 'a redis:// or rediss:// URL (unset: in-memory denylist, single instance only)',
@@ -73,6 +84,10 @@ export interface Config {
   accessTokenTtl: number
   signingAlg: (typeof SIGNING_ALGS)[number]
   logLevel: (typeof LOG_LEVELS)[number]
+  /** Seconds between `keys rotate` and the new key signing: verifiers must have fetched it first. */
+  keyActivationDelay: number
+  /** Unset: key files hold plain PKCS#8; set: encrypted PKCS#8. Never logged. */
+  keysPassphrase: string | undefined
   /** Unset: the in-memory denylist, which serves one instance only. */
   redisUrl: string | undefined
   redisKeyPrefix: string
@@ -113,6 +128,8 @@ export function loadConfig(env: Env): Config {
   const accessTokenTtl = read('ACCESS_TOKEN_TTL')
   const signingAlg = read('SIGNING_ALG')
   const logLevel = read('LOG_LEVEL')
+  const keyActivationDelay = read('KEY_ACTIVATION_DELAY')
+  const keysPassphrase = read('KEYS_PASSPHRASE')
   const redisUrl = read('REDIS_URL')
   const redisKeyPrefix = read('REDIS_KEY_PREFIX')
   const clockTolerance = read('CLOCK_TOLERANCE')
@@ -127,6 +144,8 @@ export function loadConfig(env: Env): Config {
     accessTokenTtl: accessTokenTtl!,
     signingAlg: signingAlg!,
     logLevel: logLevel!,
+    keyActivationDelay: keyActivationDelay!,
+    keysPassphrase,
     redisUrl,
     redisKeyPrefix: redisKeyPrefix!,
     clockTolerance: clockTolerance!,

@@ -1,5 +1,5 @@
 import { createApp } from './app.js'
-import { buildDeps, watchClients } from './bootstrap.js'
+import { buildDeps, watchClients, watchKeys } from './bootstrap.js'
 import { systemClock } from './clock.js'
 import { ConfigError, loadConfig } from './config.js'
 import { readEnv } from './env.js'
@@ -21,10 +21,10 @@ async function main(): Promise<void> {
   const running = await startServer(createApp(deps), { port: config.port, host: config.host })
   log.info({ url: running.url, issuer: config.issuer }, 'tokensmith listening')
 
-  const clientsWatcher = await watchClients(deps)
+  const watchers = [await watchClients(deps), await watchKeys(deps)]
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading')
-    void clientsWatcher.check()
+    for (const watcher of watchers) void watcher.check()
   })
 
   // Graceful shutdown: /readyz turns 503 at once, no new connections, in-flight requests finish,
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     }
     stopping = true
     deps.lifecycle.shuttingDown = true
-    clientsWatcher.stop()
+    for (const watcher of watchers) watcher.stop()
     log.info({ signal }, 'shutting down')
     setTimeout(() => {
       log.error('in-flight requests did not finish within 10 s, exiting')

@@ -64,3 +64,16 @@ export async function runCommand(
 /** True when the module is the script node was started with (not imported by a test). */
 export const isMain = (moduleUrl: string) =>
   process.argv[1] !== undefined && moduleUrl === pathToFileURL(process.argv[1]).href
+
+/** The client connects in the background; give it a few seconds before the one write that matters. */
+export async function waitForRedis(denylist: { ping(): Promise<void> }): Promise<void> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    try {
+      return await denylist.ping()
+    } catch (error) {
+      if (Date.now() > deadline) throw new CliFailure(`Redis is unreachable: ${(error as Error).message}`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+}

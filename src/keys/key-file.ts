@@ -6,29 +6,49 @@ import { SIGNING_ALGS, type SigningAlg } from './algorithms.js'
 
 /**
  * One signing key per file in KEYS_DIR, named `<kid>.json`: its metadata and its private key as
- * PKCS#8 PEM. The key's state (next, current, retired) follows from the timestamps alone, so every
- * instance sharing the directory agrees without talking (see key-store.ts).
+ * PKCS#8 PEM (encrypted PKCS#8 when KEYS_PASSPHRASE is set). The key's state follows from the
+ * timestamps alone (see key-states.ts), so every instance sharing the directory agrees without
+ * talking. A revoked key keeps a tombstone: its metadata without the private key.
  */
 
-export const keyFileSchema = z.object({
-  kid: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an RFC 7638 SHA-256 thumbprint'),
-  alg: z.enum(SIGNING_ALGS),
-  created: z.number().int().nonnegative(),
-  /** Epoch seconds from which the key may sign. Before that it is published only ("next"). */
-  activates: z.number().int().nonnegative(),
-  privateKey: z.string().startsWith('-----BEGIN '),
-})
+const kid = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be an RFC 7638 SHA-256 thumbprint')
+
+export const keyFileSchema = z
+  .object({
+    kid,
+    alg: z.enum(SIGNING_ALGS),
+    created: z.number().int().nonnegative(),
+    /** Epoch seconds from which the key signs; before that it is published only. null: standby, not scheduled. */
+    activates: z.number().int().nonnegative().nullable(),
+    /** Set by `keys revoke`: the key is compromised, unpublished, and its tokens refused. */
+    revoked: z.number().int().nonnegative().optional(),
+    privateKey: z.string().startsWith('-----BEGIN ').optional(),
+  })
+  .strict()
+  .refine((file) => (file.revoked === undefined) === (file.privateKey !== undefined), {
+    message: 'a key file holds a privateKey unless it is revoked, and a revoked one holds none',
+  })
 export type KeyFile = z.infer<typeof keyFileSchema>
 
 export interface KeyRecord {
   kid: string
   alg: SigningAlg
   created: number
-  activates: number
+  activates: number | null
   privateKey: KeyObject
   publicKey: KeyObject
   /** The public JWK as published: kty/crv/x/y or n/e, plus kid, alg, use. */
   publicJwk: JWK
+  /** The file as stored (private key still encrypted), so metadata can change without re-encrypting. */
+  stored: KeyFile
+}
+
+/** What is left of a revoked key: enough to keep refusing its tokens and to prune it later. */
+export interface Tombstone {
+  kid: string
+  alg: SigningAlg
+  created: number
+  revoked: number
 }
 
 const generate = promisify(generateKeyPair)
@@ -58,44 +78,46 @@ function checkKeyType(alg: SigningAlg, key: KeyObject): void {
   if (!ok) throw new Error(`key type ${type} does not fit alg ${alg}`)
 }
 
-async function toRecord(meta: Omit<KeyFile, 'privateKey' | 'kid'>, privateKey: KeyObject): Promise<KeyRecord> {
-  checkKeyType(meta.alg, privateKey)
-  const publicKey = createPublicKey(privateKey)
+async function thumbprint(publicKey: KeyObject): Promise<{ kid: string; jwk: JWK }> {
   const jwk = publicKey.export({ format: 'jwk' }) as JWK
   // RFC 7638: the thumbprint of the required public members names the key.
-  const kid = await calculateJwkThumbprint(jwk, 'sha256')
-  return {
-    kid,
-    alg: meta.alg,
-    created: meta.created,
-    activates: meta.activates,
-    privateKey,
-    publicKey,
-    publicJwk: { ...jwk, kid, alg: meta.alg, use: 'sig' },
-  }
+  return { kid: await calculateJwkThumbprint(jwk, 'sha256'), jwk }
 }
 
-export async function generateKeyRecord(alg: SigningAlg, created: number, activates = created): Promise<KeyRecord> {
-  return toRecord({ alg, created, activates }, await generatePrivateKey(alg))
+/** PKCS#8 PEM, encrypted (PBES2, AES-256-CBC) when a passphrase is given. */
+function exportPrivateKey(key: KeyObject, passphrase: string | undefined): string {
+  return (
+    passphrase
+      ? key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase })
+      : key.export({ type: 'pkcs8', format: 'pem' })
+  ) as string
 }
 
-export function serializeKeyRecord(record: KeyRecord): string {
-  const file: KeyFile = {
-    kid: record.kid,
-    alg: record.alg,
-    created: record.created,
-    activates: record.activates,
-    privateKey: record.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-  }
+export async function generateKeyRecord(
+  alg: SigningAlg,
+  created: number,
+  activates: number | null = created,
+  passphrase?: string,
+): Promise<KeyRecord> {
+  const privateKey = await generatePrivateKey(alg)
+  const publicKey = createPublicKey(privateKey)
+  const { kid, jwk } = await thumbprint(publicKey)
+  const stored: KeyFile = { kid, alg, created, activates, privateKey: exportPrivateKey(privateKey, passphrase) }
+  return { kid, alg, created, activates, privateKey, publicKey, publicJwk: { ...jwk, kid, alg, use: 'sig' }, stored }
+}
+
+export function serializeKeyFile(file: KeyFile): string {
   return `${JSON.stringify(file, null, 2)}\n`
 }
 
+export const serializeKeyRecord = (record: KeyRecord): string => serializeKeyFile(record.stored)
+
 /**
- * Parses and checks one key file: schema, key type against alg, and that the kid is the key's own
- * thumbprint (a mismatch means a corrupt or tampered file). Throws an Error naming the problem;
- * never includes key material in the message.
+ * Parses and checks one key file: schema, passphrase, key type against alg, and that the kid is the
+ * key's own thumbprint (a mismatch means a corrupt or tampered file). Throws an Error naming the
+ * problem; never includes key material or the passphrase in the message.
  */
-export async function parseKeyFile(text: string): Promise<KeyRecord> {
+export async function parseKeyFile(text: string, passphrase?: string): Promise<KeyRecord | Tombstone> {
   let json: unknown
   try {
     json = JSON.parse(text)
@@ -107,13 +129,32 @@ export async function parseKeyFile(text: string): Promise<KeyRecord> {
     const issue = parsed.error.issues[0]!
     throw new Error(`field ${issue.path.join('.') || '(root)'}: ${issue.message}`)
   }
+  const file = parsed.data
+  if (file.revoked !== undefined) return { kid: file.kid, alg: file.alg, created: file.created, revoked: file.revoked }
+
+  const pem = file.privateKey!
+  const encrypted = pem.startsWith('-----BEGIN ENCRYPTED PRIVATE KEY-----')
+  if (encrypted && !passphrase) throw new Error('the private key is encrypted: set KEYS_PASSPHRASE')
   let privateKey: KeyObject
   try {
-    privateKey = createPrivateKey({ key: parsed.data.privateKey, format: 'pem' })
+    privateKey = createPrivateKey(encrypted ? { key: pem, format: 'pem', passphrase } : { key: pem, format: 'pem' })
   } catch {
-    throw new Error('privateKey is not a readable PKCS#8 PEM key')
+    throw new Error(encrypted ? 'KEYS_PASSPHRASE does not decrypt the private key' : 'privateKey is not a readable PKCS#8 PEM key')
   }
-  const record = await toRecord(parsed.data, privateKey)
-  if (record.kid !== parsed.data.kid) throw new Error(`kid ${parsed.data.kid} is not the key's thumbprint`)
-  return record
+  checkKeyType(file.alg, privateKey)
+  const publicKey = createPublicKey(privateKey)
+  const { kid, jwk } = await thumbprint(publicKey)
+  if (kid !== file.kid) throw new Error(`kid ${file.kid} is not the key's thumbprint`)
+  return {
+    kid,
+    alg: file.alg,
+    created: file.created,
+    activates: file.activates,
+    privateKey,
+    publicKey,
+    publicJwk: { ...jwk, kid, alg: file.alg, use: 'sig' },
+    stored: file,
+  }
 }
+
+export const isTombstone = (key: KeyRecord | Tombstone): key is Tombstone => !('privateKey' in key)

@@ -2,44 +2,86 @@ import { createHash, type KeyObject } from 'node:crypto'
 import type { Clock } from '../clock.js'
 import type { SigningAlg } from './algorithms.js'
 import type { KeyRecord } from './key-file.js'
+import { isPublished, keyTimelines, nextTransition, type KeyTimeline } from './key-states.js'
 
 /** What signing and verification need from the keys; the server holds one, swapped on reload. */
 export interface KeyStore {
-  /** The key that signs now. Throws if there is none (start-up makes sure there is). */
+  /** The key that signs now. */
   signingKey(): { kid: string; alg: SigningAlg; privateKey: KeyObject }
   /** A published key by kid, for the server's own verification (introspection, revocation). */
   verificationKey(kid: string): { alg: SigningAlg; publicKey: KeyObject } | undefined
-  /** The JWKS document (RFC 7517 §5), serialized once, with its ETag. */
+  /** The JWKS document (RFC 7517 §5) of every published key, serialized once per change, with its ETag. */
   jwks(): { body: string; etag: string }
+  /** Each key's state now, for `keys list` and reload checks. */
+  timelines(): KeyTimeline[]
+  /** The records this store was built from. */
+  readonly records: readonly KeyRecord[]
+  /** Published keys now. */
   readonly size: number
 }
 
+/** Longest access token lifetime any client may have (config and registry both cap it). */
+export const MAX_TOKEN_TTL = 3600
+/** How long instances may take to notice a change in KEYS_DIR (reload poll plus margin). */
+export const RELOAD_LAG = 60
+
+/** A retired key stays published until every token it could have signed has expired, plus T. */
+export const keyRetention = (clockTolerance: number) => MAX_TOKEN_TTL + clockTolerance + RELOAD_LAG
+
+interface View {
+  from: number
+  until: number
+  current: KeyRecord
+  published: Map<string, KeyRecord>
+  timelines: KeyTimeline[]
+  jwks: { body: string; etag: string }
+}
+
 /**
- * The current key is the one activated most recently (activates <= now); keys whose activation
- * lies ahead are published but do not sign yet, so verifiers can cache them first.
+ * Keys and their states at the injected clock's time. States change with time alone, so the view
+ * is computed once and reused until the next transition (no work per request beyond a comparison).
  */
-export function createKeyStore(records: readonly KeyRecord[], clock: Clock): KeyStore {
+export function createKeyStore(records: readonly KeyRecord[], clock: Clock, options: { retention: number }): KeyStore {
   if (records.length === 0) throw new Error('no signing keys')
   const byKid = new Map(records.map((record) => [record.kid, record]))
-  // Newest first; ties broken by kid so every instance picks the same key.
-  const byActivation = [...records].sort((a, b) => b.activates - a.activates || (a.kid < b.kid ? -1 : 1))
+  let view: View | undefined
 
-  const body = JSON.stringify({ keys: byActivation.map((record) => record.publicJwk) })
-  const jwks = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` }
+  function compute(now: number): View {
+    const timelines = keyTimelines(records, now, options.retention)
+    const published = new Map<string, KeyRecord>()
+    let current: KeyRecord | undefined
+    for (const timeline of timelines) {
+      const record = byKid.get(timeline.kid)!
+      if (isPublished(timeline.state)) published.set(record.kid, record)
+      if (timeline.state === 'current') current = record
+    }
+    // Stable order (by kid), so instances with the same keys serve byte-identical bodies and ETags.
+    const keys = [...published.values()].sort((a, b) => (a.kid < b.kid ? -1 : 1)).map((record) => record.publicJwk)
+    const body = JSON.stringify({ keys })
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
+    return { from: now, until: nextTransition(records, timelines, now), current: current!, published, timelines, jwks: { body, etag } }
+  }
+
+  const at = (): View => {
+    const now = clock()
+    if (!view || now < view.from || now >= view.until) view = compute(now)
+    return view
+  }
 
   return {
-    size: records.length,
+    records,
+    get size() {
+      return at().published.size
+    },
     signingKey() {
-      const now = clock()
-      const current = byActivation.find((record) => record.activates <= now)
-      // Every key still ahead of its activation: sign with the earliest rather than fail.
-      const key = current ?? byActivation[byActivation.length - 1]!
-      return { kid: key.kid, alg: key.alg, privateKey: key.privateKey }
+      const { kid, alg, privateKey } = at().current
+      return { kid, alg, privateKey }
     },
     verificationKey(kid) {
-      const record = byKid.get(kid)
+      const record = at().published.get(kid)
       return record && { alg: record.alg, publicKey: record.publicKey }
     },
-    jwks: () => jwks,
+    jwks: () => at().jwks,
+    timelines: () => at().timelines,
   }
 }

@@ -8,7 +8,7 @@ import { createMemoryDenylist } from '../../src/denylist/memory.js'
 import type { Deps } from '../../src/deps.js'
 import type { SigningAlg } from '../../src/keys/algorithms.js'
 import { generateKeyRecord, type KeyRecord } from '../../src/keys/key-file.js'
-import { createKeyStore } from '../../src/keys/key-store.js'
+import { createKeyStore, keyRetention } from '../../src/keys/key-store.js'
 import { createLogger } from '../../src/observability/logger.js'
 
 export const ISSUER = 'http://localhost:3000'
@@ -90,7 +90,7 @@ export async function makeDeps(options: MakeDepsOptions = {}): Promise<Deps & { 
   const clock = options.clock ?? fixedClock()
   const captured = captureLog()
   const config = { ...loadConfig({ ISSUER, LOG_LEVEL: 'debug' }), ...options.config }
-  const keys = createKeyStore(options.keys ?? [await testKey(options.alg)], clock)
+  const keys = createKeyStore(options.keys ?? [await testKey(options.alg)], clock, { retention: keyRetention(config.clockTolerance) })
   const clients = createClientRegistry({ clients: (options.clients ?? DEFAULT_CLIENTS).map(clientEntry) })
   return {
     config,

@@ -15,6 +15,8 @@ describe('configuration', () => {
       accessTokenTtl: 300,
       signingAlg: 'ES256',
       logLevel: 'info',
+      keyActivationDelay: 900,
+      keysPassphrase: undefined,
       redisUrl: undefined,
       redisKeyPrefix: 'tokensmith:',
       clockTolerance: 30,

@@ -1,8 +1,11 @@
 import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { generateKeyRecord, parseKeyFile, serializeKeyRecord } from '../../../src/keys/key-file.js'
-import { createKeyStore } from '../../../src/keys/key-store.js'
+import { generateKeyRecord, parseKeyFile, serializeKeyRecord, type KeyRecord } from '../../../src/keys/key-file.js'
+import { createKeyStore as createStore } from '../../../src/keys/key-store.js'
+import type { Clock } from '../../../src/clock.js'
+
+const createKeyStore = (records: KeyRecord[], clock: Clock) => createStore(records, clock, { retention: 3690 })
 import { ensureKeys, readKeysDir, writeKeyRecord } from '../../../src/keys/keys-dir.js'
 import { tempDir } from '../../helpers/cli.js'
 import { T0, captureLog, fixedClock } from '../../helpers/make-deps.js'
@@ -10,16 +13,16 @@ import { T0, captureLog, fixedClock } from '../../helpers/make-deps.js'
 const keyFiles = (dir: string) => readdirSync(dir).filter((name) => name.endsWith('.json'))
 
 describe('KEYS_DIR', () => {
-  it('an empty directory gets one key, written 0600 in a 0700 directory, its kid logged', async () => {
+  it('an empty directory gets a current and a standby key, written 0600 in a 0700 directory, kids logged', async () => {
     const dir = join(tempDir(), 'keys')
     const { log, records } = captureLog()
     const contents = await ensureKeys(dir, 'ES256', { clock: fixedClock(), log })
-    expect(contents.records).toHaveLength(1)
-    const [file] = keyFiles(dir)
-    expect(file).toBe(`${contents.records[0]!.kid}.json`)
-    expect(statSync(join(dir, file!)).mode & 0o777).toBe(0o600)
+    expect(contents.records.map((r) => r.activates)).toEqual([T0, null])
+    const [current, standby] = contents.records
+    expect(keyFiles(dir).sort()).toEqual([`${current!.kid}.json`, `${standby!.kid}.json`].sort())
+    for (const file of keyFiles(dir)) expect(statSync(join(dir, file)).mode & 0o777).toBe(0o600)
     expect(statSync(dir).mode & 0o777).toBe(0o700)
-    expect(records().find((r) => r.msg === 'generated a signing key in an empty KEYS_DIR')).toMatchObject({ kid: contents.records[0]!.kid })
+    expect(records().find((r) => r.msg === 'generated a signing key and a standby key in an empty KEYS_DIR')).toMatchObject({ kid: current!.kid, standby: standby!.kid })
     expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([]) // no temp or lock left
   })
 
@@ -28,8 +31,8 @@ describe('KEYS_DIR', () => {
     const deps = { clock: fixedClock(), log: captureLog().log }
     const first = await ensureKeys(dir, 'ES256', deps)
     const second = await ensureKeys(dir, 'ES256', deps)
-    expect(second.records.map((r) => r.kid)).toEqual(first.records.map((r) => r.kid))
-    expect(keyFiles(dir)).toHaveLength(1)
+    expect(second.records.map((r) => r.kid).sort()).toEqual(first.records.map((r) => r.kid).sort())
+    expect(keyFiles(dir)).toHaveLength(2)
   })
 
   it('five instances starting on one empty directory create exactly one key (SK-11)', async () => {
@@ -37,8 +40,9 @@ describe('KEYS_DIR', () => {
     const results = await Promise.all(
       Array.from({ length: 5 }, () => ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log })),
     )
-    expect(keyFiles(dir)).toHaveLength(1)
-    expect(new Set(results.map((r) => r.records[0]!.kid)).size).toBe(1)
+    expect(keyFiles(dir)).toHaveLength(2)
+    const currents = results.map((r) => r.records.filter((k) => k.activates !== null).map((k) => k.kid).join())
+    expect(new Set(currents).size).toBe(1)
   })
 
   it('does not paper over a broken key with a new one', async () => {
@@ -57,7 +61,8 @@ describe('KEYS_DIR', () => {
     await writeKeyRecord(dir, record)
     chmodSync(join(dir, `${record.kid}.json`), 0o644)
     const contents = await readKeysDir(dir)
-    expect(contents.problems).toEqual([{ file: `${record.kid}.json`, problem: expect.stringMatching(/mode 644.*chmod 600/) }])
+    expect(contents.problems).toEqual([])
+    expect(contents.exposed).toEqual([`${record.kid}.json`])
   })
 
   it('a key file is never overwritten by a second write', async () => {
@@ -73,7 +78,7 @@ describe('KEYS_DIR', () => {
 describe('key files', () => {
   it.each(['ES256', 'EdDSA', 'RS256', 'PS256'] as const)('round-trips a %s key with an RFC 7638 kid', async (alg) => {
     const record = await generateKeyRecord(alg, T0)
-    const parsed = await parseKeyFile(serializeKeyRecord(record))
+    const parsed = (await parseKeyFile(serializeKeyRecord(record))) as KeyRecord
     expect(parsed.kid).toBe(record.kid)
     expect(parsed.publicJwk).toEqual(record.publicJwk)
     expect(parsed.publicJwk).toMatchObject({ kid: record.kid, alg, use: 'sig' })
