@@ -21,24 +21,22 @@ export async function spawnServer(env: Record<string, string>, timeoutMs = 15_00
   })
   const output: string[] = []
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
-  const listening = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output.join('\n')}`)), timeoutMs)
-    const onData = (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) {
-        output.push(line)
-        if (line.includes('"tokensmith listening"')) {
-          clearTimeout(timer)
-          resolve()
-        }
-      }
+  const onData = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean))
+  proc.stdout!.on('data', onData)
+  proc.stderr!.on('data', onData)
+  let exitCode: number | null | undefined
+  void exited.then((code) => (exitCode = code))
+  const url = `http://127.0.0.1:${port}`
+  // Listening is when /healthz answers (whatever LOG_LEVEL hides).
+  for (const deadline = Date.now() + timeoutMs; ; ) {
+    if (exitCode !== undefined) throw new Error(`server exited with ${exitCode}:\n${output.join('\n')}`)
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL')
+      throw new Error(`server did not start:\n${output.join('\n')}`)
     }
-    proc.stdout!.on('data', onData)
-    proc.stderr!.on('data', onData)
-    void exited.then((code) => {
-      clearTimeout(timer)
-      reject(new Error(`server exited with ${code}:\n${output.join('\n')}`))
-    })
-  })
-  await listening
-  return { proc, url: `http://127.0.0.1:${port}`, port, output, exited, kill: (signal = 'SIGTERM') => void proc.kill(signal) }
+    const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false)
+    if (up) break
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return { proc, url, port, output, exited, kill: (signal = 'SIGTERM') => void proc.kill(signal) }
 }
