@@ -7,6 +7,10 @@ import { CONFIG_VARIABLES } from '../../src/config.js'
 import type { KeyRecord } from '../../src/keys/key-file.js'
 import { readKeysDir } from '../../src/keys/keys-dir.js'
 import { run as runClientCli } from '../client.js'
+import { systemClock } from '../../src/clock.js'
+import { createRedisDenylist } from '../../src/denylist/redis.js'
+import { createLogger } from '../../src/observability/logger.js'
+import { startBenchRedis } from './redis.js'
 import type { BenchOptions } from './options.js'
 import { findFreePort, spawnServer, type ServerProcess } from './server-process.js'
 
@@ -21,6 +25,9 @@ export interface BenchContext {
   sampleToken: string
   /** The key the server signed `sampleToken` with, read back from KEYS_DIR. */
   signingKey: KeyRecord
+  /** A resource server process: one route behind bearerAuth with the Redis revocation feed on. */
+  resourceServer: ServerProcess
+  audience: string
 }
 
 /** Things to undo, last first; `run` is idempotent so a signal during cleanup does no harm. */
@@ -117,5 +124,45 @@ export async function setUpBench(options: BenchOptions, cleanup: Cleanup, report
   const sampleToken = await requestSampleToken(server.url, tokenRequest)
   const { kid } = decodeProtectedHeader(sampleToken)
   const signingKey = await findSigningKey(paths.keysDir, kid ?? '')
-  return { options, server, client, tokenRequest, sampleToken, signingKey }
+  const resourceServer = await startResourceServer(server.url, cleanup, report)
+  return { options, server, client, tokenRequest, sampleToken, signingKey, resourceServer, audience: AUDIENCE }
+}
+
+const REVOKED_ENTRIES = 1000
+
+/**
+ * A throwaway Redis holding 1,000 revoked token ids, and a resource server fed from it: the
+ * middleware then answers revocation from its local set, as in production.
+ */
+async function startResourceServer(issuer: string, cleanup: Cleanup, report: (message: string) => void): Promise<ServerProcess> {
+  const redis = await startBenchRedis()
+  cleanup.add(() => redis.stop())
+  const keyPrefix = 'bench:'
+  const denylist = createRedisDenylist({ url: redis.url, keyPrefix, clock: systemClock, log: createLogger('warn') })
+  try {
+    for (let deadline = Date.now() + 5000; ; ) {
+      try {
+        await denylist.ping()
+        break
+      } catch (error) {
+        if (Date.now() > deadline) throw error
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    const until = systemClock() + 3600
+    for (let i = 0; i < REVOKED_ENTRIES; i++) await denylist.revokeToken(`bench-revoked-${i}`, until)
+  } finally {
+    await denylist.close()
+  }
+  const port = await findFreePort()
+  report(`starting the resource server on port ${port} (bearerAuth, Redis revocation feed with ${REVOKED_ENTRIES} entries)`)
+  const rs = spawnServer({
+    root: ROOT,
+    entry: 'scripts/bench/resource-server.ts',
+    port,
+    env: { ...process.env, PORT: String(port), ISSUER: issuer, AUDIENCE, REDIS_URL: redis.url, REDIS_KEY_PREFIX: keyPrefix },
+  })
+  cleanup.add(() => rs.stop())
+  await rs.ready()
+  return rs
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
+import { decodeJwt, decodeProtectedHeader, jwtVerify, SignJWT } from 'jose'
 import type { BenchContext } from './fixture.js'
 import type { Measurement, Ratio } from './figures.js'
 import { loadEndpoint } from './http-load.js'
@@ -67,7 +67,33 @@ const rawSign: Measurement = {
   },
 }
 
-export const MEASUREMENTS: Measurement[] = [tokenEndpoint, rawSign]
+const protectedRoute: Measurement = {
+  name: 'protected_route',
+  what: 'GET behind bearerAuth (remote JWKS, Redis revocation feed), autocannon',
+  run: (context, report) =>
+    loadEndpoint(
+      { ...context, server: context.resourceServer },
+      { path: '/api/orders', method: 'GET', headers: { authorization: `Bearer ${context.sampleToken}` } },
+      report,
+    ),
+}
+
+const rawVerify: Measurement = {
+  name: 'raw_verify',
+  what: 'jose jwtVerify of the same token (alg, typ, iss, aud checked), in this process',
+  async run(context, report) {
+    const { publicKey, alg } = context.signingKey
+    const claims = decodeJwt(context.sampleToken)
+    const verify = () =>
+      jwtVerify(context.sampleToken, publicKey, { algorithms: [alg], typ: 'at+jwt', issuer: claims.iss!, audience: context.audience })
+    await verify() // fails the run here if the token does not verify
+    const { rawWarmup, rawSeconds } = context.options
+    report(`raw verify: ${rawWarmup} s warm-up, ${rawSeconds} s measured`)
+    return { figures: await countOps(verify, { warmup: rawWarmup, seconds: rawSeconds }), problems: [] }
+  },
+}
+
+export const MEASUREMENTS: Measurement[] = [tokenEndpoint, rawSign, protectedRoute, rawVerify]
 
 export const RATIOS: Ratio[] = [
   {
@@ -75,5 +101,11 @@ export const RATIOS: Ratio[] = [
     label: 'token endpoint req/s ÷ raw sign ops/s',
     numerator: 'token_endpoint',
     denominator: 'raw_sign',
+  },
+  {
+    name: 'protected_route_vs_raw_verify_pct',
+    label: 'protected route req/s ÷ raw verify ops/s',
+    numerator: 'protected_route',
+    denominator: 'raw_verify',
   },
 ]

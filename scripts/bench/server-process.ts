@@ -41,8 +41,8 @@ export function findFreePort(): Promise<number> {
  * server's and signals reach it directly. Returns at once, so the caller can register `stop` for
  * cleanup before waiting for `ready`.
  */
-export function spawnServer(options: { root: string; env: NodeJS.ProcessEnv; port: number }): ServerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+export function spawnServer(options: { root: string; env: NodeJS.ProcessEnv; port: number; entry?: string }): ServerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', options.entry ?? 'src/main.ts'], {
     cwd: options.root,
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
