@@ -19,7 +19,7 @@ const secretEntry = z.object({
   /** base64url SHA-256 of the secret */
   sha256: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url SHA-256 digest'),
   created: z.number().int().nonnegative(),
-  /** Epoch seconds after which this secret stops working (set on rotation); null: no end. */
+  /** Epoch seconds from which this secret no longer works (set on rotation); null: no end. */
   expires: z.number().int().nonnegative().nullable().default(null),
 })
 

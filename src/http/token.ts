@@ -12,6 +12,7 @@ export function tokenHandler(deps: Deps) {
   return async (c: Context<AppEnv>) => {
     const { params, client } = await authenticatedForm(c, deps, {
       resource: () => invalidTarget('only one resource per token is supported'),
+      audience: () => invalidTarget('only one audience per token is supported'),
     })
 
     checkGrantType(client, params)
