@@ -21,6 +21,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
     async revoke(args) {
       const flags = parseFlags(args, { token: { type: 'string' }, jti: { type: 'string' }, exp: { type: 'string' } })
       if ((flags.token === undefined) === (flags.jti === undefined)) throw new UsageError('give --token, or --jti with --exp')
+      if (flags.token !== undefined && flags.exp !== undefined) throw new UsageError('--exp goes with --jti; a token carries its own')
       if (flags.jti !== undefined && (flags.exp === undefined || !/^\d{1,12}$/.test(flags.exp))) {
         throw new UsageError('--jti needs --exp, the token expiry in epoch seconds')
       }

@@ -18,7 +18,10 @@ export async function authenticatedForm(
 ): Promise<{ params: FormParams; client: Client }> {
   const params = await readForm(c)
   rejectRepeatedParams(params, repeatErrors)
-  const client = authenticateClient(deps, extractClientCredentials(c.req.header('authorization'), params))
+  const credentials = extractClientCredentials(c.req.header('authorization'), params)
+  // The claimed id goes to the request log for failures too (SK-14), cut short: it is the caller's text.
+  if (credentials) c.set('clientId', credentials.clientId.slice(0, 128))
+  const client = authenticateClient(deps, credentials)
   c.set('clientId', client.id)
   return { params, client }
 }

@@ -59,5 +59,7 @@ export async function verifyOwnToken(
   if (!Number.isSafeInteger(iat) || !Number.isSafeInteger(exp)) return undefined
   if (iat! > deps.clock() + tolerance) return undefined // issued in the future: not ours to trust
   if (scope !== undefined && typeof scope !== 'string') return undefined
+  // jose checks aud's type only when given `audience`; introspection echoes it, so hold it to RFC 7519 §4.1.3.
+  if (typeof aud !== 'string' && !(Array.isArray(aud) && aud.length > 0 && aud.every((a) => typeof a === 'string'))) return undefined
   return { iss: deps.issuer, sub, client_id: clientId, aud: aud!, iat: iat!, exp: exp!, jti, kid: kid as string, ...(scope !== undefined && { scope }) }
 }
