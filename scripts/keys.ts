@@ -44,7 +44,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         const activates = flags.now ? now : now + config.keyActivationDelay
         const rotated = await promoteOrCreate(config, contents, now, alg, activates, io)
         await ensureStandby(config, await readDir(config), now, alg)
-        return { rotated: { kid: rotated.kid, alg, activates }, ...describeKeys(await readDir(config), now, config) }
+        return { rotated: { kid: rotated.kid, alg, activates: rotated.activates }, ...describeKeys(await readDir(config), now, config) }
       })
     },
 
@@ -127,25 +127,32 @@ function currentAlg(contents: KeysDirContents, now: number, config: Config): Sig
 }
 
 /**
- * Makes a key of `alg` sign from `activates`: the longest-published standby or scheduled key when
- * there is one (verifiers have had the most time to cache it), else a new key.
+ * Makes a key of `alg` sign from `requested`: the longest-published standby or scheduled key when
+ * there is one (verifiers have had the most time to cache it), else a new key. Returns when it
+ * activates: `requested`, or one second later if another key already activates at that instant,
+ * since a tie is broken by creation time and kid and could keep the old key signing.
  */
-async function promoteOrCreate(config: Config, contents: KeysDirContents, now: number, alg: SigningAlg, activates: number, io: CliIo): Promise<{ kid: string }> {
-  const timelines = keyTimelines(contents.records, now, keyRetention(config.clockTolerance))
+async function promoteOrCreate(config: Config, contents: KeysDirContents, now: number, alg: SigningAlg, requested: number, io: CliIo): Promise<{ kid: string; activates: number }> {
+  // Waiting means not yet active, read from the times themselves: keyTimelines would call a lone
+  // standby "current" (its fallback) once revoke has left the current key out.
   const waiting = contents.records
-    .filter((r) => r.alg === alg && ['standby', 'next'].includes(timelines.find((t) => t.kid === r.kid)!.state))
+    .filter((r) => r.alg === alg && (r.activates === null || r.activates > now))
     .sort((a, b) => a.created - b.created)
   const chosen: KeyRecord | undefined = waiting[0]
+  let activates = requested
+  for (const other of contents.records) {
+    if (other !== chosen && other.activates !== null && other.activates <= requested) activates = Math.max(activates, other.activates + 1)
+  }
   if (chosen) {
     await rewriteKeyFile(config.keysDir, { ...chosen.stored, activates })
-    return chosen
+    return { kid: chosen.kid, activates }
   }
-  if (activates === now) {
+  if (requested === now) {
     io.stderr(`warning: no published ${alg} key was waiting; verifiers that cached the JWKS recently will refuse the new key's tokens until they refetch it\n`)
   }
   const record = await generateKeyRecord(alg, now, activates, config.keysPassphrase)
   await writeKeyRecord(config.keysDir, record)
-  return record
+  return { kid: record.kid, activates }
 }
 
 /**

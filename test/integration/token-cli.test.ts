@@ -105,6 +105,7 @@ describe('token CLI revoke', () => {
     ['a negative --exp', ['revoke', '--jti', 'x', '--exp', '-5']],
     ['a fractional --exp', ['revoke', '--jti', 'x', '--exp', '2000000000.5']],
     ['an empty --jti', ['revoke', '--jti', '', '--exp', '2000000000']],
+    ['--exp with --token', ['revoke', '--token', 'a.b.c', '--exp', '2000000000']],
     ['an unknown flag', ['revoke', '--token', 'a.b.c', '--force']],
     ['an unknown command', ['unrevoke', '--jti', 'x']],
     ['no command', []],
