@@ -23,6 +23,7 @@ import {
   type TestClient,
 } from '../helpers/make-deps.js'
 import { waitFor } from '../helpers/wait-for.js'
+import { keysUnder as keysUnderIn } from '../helpers/redis-keys.js'
 
 const redisUrl = inject('redisUrl')
 const silentLog: DenylistLog = { info: () => undefined, warn: () => undefined, error: () => undefined }
@@ -69,16 +70,7 @@ afterAll(async () => {
   await admin.quit()
 })
 
-async function keysUnder(prefix: string): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
-  return found
-}
+const keysUnder = (prefix: string) => keysUnderIn(admin, prefix)
 
 /** The memory denylist behind a spy: every write attempt is counted, whatever the denylist does with it. */
 function memoryBackend(clock: Clock, denylist: Denylist = createMemoryDenylist({ clock })): Backend {

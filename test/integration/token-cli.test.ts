@@ -12,6 +12,7 @@ import { issueAccessToken } from '../../src/oauth/access-token.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { freePort } from '../helpers/free-port.js'
 import { ISSUER } from '../helpers/make-deps.js'
+import { keysUnder as keysUnderIn } from '../helpers/redis-keys.js'
 
 const redisUrl = inject('redisUrl')
 const T = 30 // CLOCK_TOLERANCE default
@@ -38,17 +39,7 @@ afterAll(async () => {
   rmSync(keysDir, { recursive: true, force: true })
 })
 
-/** Our own keys only: the Redis may be shared, so never FLUSH and never touch another prefix. */
-async function keysUnder(prefix: string): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys)
-  } while (cursor !== '0')
-  return found
-}
+const keysUnder = (prefix: string) => keysUnderIn(admin, prefix)
 
 function env(overrides: Record<string, string> = {}) {
   const prefix = `test:${randomBytes(6).toString('hex')}:`

@@ -1,22 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { createClientRegistry } from '../../../src/clients/registry.js'
-import { OAuthError } from '../../../src/errors.js'
 import { authenticateClient, extractClientCredentials } from '../../../src/oauth/client-auth.js'
 import { parseForm } from '../../../src/oauth/form.js'
 import { T0, basic, clientEntry, fixedClock } from '../../helpers/make-deps.js'
+import { thrown } from '../../helpers/oauth-error.js'
 
 const form = (body = '') => parseForm(new TextEncoder().encode(body))
 const rawBasic = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`
 
-function thrown(fn: () => unknown): OAuthError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(OAuthError)
-    return error as OAuthError
-  }
-  throw new Error('expected an OAuthError, nothing was thrown')
-}
 
 describe('extractClientCredentials', () => {
   it('reads client_secret_basic', () => {

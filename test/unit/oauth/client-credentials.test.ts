@@ -1,20 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import type { Client } from '../../../src/clients/registry.js'
-import { OAuthError } from '../../../src/errors.js'
 import { checkGrantType, resolveAudience, resolveScopes } from '../../../src/oauth/client-credentials.js'
 import { parseForm } from '../../../src/oauth/form.js'
+import { thrown } from '../../helpers/oauth-error.js'
 
 const form = (body = '') => parseForm(new TextEncoder().encode(body))
 
-function thrown(fn: () => unknown): OAuthError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(OAuthError)
-    return error as OAuthError
-  }
-  throw new Error('expected an OAuthError, nothing was thrown')
-}
 
 const client = (overrides: Partial<Client> = {}): Client => ({
   id: 'svc-a',

@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { OAuthError, invalidTarget } from '../../../src/errors.js'
+import { invalidTarget } from '../../../src/errors.js'
 import { formDecode, parseForm, rejectRepeatedParams, single } from '../../../src/oauth/form.js'
+import { thrown } from '../../helpers/oauth-error.js'
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 
-function thrown(fn: () => unknown): OAuthError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(OAuthError)
-    return error as OAuthError
-  }
-  throw new Error('expected an OAuthError, nothing was thrown')
-}
 
 describe('formDecode', () => {
   it.each([
