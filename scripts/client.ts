@@ -108,8 +108,9 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
     async 'rotate-secret'(args) {
       const flags = parseFlags(args, { id: { type: 'string' }, grace: { type: 'string' } })
       const id = requireId(flags.id)
+      if (flags.grace !== undefined && !/^\d{1,7}$/.test(flags.grace)) throw new UsageError('--grace must be an integer number of seconds from 0 to 2592000')
       const grace = flags.grace === undefined ? DEFAULT_GRACE : Number(flags.grace)
-      if (!Number.isInteger(grace) || grace < 0 || grace > 30 * 86400) throw new UsageError('--grace must be an integer number of seconds from 0 to 2592000')
+      if (grace > 30 * 86400) throw new UsageError('--grace must be an integer number of seconds from 0 to 2592000')
       const secret = generateSecret()
       const now = clock()
       const previousExpires = await updateClientsFile(file(), (current) => {

@@ -38,7 +38,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       const config = cliConfig(io)
       return locked(config, async (contents) => {
         const now = clock()
-        const alg = (flags.alg as SigningAlg | undefined) ?? currentAlg(contents, now, config) ?? config.signingAlg
+        const alg = (flags.alg as SigningAlg | undefined) ?? newestAlg(contents) ?? config.signingAlg
         // Routine: the new key signs only after every verifier's cache has had time to fetch it.
         // --now: at once, preferring a key that has long been published (a standby or scheduled one).
         const activates = flags.now ? now : now + config.keyActivationDelay
@@ -121,9 +121,12 @@ function describeKeys(contents: KeysDirContents, now: number, config: Config) {
   }
 }
 
-function currentAlg(contents: KeysDirContents, now: number, config: Config): SigningAlg | undefined {
-  const current = keyTimelines(contents.records, now, keyRetention(config.clockTolerance)).find((t) => t.state === 'current')
-  return contents.records.find((r) => r.kid === current?.kid)?.alg
+/**
+ * The algorithm of the most recently created key: after `rotate --alg EdDSA`, a later plain
+ * `rotate` continues the migration instead of undoing it.
+ */
+function newestAlg(contents: KeysDirContents): SigningAlg | undefined {
+  return [...contents.records].sort((a, b) => b.created - a.created)[0]?.alg
 }
 
 /**
@@ -135,8 +138,11 @@ function currentAlg(contents: KeysDirContents, now: number, config: Config): Sig
 async function promoteOrCreate(config: Config, contents: KeysDirContents, now: number, alg: SigningAlg, requested: number, io: CliIo): Promise<{ kid: string; activates: number }> {
   // Waiting means not yet active, read from the times themselves: keyTimelines would call a lone
   // standby "current" (its fallback) once revoke has left the current key out.
+  // A routine rotation leaves keys already scheduled alone (rotating twice schedules twice);
+  // an immediate one takes whichever waiting key has been published longest.
+  const immediate = requested === now
   const waiting = contents.records
-    .filter((r) => r.alg === alg && (r.activates === null || r.activates > now))
+    .filter((r) => r.alg === alg && (r.activates === null || (immediate && r.activates > now)))
     .sort((a, b) => a.created - b.created)
   const chosen: KeyRecord | undefined = waiting[0]
   let activates = requested

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const log = createLogger(config.logLevel)
   const deps = await buildDeps(config, log, systemClock)
   const running = await startServer(createApp(deps), { port: config.port, host: config.host })
-  log.info({ url: running.url, issuer: config.issuer }, 'tokensmith listening')
+  log.info({ url: running.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
 
   const watchers = [await watchClients(deps), await watchKeys(deps)]
   process.on('SIGHUP', () => {

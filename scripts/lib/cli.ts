@@ -20,9 +20,24 @@ export const processIo: CliIo = {
 export class UsageError extends Error {}
 export class CliFailure extends Error {}
 
+/**
+ * Strict flag parsing. A string flag's value may start with '-' (kids and client ids can): node's
+ * parser would take `--kid -abc` for two flags, so such pairs are joined as `--kid=-abc` first.
+ */
 export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  const takesValue = (arg: string | undefined) =>
+    arg?.startsWith('--') === true && options[arg.slice(2)]?.type === 'string'
+  // A dash-led word after a string flag is its value unless it names one of our flags.
+  const isValue = (word: string | undefined) =>
+    word !== undefined && word.startsWith('-') && !(word.startsWith('--') && word.slice(2).split('=')[0]! in options)
+  const joined: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (takesValue(arg) && isValue(argv[i + 1])) joined.push(`${arg}=${argv[++i]}`)
+    else joined.push(arg)
+  }
   try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+    return parseArgs({ args: joined, options, strict: true, allowPositionals: false }).values
   } catch (error) {
     throw new UsageError((error as Error).message)
   }

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { join } from 'node:path'
 import { freePort } from './free-port.js'
 
 export interface SpawnedServer {
@@ -15,7 +14,8 @@ export interface SpawnedServer {
 /** Starts `src/main.ts` in its own process, the way `npm start` does, and waits until it listens. */
 export async function spawnServer(env: Record<string, string>, timeoutMs = 15_000): Promise<SpawnedServer> {
   const port = env.PORT ? Number(env.PORT) : await freePort()
-  const proc = spawn(join('node_modules', '.bin', 'tsx'), ['src/main.ts'], {
+  // node itself, as `npm start` runs it, so signals (SIGHUP, SIGKILL) reach the server, not a wrapper.
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     env: { ...process.env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

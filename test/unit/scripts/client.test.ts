@@ -56,6 +56,14 @@ describe('client CLI', () => {
     expect(again.stderr).toMatch(/no client svc-1/)
   })
 
+  it('takes an id that starts with a dash as a value, not as a flag', async () => {
+    const { env } = setup()
+    const created = await runCli(run, ['create', '--id', '-svc', '--scope', 'a', '--audience', 'aud'], env)
+    expect(created.code).toBe(0)
+    expect(created.json().client_id).toBe('-svc')
+    expect((await runCli(run, ['delete', '--id', '-svc'], env)).json()).toEqual({ deleted: '-svc' })
+  })
+
   it('refuses a duplicate id with exit 1 and leaves the file unchanged', async () => {
     const { file, env } = setup()
     await runCli(run, ['create', '--id', 'svc-1', '--scope', 'a', '--audience', 'aud'], env)
