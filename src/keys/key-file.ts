@@ -133,7 +133,7 @@ export async function parseKeyFile(text: string, passphrase?: string): Promise<K
   if (file.revoked !== undefined) return { kid: file.kid, alg: file.alg, created: file.created, revoked: file.revoked }
 
   const pem = file.privateKey!
-  const encrypted = pem.startsWith('-----BEGIN ENCRYPTED PRIVATE KEY-----')
+  const encrypted = pem.startsWith('-----BEGIN ENCRYPTED ') // encrypted PKCS#8 (RFC 5958 §3)
   if (encrypted && !passphrase) throw new Error('the private key is encrypted: set KEYS_PASSPHRASE')
   let privateKey: KeyObject
   try {
