@@ -37,11 +37,10 @@ export function createApp(deps: Deps): Hono<AppEnv> {
 
   app.onError((error, c) => {
     const oauthError = toOAuthError(error)
-    if (oauthError.status >= 500) {
-      deps.log.error({ err: error, path: c.req.path, code: oauthError.code, detail: oauthError.detail }, 'request failed')
-    } else {
-      deps.log.info({ path: c.req.path, code: oauthError.code, detail: oauthError.detail }, 'request refused')
-    }
+    // The request log line carries the code and the reason; a fault of ours also logs its cause.
+    c.set('error', oauthError.code)
+    if (oauthError.detail) c.set('errorDetail', oauthError.detail)
+    if (oauthError.status >= 500) deps.log.error({ err: error, path: c.req.path, code: oauthError.code }, 'request failed')
     return renderError(c, oauthError)
   })
   return app

@@ -4,6 +4,9 @@ import type { Deps } from '../deps.js'
 export type AppVariables = {
   clientId?: string
   jti?: string
+  /** The OAuth error code answered, and why (for the log only, never the client). */
+  error?: string
+  errorDetail?: string
 }
 
 export type AppEnv = { Variables: AppVariables }

@@ -20,6 +20,8 @@ export function requestLog(log: Logger): MiddlewareHandler<AppEnv> {
         ms: Math.round((performance.now() - started) * 10) / 10,
         client_id: c.get('clientId'),
         jti: c.get('jti'),
+        error: c.get('error'),
+        detail: c.get('errorDetail'),
       },
       'request',
     )
