@@ -131,3 +131,24 @@ describe('REDIS_URL set but Redis down at start-up (OF-5)', () => {
     }
   }, 30_000)
 })
+
+describe('Redis durability (OF-4, decision 13)', () => {
+  it('with appendfsync always, 1,000 revocations answered before kill -9 are all there after a restart', async () => {
+    const redis = await startRedisServer({ args: ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', tempDir()] })
+    const log = captureLog().log
+    const denylist = createRedisDenylist({ url: redis.url, keyPrefix: 'durable:', clock: systemClock, log })
+    try {
+      await waitFor(() => denylist.ping())
+      const until = systemClock() + 600
+      for (let i = 0; i < 1000; i++) await denylist.revokeToken(`jti-${i}`, until)
+      await redis.kill('SIGKILL')
+      await redis.restart()
+      await waitFor(() => denylist.ping())
+      const revoked = await Promise.all(Array.from({ length: 1000 }, (_, i) => denylist.isRevoked({ jti: `jti-${i}` })))
+      expect(revoked.filter(Boolean)).toHaveLength(1000)
+    } finally {
+      await denylist.close()
+      await redis.stop()
+    }
+  }, 30_000)
+})
