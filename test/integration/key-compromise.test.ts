@@ -1,0 +1,77 @@
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { Hono } from 'hono'
+import { decodeProtectedHeader } from 'jose'
+import { afterEach, describe, expect, inject, it } from 'vitest'
+import { run as keysCli } from '../../scripts/keys.js'
+import { createApp } from '../../src/app.js'
+import { watchKeys } from '../../src/bootstrap.js'
+import { systemClock } from '../../src/clock.js'
+import { createRedisRevocationCheck } from '../../src/denylist/feed.js'
+import { createRedisDenylist } from '../../src/denylist/redis.js'
+import { ensureKeys } from '../../src/keys/keys-dir.js'
+import { bearerAuth } from '../../src/verifier/index.js'
+import { runCli, tempDir } from '../helpers/cli.js'
+import { FORM, basic, captureLog, makeDeps } from '../helpers/make-deps.js'
+import { waitFor } from '../helpers/wait-for.js'
+
+// Issue 4, emergency path: `keys revoke --kid K` unpublishes K at once, and tokens K signed are
+// refused by introspection and by the middleware through the denylist feed, although the
+// middleware's cached JWKS still holds K.
+const cleanups: (() => Promise<unknown> | void)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+describe('a compromised signing key', () => {
+  it('is refused everywhere within 1 s of keys revoke, while signing moves to the standby key', async () => {
+    const url = inject('redisUrl')
+    const keyPrefix = `test:${randomBytes(6).toString('hex')}:`
+    const keysDir = join(tempDir(), 'keys')
+    const log = captureLog().log
+    const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log })
+    const denylist = createRedisDenylist({ url, keyPrefix, clock: systemClock, log })
+    cleanups.push(() => denylist.close())
+    const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir, redisUrl: url, redisKeyPrefix: keyPrefix } })
+    const watcher = await watchKeys(deps, 60_000)
+    cleanups.push(() => watcher.stop())
+    const app = createApp(deps)
+    await waitFor(() => denylist.ping())
+
+    const feed = createRedisRevocationCheck({ url, keyPrefix, clock: systemClock, log })
+    cleanups.push(() => feed.close())
+    await feed.ready()
+    const rs = new Hono()
+    rs.use(bearerAuth({ issuer: deps.config.issuer, audience: 'https://api.example.com', jwks: JSON.parse(deps.keys.jwks().body), denylist: feed }))
+    rs.get('/api', (c) => c.text('ok'))
+    const callApi = (token: string) => rs.request('/api', { headers: { authorization: `Bearer ${token}` } })
+    const issue = async () => {
+      const res = await app.request('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') }, body: 'grant_type=client_credentials' })
+      return ((await res.json()) as { access_token: string }).access_token
+    }
+    const introspect = async (token: string) =>
+      (await app.request('/oauth/introspect', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') }, body: `token=${token}` })).json()
+
+    const stolen = await issue()
+    const compromised = decodeProtectedHeader(stolen).kid!
+    expect((await callApi(stolen)).status).toBe(200)
+
+    const env = { KEYS_DIR: keysDir, CLIENTS_FILE: join(keysDir, '..', 'clients.json'), REDIS_URL: url, REDIS_KEY_PREFIX: keyPrefix }
+    const revokedAt = performance.now()
+    const out = await runCli(keysCli, ['revoke', '--kid', compromised], env)
+    expect(out.code).toBe(0)
+    expect(out.json().revoked).toMatchObject({ kid: compromised, unpublished: true, denylisted: 'redis' })
+
+    await expect.poll(async () => (await callApi(stolen)).status, { timeout: 1000, interval: 5 }).toBe(401)
+    console.info(`key revocation reached the middleware after ${(performance.now() - revokedAt).toFixed(0)} ms`)
+
+    await watcher.check() // the server's reload (within 1 s by itself, at once on SIGHUP)
+    expect(await introspect(stolen)).toEqual({ active: false })
+    expect(JSON.parse(deps.keys.jwks().body).keys.map((k: { kid: string }) => k.kid)).not.toContain(compromised)
+    const fresh = await issue()
+    expect(decodeProtectedHeader(fresh).kid).not.toBe(compromised)
+    // The new signing key is the old standby, which the middleware cached before the incident.
+    expect((await callApi(fresh)).status).toBe(200)
+    expect(await introspect(fresh)).toMatchObject({ active: true })
+  })
+})
