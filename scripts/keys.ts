@@ -94,7 +94,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
 
 async function readDir(config: Config): Promise<KeysDirContents> {
   const contents = await readKeysDir(config.keysDir, config.keysPassphrase).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return { records: [], tombstones: [], problems: [], exposed: [] }
+    if (error.code === 'ENOENT') return { records: [], tombstones: [], problems: [], exposed: [], unencrypted: [] }
     throw error
   })
   if (contents.problems.length > 0) {

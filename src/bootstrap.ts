@@ -41,10 +41,16 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   return deps
 }
 
-/** SK-9: a private key readable by group or others is reported as an error at every load. */
+/**
+ * SK-9: a private key readable by group or others is reported as an error at every load, and one
+ * stored in clear although KEYS_PASSPHRASE is set as a warning (rotate it out to get rid of it).
+ */
 function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
   for (const file of contents.exposed) {
     log.error({ file }, 'key file is readable by group or others; run chmod 600 on it')
+  }
+  for (const file of contents.unencrypted) {
+    log.warn({ file }, 'private key is stored unencrypted although KEYS_PASSPHRASE is set; rotate it out')
   }
 }
 

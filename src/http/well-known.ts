@@ -5,12 +5,21 @@ import type { AppEnv, Deps } from './types.js'
 /** Verifiers may cache the key set this long; key rotation publishes new keys well before use. */
 export const JWKS_MAX_AGE = 300
 
+/** RFC 9110 §13.1.2: If-None-Match compares weakly (a `W/` prefix is ignored); `*` matches any. */
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false
+  return header.split(',').some((raw) => {
+    const tag = raw.trim()
+    return tag === '*' || tag.replace(/^W\//, '') === etag
+  })
+}
+
 /** GET /.well-known/jwks.json — RFC 7517 §5; public members only, revalidated with ETag. */
 export function jwksHandler(deps: Deps) {
   return (c: Context<AppEnv>) => {
     const { body, etag } = deps.keys.jwks()
     const headers = { ETag: etag, 'Cache-Control': `public, max-age=${JWKS_MAX_AGE}` }
-    if (c.req.header('if-none-match')?.split(',').some((tag) => tag.trim() === etag)) {
+    if (matchesEtag(c.req.header('if-none-match'), etag)) {
       return c.body(null, 304, headers)
     }
     return c.body(body, 200, { ...headers, 'Content-Type': 'application/jwk-set+json; charset=utf-8' })

@@ -16,12 +16,14 @@ export interface KeysDirContents {
   problems: { file: string; problem: string }[]
   /** Key files readable by group or others (checklist SK-9): loaded, and reported as errors. */
   exposed: string[]
+  /** Plain PKCS#8 files although a passphrase is set (made before it was): loaded, and reported. */
+  unencrypted: string[]
 }
 
 /** Reads every `<kid>.json` in the directory; a bad file is reported, not fatal. */
 export async function readKeysDir(dir: string, passphrase?: string): Promise<KeysDirContents> {
   const names = (await readdir(dir)).filter((name) => KEY_FILE.test(name)).sort()
-  const contents: KeysDirContents = { records: [], tombstones: [], problems: [], exposed: [] }
+  const contents: KeysDirContents = { records: [], tombstones: [], problems: [], exposed: [], unencrypted: [] }
   for (const name of names) {
     const path = join(dir, name)
     try {
@@ -32,6 +34,7 @@ export async function readKeysDir(dir: string, passphrase?: string): Promise<Key
       else {
         contents.records.push(key)
         if ((info.mode & 0o077) !== 0) contents.exposed.push(name)
+        if (passphrase && !key.stored.privateKey?.startsWith('-----BEGIN ENCRYPTED ')) contents.unencrypted.push(name)
       }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue // removed while we read
@@ -108,7 +111,7 @@ export async function ensureKeys(
       await writeKeyRecord(dir, standby)
       await writeKeyRecord(dir, current)
       deps.log.info({ kid: current.kid, standby: standby.kid, alg }, 'generated a signing key and a standby key in an empty KEYS_DIR')
-      return { records: [current, standby], tombstones: [], problems: [], exposed: [] }
+      return { records: [current, standby], tombstones: [], problems: [], exposed: [], unencrypted: [] }
     } finally {
       await unlink(lock).catch(() => {})
     }

@@ -85,6 +85,31 @@ describe('encrypted key files (SK-10)', () => {
   })
 })
 
+describe('plain key files with KEYS_PASSPHRASE set', () => {
+  it('are loaded, listed as unencrypted, and reported by the server as a warning naming the file', async () => {
+    const dir = tempDir()
+    const keysDir = join(dir, 'keys')
+    const plain = await ensureKeys(keysDir, 'ES256', { clock: fixedClock(), log: captureLog().log })
+    const contents = await readKeysDir(keysDir, 'a long enough passphrase')
+    expect(contents.records.map((r) => r.kid).sort()).toEqual(plain.records.map((r) => r.kid).sort())
+    expect(contents.unencrypted.sort()).toEqual(plain.records.map((r) => `${r.kid}.json`).sort())
+    expect((await readKeysDir(keysDir)).unencrypted).toEqual([])
+
+    const { buildDeps } = await import('../../../src/bootstrap.js')
+    const { loadConfig } = await import('../../../src/config.js')
+    const captured = captureLog()
+    const deps = await buildDeps(
+      loadConfig({ KEYS_DIR: keysDir, CLIENTS_FILE: join(dir, 'clients.json'), KEYS_PASSPHRASE: 'a long enough passphrase' }),
+      captured.log,
+      fixedClock(),
+    )
+    await deps.denylist.close()
+    const warnings = captured.records().filter((r) => r.msg === 'private key is stored unencrypted although KEYS_PASSPHRASE is set; rotate it out')
+    expect(warnings.map((r) => r.file).sort()).toEqual(contents.unencrypted.sort())
+    expect(captured.lines.join('\n')).not.toContain('a long enough passphrase')
+  })
+})
+
 describe('server start-up with key file problems', () => {
   async function encryptedDir() {
     const root = tempDir()
