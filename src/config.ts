@@ -44,6 +44,11 @@ const spec = {
   },
   SIGNING_ALG: { schema: z.enum(SIGNING_ALGS), allowed: SIGNING_ALGS.join(', '), default: 'ES256' },
   LOG_LEVEL: { schema: z.enum(LOG_LEVELS), allowed: LOG_LEVELS.join(', '), default: 'info' },
+  RELOAD_INTERVAL: {
+    schema: integer(1, 60),
+    allowed: 'an integer number of seconds from 1 to 60',
+    default: '1',
+  },
   KEY_ACTIVATION_DELAY: {
     schema: integer(0, 7 * 86400),
     allowed: 'an integer number of seconds from 0 to 604800',
@@ -84,6 +89,8 @@ export interface Config {
   accessTokenTtl: number
   signingAlg: (typeof SIGNING_ALGS)[number]
   logLevel: (typeof LOG_LEVELS)[number]
+  /** Seconds between checks of KEYS_DIR and CLIENTS_FILE for changes (SIGHUP checks at once). */
+  reloadInterval: number
   /** Seconds between `keys rotate` and the new key signing: verifiers must have fetched it first. */
   keyActivationDelay: number
   /** Unset: key files hold plain PKCS#8; set: encrypted PKCS#8. Never logged. */
@@ -128,6 +135,7 @@ export function loadConfig(env: Env): Config {
   const accessTokenTtl = read('ACCESS_TOKEN_TTL')
   const signingAlg = read('SIGNING_ALG')
   const logLevel = read('LOG_LEVEL')
+  const reloadInterval = read('RELOAD_INTERVAL')
   const keyActivationDelay = read('KEY_ACTIVATION_DELAY')
   const keysPassphrase = read('KEYS_PASSPHRASE')
   const redisUrl = read('REDIS_URL')
@@ -144,6 +152,7 @@ export function loadConfig(env: Env): Config {
     accessTokenTtl: accessTokenTtl!,
     signingAlg: signingAlg!,
     logLevel: logLevel!,
+    reloadInterval: reloadInterval!,
     keyActivationDelay: keyActivationDelay!,
     keysPassphrase,
     redisUrl,

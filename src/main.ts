@@ -21,7 +21,8 @@ async function main(): Promise<void> {
   const running = await startServer(createApp(deps), { port: config.port, host: config.host })
   log.info({ url: running.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
 
-  const watchers = [await watchClients(deps), await watchKeys(deps)]
+  const interval = config.reloadInterval * 1000
+  const watchers = [await watchClients(deps, interval), await watchKeys(deps, interval)]
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading')
     for (const watcher of watchers) void watcher.check()

@@ -15,6 +15,7 @@ describe('configuration', () => {
       accessTokenTtl: 300,
       signingAlg: 'ES256',
       logLevel: 'info',
+      reloadInterval: 1,
       keyActivationDelay: 900,
       keysPassphrase: undefined,
       redisUrl: undefined,
