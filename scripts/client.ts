@@ -15,6 +15,15 @@ const USAGE = `usage:
 /** How long a rotated-out secret keeps working by default: a day to roll the new one out. */
 export const DEFAULT_GRACE = 24 * 3600
 
+/** What `create` and `update` both take. */
+const CLIENT_FLAGS = {
+  id: { type: 'string' },
+  scope: { type: 'string' },
+  audience: { type: 'string', multiple: true },
+  ttl: { type: 'string' },
+  'resource-server': { type: 'boolean' },
+} as const
+
 function parseTtl(value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const ttl = Number(value)
@@ -56,13 +65,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
   const file = () => cliConfig(io).clientsFile
   return runCommand(io, USAGE, {
     async create(args) {
-      const flags = parseFlags(args, {
-        id: { type: 'string' },
-        scope: { type: 'string' },
-        audience: { type: 'string', multiple: true },
-        ttl: { type: 'string' },
-        'resource-server': { type: 'boolean' },
-      })
+      const flags = parseFlags(args, CLIENT_FLAGS)
       const id = requireId(flags.id)
       const scopes = parseScopes(flags.scope ?? '')
       const audiences = [...new Set(flags.audience ?? [])]
@@ -128,14 +131,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
     },
 
     async update(args) {
-      const flags = parseFlags(args, {
-        id: { type: 'string' },
-        scope: { type: 'string' },
-        audience: { type: 'string', multiple: true },
-        ttl: { type: 'string' },
-        'resource-server': { type: 'boolean' },
-        'no-resource-server': { type: 'boolean' },
-      })
+      const flags = parseFlags(args, { ...CLIENT_FLAGS, 'no-resource-server': { type: 'boolean' } })
       const id = requireId(flags.id)
       if (flags['resource-server'] && flags['no-resource-server']) throw new UsageError('--resource-server and --no-resource-server exclude each other')
       const scopes = flags.scope === undefined ? undefined : parseScopes(flags.scope)

@@ -1,8 +1,7 @@
 import type { Context } from 'hono'
 import { issueAccessToken } from '../oauth/access-token.js'
-import { checkGrantType, resolveAudience, resolveScopes } from '../oauth/client-credentials.js'
+import { REPEATED_TARGET, checkGrantType, resolveAudience, resolveScopes } from '../oauth/client-credentials.js'
 import { single } from '../oauth/form.js'
-import { invalidTarget } from '../errors.js'
 import { authenticatedForm } from './authenticated-form.js'
 import { NO_STORE } from './render-error.js'
 import type { AppEnv, Deps } from './types.js'
@@ -10,10 +9,7 @@ import type { AppEnv, Deps } from './types.js'
 /** POST /oauth/token — RFC 6749 §4.4 client credentials grant. */
 export function tokenHandler(deps: Deps) {
   return async (c: Context<AppEnv>) => {
-    const { params, client } = await authenticatedForm(c, deps, {
-      resource: () => invalidTarget('only one resource per token is supported'),
-      audience: () => invalidTarget('only one audience per token is supported'),
-    })
+    const { params, client } = await authenticatedForm(c, deps, REPEATED_TARGET)
 
     checkGrantType(client, params)
     const scopes = resolveScopes(client, single(params, 'scope'))

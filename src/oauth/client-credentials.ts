@@ -9,12 +9,6 @@ import {
 } from '../errors.js'
 import { single, type FormParams } from './form.js'
 
-/** RFC 6749 §4.4.2 with RFC 8707 §2: what an authenticated client asked for, checked. */
-export interface ClientCredentialsGrant {
-  scopes: string[]
-  audience: string
-}
-
 export function checkGrantType(client: Client, params: FormParams): void {
   const grantType = single(params, 'grant_type')
   if (grantType === undefined) throw invalidRequest('grant_type is required')
@@ -37,6 +31,15 @@ export function resolveScopes(client: Client, requested: string | undefined): st
   return scopes
 }
 
+/**
+ * RFC 8707 §2 allows several `resource` parameters; a token here has one audience, so a repeated
+ * `resource` or `audience` is `invalid_target` rather than the generic repeated-parameter error.
+ */
+export const REPEATED_TARGET = {
+  resource: () => invalidTarget('only one resource per token is supported'),
+  audience: () => invalidTarget('only one audience per token is supported'),
+}
+
 /** RFC 8707 §2: an absolute URI without a fragment. */
 function isResourceIndicator(value: string): boolean {
   try {
@@ -52,8 +55,8 @@ function isResourceIndicator(value: string): boolean {
  * them; it must be one of the client's audiences. Omitted: the client's first audience.
  */
 export function resolveAudience(client: Client, params: FormParams): string {
-  const resource = single(params, 'resource', () => invalidTarget('only one resource per token is supported'))
-  const audience = single(params, 'audience', () => invalidTarget('only one audience per token is supported'))
+  const resource = single(params, 'resource', REPEATED_TARGET.resource)
+  const audience = single(params, 'audience', REPEATED_TARGET.audience)
   if (resource !== undefined && audience !== undefined) throw invalidRequest('use resource or audience, not both')
   if (resource !== undefined && !isResourceIndicator(resource)) {
     throw invalidTarget('resource must be an absolute URI without a fragment')

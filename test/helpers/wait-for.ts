@@ -1,11 +1,15 @@
-/** Retries `probe` until it resolves (the Redis client connects in the background). */
-export async function waitFor(probe: () => Promise<unknown>, timeoutMs = 5000): Promise<void> {
+/**
+ * Retries `check` until it passes (resolves, or returns without throwing) or `timeoutMs` elapses;
+ * then the last failure is rethrown. For things that settle in the background, such as a Redis
+ * client reconnecting.
+ */
+export async function waitFor<T>(check: () => Promise<T> | T, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
-      return void (await probe())
+      return await check()
     } catch (error) {
-      if (Date.now() > deadline) throw error
+      if (Date.now() >= deadline) throw error
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
   }

@@ -9,6 +9,7 @@ import { createRedisRevocationCheck, type RedisRevocationCheck } from '../../src
 import { createRedisDenylist, type DenylistLog } from '../../src/denylist/redis.js'
 import type { Denylist } from '../../src/denylist/denylist.js'
 import { getFreePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 // Checklist E (OF-1, OF-2, OF-5): every operation gives up within about a second while Redis is
 // gone or frozen, and everything recovers on its own once Redis is back. Each test owns its server.
@@ -85,18 +86,6 @@ async function expectAllUnavailable(d: Denylist): Promise<void> {
   await expectFastUnavailable(() => d.ping())
 }
 
-/** Retry `check` until it passes or `timeoutMs` elapses; the last failure is rethrown. */
-async function eventually<T>(check: () => Promise<T> | T, timeoutMs = RECOVERY_MS): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() >= deadline) throw err
-      await sleep(25)
-    }
-  }
-}
 
 async function expectWorks(d: Denylist): Promise<void> {
   const jti = id()
@@ -109,7 +98,7 @@ describe('redis denylist under faults', () => {
     const redis = await server()
     const { log, lines } = recordingLog()
     const d = denylist(redis.url, log)
-    await eventually(() => expectWorks(d))
+    await waitFor(() => expectWorks(d))
 
     await redis.kill('SIGKILL')
     // Repeatedly across the outage, while ioredis is reconnecting in the background.
@@ -120,7 +109,7 @@ describe('redis denylist under faults', () => {
 
     await redis.restart()
     const started = performance.now()
-    await eventually(() => expectWorks(d))
+    await waitFor(() => expectWorks(d))
     expect(performance.now() - started).toBeLessThan(RECOVERY_MS)
 
     // One line per transition, not one per reconnect attempt.
@@ -131,7 +120,7 @@ describe('redis denylist under faults', () => {
   it('fails within the command timeout while Redis is frozen (SIGSTOP) and recovers on SIGCONT', async () => {
     const redis = await server()
     const d = denylist(redis.url)
-    await eventually(() => expectWorks(d))
+    await waitFor(() => expectWorks(d))
 
     redis.pause()
     try {
@@ -142,7 +131,7 @@ describe('redis denylist under faults', () => {
     } finally {
       redis.resume()
     }
-    await eventually(() => expectWorks(d))
+    await waitFor(() => expectWorks(d))
   })
 
   it('starts with Redis down, fails fast, and becomes ready within 5 s of Redis appearing (OF-5)', async () => {
@@ -159,7 +148,7 @@ describe('redis denylist under faults', () => {
 
     await server({ port })
     const started = performance.now()
-    await eventually(() => d.ping())
+    await waitFor(() => d.ping())
     await check.ready()
     expect(performance.now() - started).toBeLessThan(RECOVERY_MS)
     await expectWorks(d)
@@ -175,11 +164,11 @@ describe('redis revocation feed under faults', () => {
     const check = feed(redis.url, keyPrefix)
     await check.ready()
     const revoked = id()
-    await eventually(() => writer.revokeToken(revoked, clock() + 60))
-    await eventually(async () => expect(await check.isRevoked({ jti: revoked })).toBe(true), 1_000)
+    await waitFor(() => writer.revokeToken(revoked, clock() + 60))
+    await waitFor(async () => expect(await check.isRevoked({ jti: revoked })).toBe(true), 1_000)
 
     await redis.kill('SIGKILL')
-    await eventually(() => expect(check.live).toBe(false), 1_000)
+    await waitFor(() => expect(check.live).toBe(false), 1_000)
     await expectFastUnavailable(() => check.isRevoked({ jti: id() }))
     await expectFastUnavailable(() => check.isRevoked({ jti: revoked }))
 
@@ -190,8 +179,8 @@ describe('redis revocation feed under faults', () => {
     // Redis restarted without persistence (decision 13), but what the feed already knew stays known.
     expect(await check.isRevoked({ jti: revoked })).toBe(true)
     const after = id()
-    await eventually(() => writer.revokeToken(after, clock() + 60))
-    await eventually(async () => expect(await check.isRevoked({ jti: after })).toBe(true), 1_000)
+    await waitFor(() => writer.revokeToken(after, clock() + 60))
+    await waitFor(async () => expect(await check.isRevoked({ jti: after })).toBe(true), 1_000)
   })
 
   it('stops answering locally when Redis freezes, then recovers on SIGCONT', async () => {
@@ -203,7 +192,7 @@ describe('redis revocation feed under faults', () => {
     redis.pause()
     try {
       // The heartbeat (1 s) with the command timeout (500 ms) notices the freeze.
-      await eventually(() => expect(check.live).toBe(false), 2_500)
+      await waitFor(() => expect(check.live).toBe(false), 2_500)
       await expectFastUnavailable(() => check.isRevoked({ jti: id() }))
     } finally {
       redis.resume()
@@ -223,10 +212,10 @@ describe('redis revocation feed under faults', () => {
     cleanups.push(() => writer.close())
     const check = feed(proxy.url, keyPrefix)
     await check.ready()
-    await eventually(() => writer.ping())
+    await waitFor(() => writer.ping())
 
     proxy.cut()
-    await eventually(() => expect(check.live).toBe(false), 1_000)
+    await waitFor(() => expect(check.live).toBe(false), 1_000)
     await expectFastUnavailable(() => check.isRevoked({ jti: id() }))
     // Published while the feed is not subscribed: only the reload on reconnect can bring these.
     const jti = id()

@@ -7,6 +7,8 @@ import { createRedisRevocationCheck, type RedisRevocationCheck } from '../../src
 import { createRedisDenylist, entryKey, revocationChannel, type DenylistLog } from '../../src/denylist/redis.js'
 import type { Denylist } from '../../src/denylist/denylist.js'
 import { denylistContract, uniqueId, WEIRD_IDS } from '../unit/denylist/contract.js'
+import { waitFor } from '../helpers/wait-for.js'
+import { keysUnder } from '../helpers/redis-keys.js'
 
 const redisUrl = inject('redisUrl')
 const silentLog: DenylistLog = { info: () => undefined, warn: () => undefined, error: () => undefined }
@@ -25,19 +27,14 @@ afterAll(async () => {
 })
 
 async function deleteKeys(prefix: string): Promise<void> {
-  const escaped = prefix.replace(/[*?[\]\\]/g, '\\$&')
-  let cursor = '0'
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${escaped}*`, 'COUNT', 1000)
-    cursor = next
-    if (keys.length > 0) await admin.del(...keys)
-  } while (cursor !== '0')
+  const keys = await keysUnder(admin, prefix)
+  if (keys.length > 0) await admin.del(...keys)
 }
 
 denylistContract('redis', async () => {
   const keyPrefix = testPrefix()
   const denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog })
-  await eventually(() => denylist.ping())
+  await waitFor(() => denylist.ping())
   return {
     denylist,
     clock: realClock,
@@ -55,7 +52,7 @@ describe('redis denylist', () => {
     try {
       await listener.subscribe(revocationChannel(keyPrefix))
       const received = new Promise<string>((resolve) => listener.once('message', (_channel, message: string) => resolve(message)))
-      await eventually(() => denylist.ping())
+      await waitFor(() => denylist.ping())
       const until = Math.floor(realClock()) + 60
       await denylist.revokeKey('kid-1', until)
       expect(JSON.parse(await received)).toEqual({ t: 'kid', id: 'kid-1', until })
@@ -100,24 +97,24 @@ describe('redis revocation feed', () => {
     const a = writer()
     const b = feed()
     await b.ready()
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     const jti = uniqueId('jti')
     const kid = uniqueId('kid')
     expect(await b.isRevoked({ jti })).toBe(false)
 
     const started = performance.now()
     await a.revokeToken(jti, realClock() + 60)
-    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    await waitFor(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
     expect(performance.now() - started).toBeLessThan(1_000)
 
     await a.revokeKey(kid, realClock() + 60)
-    await eventually(async () => expect(await b.isRevoked({ jti: uniqueId(), kid })).toBe(true), 1_000)
+    await waitFor(async () => expect(await b.isRevoked({ jti: uniqueId(), kid })).toBe(true), 1_000)
     expect(b.live).toBe(true)
   })
 
   it('loads revocations that were made before it started, weird ids included', async () => {
     const a = writer()
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     const until = realClock() + 60
     const lone = '\uD800-lone-surrogate'
     for (const id of [...WEIRD_IDS, lone]) {
@@ -144,7 +141,7 @@ describe('redis revocation feed', () => {
     const base = testPrefix()
     const globPrefix = `${base}p[ab]*:`
     const a = writer(globPrefix)
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     await a.revokeToken('real', realClock() + 60)
     // Would match an unescaped `p[ab]*:*` pattern.
     await admin.set(`${base}pa:jti:decoy`, '1', 'EX', 60)
@@ -164,10 +161,10 @@ describe('redis revocation feed', () => {
     const a = writer()
     const b = feed()
     await b.ready()
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     const jti = uniqueId('jti')
     await a.revokeToken(jti, realClock() + 1)
-    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    await waitFor(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
     await sleep(1_200)
     expect(await b.isRevoked({ jti })).toBe(false)
   })
@@ -176,14 +173,14 @@ describe('redis revocation feed', () => {
     const a = writer()
     const b = feed()
     await b.ready()
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     const channel = revocationChannel(keyPrefix)
     for (const junk of ['not json', '{}', '{"t":"sub","id":"x","until":9999999999}', '{"t":"jti","id":1,"until":1}', 'null']) {
       await admin.publish(channel, junk)
     }
     const jti = uniqueId('jti')
     await a.revokeToken(jti, realClock() + 60)
-    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    await waitFor(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
     expect(await b.isRevoked({ jti: 'x' })).toBe(false)
     expect(b.live).toBe(true)
   })
@@ -192,10 +189,10 @@ describe('redis revocation feed', () => {
     const a = writer()
     const b = feed({ maxEntries: 3 })
     await b.ready()
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     const ids = Array.from({ length: 5 }, () => uniqueId('jti'))
     for (const id of ids) await a.revokeToken(id, realClock() + 60)
-    await eventually(() => expect(b.live).toBe(false), 1_000)
+    await waitFor(() => expect(b.live).toBe(false), 1_000)
     for (const id of ids) expect(await b.isRevoked({ jti: id })).toBe(true)
     expect(await b.isRevoked({ jti: uniqueId() })).toBe(false)
   })
@@ -204,26 +201,14 @@ describe('redis revocation feed', () => {
     const a = writer()
     const b = feed({ maxEntries: 2, sweepIntervalMs: 100 })
     await b.ready()
-    await eventually(() => a.ping())
+    await waitFor(() => a.ping())
     for (let i = 0; i < 3; i++) await a.revokeToken(uniqueId('jti'), realClock() + 1)
-    await eventually(() => expect(b.live).toBe(false), 1_000)
+    await waitFor(() => expect(b.live).toBe(false), 1_000)
     await b.ready() // the entries expire after 1 s; the next sweep reloads
     const jti = uniqueId('jti')
     await a.revokeToken(jti, realClock() + 60)
-    await eventually(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
+    await waitFor(async () => expect(await b.isRevoked({ jti })).toBe(true), 1_000)
     expect(b.live).toBe(true)
   })
 })
 
-/** Retry `check` until it passes or `timeoutMs` elapses; the last failure is rethrown. */
-async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    try {
-      return await check()
-    } catch (err) {
-      if (Date.now() >= deadline) throw err
-      await sleep(20)
-    }
-  }
-}
