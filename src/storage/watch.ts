@@ -9,8 +9,8 @@ export interface Watcher {
 /**
  * Polls a cheap signature of some files (mtime, size, inode) and calls `reload` when it changes.
  * Polling rather than fs.watch: it behaves the same on every filesystem, including network and
- * container mounts where inotify events do not arrive. A failed reload is logged and retried on
- * the next change; whatever was loaded last stays in force.
+ * container mounts where inotify events do not arrive. A failed reload is logged and retried at
+ * every check; whatever was loaded last stays in force.
  */
 export function watchForChanges(options: {
   name: string
@@ -22,16 +22,23 @@ export function watchForChanges(options: {
   initial?: string
 }): Watcher {
   let last = options.initial
+  let lastFailed: string | undefined
   let running: Promise<void> | undefined
 
+  // `last` moves only when a reload succeeds, so a failed one (a file unreadable for a moment) is
+  // tried again at every check; it is logged once per distinct failing state, not every second.
   const check = (): Promise<void> => {
     running ??= (async () => {
+      let signature: string | undefined
       try {
-        const signature = await options.signature()
+        signature = await options.signature()
         if (signature === last) return
-        last = signature
         await options.reload()
+        last = signature
+        lastFailed = undefined
       } catch (error) {
+        if (signature !== undefined && signature === lastFailed) return
+        lastFailed = signature
         options.log.error({ source: options.name, problem: (error as Error).message }, 'reload failed; keeping the last good state')
       }
     })().finally(() => {
