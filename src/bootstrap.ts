@@ -25,7 +25,6 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
     throw new Error(`cannot use KEYS_DIR ${config.keysDir}: ${contents.problems.map(({ file, problem }) => `${file}: ${problem}`).join('; ')}`)
   }
   if (contents.records.length === 0) throw new Error(`no usable signing key in ${config.keysDir}`)
-  reportExposedKeys(contents, log)
   const keys = createKeyStore(contents.records, clock, { retention: keyRetention(config.clockTolerance) })
   log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, published: keys.size }, 'signing keys loaded')
 
@@ -37,7 +36,6 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   }
   const denylist = createDenylist(config, log, clock)
   const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false } }
-  void denylistRevokedKeys(deps, contents.tombstones)
   return deps
 }
 
@@ -56,40 +54,46 @@ function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
 
 /**
  * A revoked key's tokens are refused through the denylist (by kid) until the last of them would
- * have expired. `keys revoke` writes this to Redis itself; every server repeats it on load, which
- * also covers the in-memory denylist. Idempotent.
+ * have expired. `keys revoke` writes this to Redis itself; every server repeats it whenever it
+ * loads the keys, which also covers the in-memory denylist. Idempotent. Returns the kids it could
+ * not write (Redis down, or not connected yet at start-up).
  */
-async function denylistRevokedKeys(deps: Pick<Deps, 'denylist' | 'config' | 'log'>, tombstones: readonly Tombstone[]) {
+async function denylistRevokedKeys(deps: Pick<Deps, 'denylist' | 'config'>, tombstones: readonly Tombstone[]): Promise<string[]> {
+  const failed: string[] = []
   for (const tombstone of tombstones) {
     const until = tombstone.revoked + keyRetention(deps.config.clockTolerance)
-    await deps.denylist.revokeKey(tombstone.kid, until).catch((error: unknown) => {
-      deps.log.error({ kid: tombstone.kid, problem: (error as Error).message }, 'could not denylist a revoked key; retrying at the next reload')
-    })
+    await deps.denylist.revokeKey(tombstone.kid, until).catch(() => failed.push(tombstone.kid))
   }
+  return failed
 }
 
 /**
  * Hot reload of KEYS_DIR: within `intervalMs` of a change (or at once on SIGHUP), all or nothing.
  * A reload that would break signing or verification is refused and logged; the last good keys stay.
+ * The first check runs at once (it denylists revoked keys); a denylist write that fails keeps the
+ * new keys in force and fails the reload, so it is tried again at every check until it lands.
  */
 export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher> {
   const dir = deps.config.keysDir
-  return watchForChanges({
+  const watcher = watchForChanges({
     name: dir,
     intervalMs,
     log: deps.log,
-    initial: await keysDirSignature(dir),
+    initial: undefined,
     signature: () => keysDirSignature(dir),
     reload: async () => {
       const contents = await readKeysDir(dir, deps.config.keysPassphrase)
       const problem = reloadProblem(deps.keys, contents)
       if (problem) throw new Error(problem)
       reportExposedKeys(contents, deps.log)
-      await denylistRevokedKeys(deps, contents.tombstones)
       deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
       deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
+      const failed = await denylistRevokedKeys(deps, contents.tombstones)
+      if (failed.length > 0) throw new Error(`keys applied, but revoked key ${failed.join(', ')} is not in the denylist yet; retrying`)
     },
   })
+  await watcher.check()
+  return watcher
 }
 
 /**

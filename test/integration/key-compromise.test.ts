@@ -75,3 +75,33 @@ describe('a compromised signing key', () => {
     expect(await introspect(fresh)).toMatchObject({ active: true })
   })
 })
+
+describe('a key revoked while Redis is down', () => {
+  it('is denylisted by the server as soon as Redis is back, retried at every check', async () => {
+    const { startRedisServer } = await import('../helpers/redis-server.js')
+    const { freePort } = await import('../helpers/free-port.js')
+    const keysDir = join(tempDir(), 'keys')
+    const { log } = captureLog()
+    const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log })
+    const [current] = records
+    // Revoked with no Redis reachable: the CLI can only leave the tombstone.
+    const env = { KEYS_DIR: keysDir, CLIENTS_FILE: join(keysDir, '..', 'clients.json') }
+    expect((await runCli(keysCli, ['revoke', '--kid', current!.kid], env)).code).toBe(0)
+
+    const port = await freePort()
+    const denylist = createRedisDenylist({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'late:', clock: systemClock, log })
+    cleanups.push(() => denylist.close())
+    const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir } })
+    const watcher = await watchKeys(deps, 50)
+    cleanups.push(() => watcher.stop())
+    // The keys apply at once (the revoked key is no longer published) even though Redis is down.
+    expect(JSON.parse(deps.keys.jwks().body).keys.map((k: { kid: string }) => k.kid)).not.toContain(current!.kid)
+
+    const redis = await startRedisServer({ port })
+    cleanups.push(() => redis.stop())
+    await waitFor(async () => expect(await denylist.isRevoked({ jti: 'any', kid: current!.kid })).toBe(true), 5000)
+    const failures = deps.logLines.map((l) => JSON.parse(l)).filter((r) => r.msg === 'reload failed; keeping the last good state')
+    expect(failures).toHaveLength(1)
+    expect(failures[0].problem).toContain(`revoked key ${current!.kid} is not in the denylist yet`)
+  })
+})

@@ -80,7 +80,10 @@ describe('KEYS_DIR hot reload', () => {
     expect(deps.keys.signingKey().kid).toBe(standby.kid)
     expect(deps.keys.size).toBe(3) // the retired key, the new current one, a new standby
     expect((await serves(deps)).kid).toBe(standby.kid)
-    expect(logged(deps, 'signing keys reloaded')).toEqual([expect.objectContaining({ kid: standby.kid, published: 3 })])
+    expect(logged(deps, 'signing keys reloaded')).toEqual([
+      expect.objectContaining({ kid: current.kid, published: 2 }), // the first check, at start
+      expect.objectContaining({ kid: standby.kid, published: 3 }),
+    ])
     expect(logged(deps, REFUSED)).toEqual([])
   })
 

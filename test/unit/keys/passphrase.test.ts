@@ -95,7 +95,7 @@ describe('plain key files with KEYS_PASSPHRASE set', () => {
     expect(contents.unencrypted.sort()).toEqual(plain.records.map((r) => `${r.kid}.json`).sort())
     expect((await readKeysDir(keysDir)).unencrypted).toEqual([])
 
-    const { buildDeps } = await import('../../../src/bootstrap.js')
+    const { buildDeps, watchKeys } = await import('../../../src/bootstrap.js')
     const { loadConfig } = await import('../../../src/config.js')
     const captured = captureLog()
     const deps = await buildDeps(
@@ -103,6 +103,8 @@ describe('plain key files with KEYS_PASSPHRASE set', () => {
       captured.log,
       fixedClock(),
     )
+    const watcher = await watchKeys(deps, 60_000) // the first check reports the key files
+    watcher.stop()
     await deps.denylist.close()
     const warnings = captured.records().filter((r) => r.msg === 'private key is stored unencrypted although KEYS_PASSPHRASE is set; rotate it out')
     expect(warnings.map((r) => r.file).sort()).toEqual(contents.unencrypted.sort())
