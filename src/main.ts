@@ -18,11 +18,12 @@ async function main(): Promise<void> {
 
   const log = createLogger(config.logLevel)
   const deps = await buildDeps(config, log, systemClock)
-  const running = await startServer(createApp(deps), { port: config.port, host: config.host })
-  log.info({ url: running.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
-
+  // The keys watcher's first check runs now, before serving: it reports exposed or unencrypted key
+  // files and denylists revoked keys.
   const interval = config.reloadInterval * 1000
   const watchers = [await watchClients(deps, interval), await watchKeys(deps, interval)]
+  const running = await startServer(createApp(deps), { port: config.port, host: config.host })
+  log.info({ url: running.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
   process.on('SIGHUP', () => {
     log.info('SIGHUP: reloading')
     for (const watcher of watchers) void watcher.check()
