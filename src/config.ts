@@ -76,6 +76,16 @@ const spec = {
     allowed: 'an integer number of seconds from 0 to 300',
     default: '30',
   },
+  REVOCATIONS_PER_CLIENT: {
+    schema: integer(1, 1_000_000),
+    allowed: 'an integer from 1 to 1000000',
+    default: '10000',
+  },
+  PUBLISH_SCOPES: {
+    schema: z.enum(['true', 'false']).transform((value) => value === 'true'),
+    allowed: 'true or false',
+    default: 'false',
+  },
 } as const satisfies Record<string, { schema: z.ZodType; allowed: string; default: string | undefined; secret?: boolean }>
 
 export const CONFIG_VARIABLES = Object.keys(spec) as (keyof typeof spec)[]
@@ -100,6 +110,10 @@ export interface Config {
   redisKeyPrefix: string
   /** T: the clock skew verifiers allow. Revocations outlive exp by T (checklist decision 5). */
   clockTolerance: number
+  /** Live revocations one client may hold in the shared denylist; past it revocation answers 429. */
+  revocationsPerClient: number
+  /** Whether the metadata's scopes_supported lists the union of every client's scopes (RFC 8414 §2). */
+  publishScopes: boolean
 }
 
 export class ConfigError extends Error {
@@ -141,6 +155,8 @@ export function loadConfig(env: Env): Config {
   const redisUrl = read('REDIS_URL')
   const redisKeyPrefix = read('REDIS_KEY_PREFIX')
   const clockTolerance = read('CLOCK_TOLERANCE')
+  const revocationsPerClient = read('REVOCATIONS_PER_CLIENT')
+  const publishScopes = read('PUBLISH_SCOPES')
   if (problems.length > 0) throw new ConfigError(problems)
 
   return {
@@ -158,5 +174,7 @@ export function loadConfig(env: Env): Config {
     redisUrl,
     redisKeyPrefix: redisKeyPrefix!,
     clockTolerance: clockTolerance!,
+    revocationsPerClient: revocationsPerClient!,
+    publishScopes: publishScopes!,
   }
 }

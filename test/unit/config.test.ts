@@ -21,6 +21,8 @@ describe('configuration', () => {
       redisUrl: undefined,
       redisKeyPrefix: 'tokensmith:',
       clockTolerance: 30,
+      revocationsPerClient: 10000,
+      publishScopes: false,
     })
   })
 
