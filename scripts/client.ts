@@ -2,13 +2,17 @@ import { updateClientsFile, readClientsFile } from '../src/clients/clients-file.
 import { CLIENT_ID, SCOPE_TOKEN, type ClientEntry } from '../src/clients/registry.js'
 import { digestSecret, generateSecret } from '../src/clients/secret.js'
 import { systemClock, type Clock } from '../src/clock.js'
-import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, type CliIo } from './lib/cli.js'
+import type { Config } from '../src/config.js'
+import { clientRevocationLifetime } from '../src/denylist/client-revocations.js'
+import { createRedisDenylist } from '../src/denylist/redis.js'
+import { createLogger } from '../src/observability/logger.js'
+import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, waitForRedis, type CliIo } from './lib/cli.js'
 
 const USAGE = `usage:
   npm run --silent client -- create --id ID --scope "a b" --audience AUD [--audience AUD2] [--ttl SECONDS] [--resource-server]
   npm run --silent client -- list
   npm run --silent client -- delete --id ID
-  npm run --silent client -- rotate-secret --id ID [--grace SECONDS]
+  npm run --silent client -- rotate-secret --id ID [--grace SECONDS | --revoke-tokens]
   npm run --silent client -- update --id ID [--scope "a b"] [--audience AUD ...] [--ttl SECONDS] [--resource-server | --no-resource-server]
 `
 
@@ -34,7 +38,7 @@ function parseTtl(value: string | undefined): number | undefined {
 function parseScopes(value: string): string[] {
   const scopes = [...new Set(value.split(' ').filter(Boolean))]
   if (scopes.length === 0) throw new UsageError('--scope needs at least one scope')
-  if (!scopes.every((s) => SCOPE_TOKEN.test(s))) throw new UsageError('--scope has characters RFC 6749 §3.3 does not allow')
+  if (!scopes.every((s) => SCOPE_TOKEN.test(s))) throw new UsageError('--scope has characters RFC 6749 section 3.3 does not allow')
   return scopes
 }
 
@@ -59,7 +63,31 @@ const describe = (entry: ClientEntry) => ({
   grant_types: entry.grant_types,
   resource_server: entry.resource_server,
   secrets: entry.secrets.map((secret) => ({ created: secret.created, expires: secret.expires })),
+  ...(entry.tokens_revoked_at !== undefined && { tokens_revoked_at: entry.tokens_revoked_at }),
 })
+
+/**
+ * Every token issued to the client up to `revokedAt` is refused until the longest-lived of them
+ * has expired. With REDIS_URL the entry is written here, for every server and resource server at
+ * once; every server also writes it when it loads CLIENTS_FILE (the only way into an in-memory
+ * denylist). `iat` has whole seconds, so a token issued in the very second `revokedAt` is refused
+ * too. Throws when the Redis write fails.
+ */
+async function denylistClient(config: Config, clientId: string, revokedAt: number, clock: Clock, io: CliIo) {
+  const until = revokedAt + clientRevocationLifetime(config.clockTolerance)
+  if (!config.redisUrl) {
+    return { revoked_at: revokedAt, until, denylisted: 'each server, when it loads CLIENTS_FILE (in-memory denylist; REDIS_URL is not set)' }
+  }
+  const log = createLogger('warn', { write: (line: string) => void io.stderr(line) })
+  const denylist = createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
+  try {
+    await waitForRedis(denylist)
+    await denylist.revokeClient(clientId, revokedAt, until)
+  } finally {
+    await denylist.close()
+  }
+  return { revoked_at: revokedAt, until, denylisted: 'redis' }
+}
 
 export async function run(argv: string[], io: CliIo = processIo, clock: Clock = systemClock): Promise<number> {
   const file = () => cliConfig(io).clientsFile
@@ -95,39 +123,69 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       return { clients: (await readClientsFile(file())).clients.map(describe) }
     },
 
+    /**
+     * Removes the client and ends its tokens (see denylistClient). The file changes first: the
+     * client gets no new token even while Redis is down, and the servers write the denylist entry
+     * themselves when they load the file.
+     */
     async delete(args) {
       const id = requireId(parseFlags(args, { id: { type: 'string' } }).id)
-      await updateClientsFile(file(), (current) => {
+      const config = cliConfig(io)
+      const now = clock()
+      await updateClientsFile(config.clientsFile, (current) => {
         findClient(current.clients, id)
         return { file: { clients: current.clients.filter((c) => c.client_id !== id) }, result: undefined }
       })
-      return { deleted: id }
+      const tokensRevoked = await denylistClient(config, id, now, clock, io).catch((error: Error) => {
+        throw new CliFailure(`client ${id} is deleted, but the denylist write failed (${error.message}); each server writes it when it loads CLIENTS_FILE and Redis answers`)
+      })
+      return { deleted: id, tokens_revoked: tokensRevoked }
     },
 
     /**
      * A new secret, shown once; the newest old one keeps working for the grace period so clients
      * can roll over without downtime. At most two secrets are live: any older one ends now.
+     *
+     * --revoke-tokens (a leaked secret or token): the old secrets end now, and every token issued
+     * to the client up to now is refused (see denylistClient); `tokens_revoked_at` in the file
+     * tells each server to denylist them too. The denylist is written before the file, so a new
+     * secret is never handed out while the old tokens still work; if that write fails nothing
+     * has changed and the command can simply be run again.
      */
     async 'rotate-secret'(args) {
-      const flags = parseFlags(args, { id: { type: 'string' }, grace: { type: 'string' } })
+      const flags = parseFlags(args, { id: { type: 'string' }, grace: { type: 'string' }, 'revoke-tokens': { type: 'boolean' } })
       const id = requireId(flags.id)
+      const revokeTokens = flags['revoke-tokens'] ?? false
+      if (revokeTokens && flags.grace !== undefined) throw new UsageError('--revoke-tokens ends the previous secret at once; it takes no --grace')
       if (flags.grace !== undefined && !/^\d{1,7}$/.test(flags.grace)) throw new UsageError('--grace must be an integer number of seconds from 0 to 2592000')
-      const grace = flags.grace === undefined ? DEFAULT_GRACE : Number(flags.grace)
+      const grace = revokeTokens ? 0 : flags.grace === undefined ? DEFAULT_GRACE : Number(flags.grace)
       if (grace > 30 * 86400) throw new UsageError('--grace must be an integer number of seconds from 0 to 2592000')
+      const config = cliConfig(io)
       const secret = generateSecret()
       const now = clock()
-      const previousExpires = await updateClientsFile(file(), (current) => {
+      let tokensRevoked: Awaited<ReturnType<typeof denylistClient>> | undefined
+      if (revokeTokens) {
+        findClient((await readClientsFile(config.clientsFile)).clients, id)
+        tokensRevoked = await denylistClient(config, id, now, clock, io).catch((error: Error) => {
+          throw new CliFailure(`nothing changed: the denylist write failed (${error.message}); run this command again when Redis answers`)
+        })
+      }
+      const previousExpires = await updateClientsFile(config.clientsFile, (current) => {
         const entry = findClient(current.clients, id)
         const live = entry.secrets.filter((s) => s.expires === null || s.expires > now).sort((a, b) => b.created - a.created)
         const previous = live[0] && { ...live[0], expires: Math.min(live[0].expires ?? Infinity, now + grace) }
         const secrets = [...(previous ? [previous] : []), { sha256: digestSecret(secret).toString('base64url'), created: now, expires: null }]
+        const next: ClientEntry = { ...entry, secrets, ...(revokeTokens && { tokens_revoked_at: now }) }
         return {
-          file: { clients: current.clients.map((c) => (c.client_id === id ? { ...c, secrets } : c)) },
+          file: { clients: current.clients.map((c) => (c.client_id === id ? next : c)) },
           result: previous?.expires ?? null,
         }
       })
       io.stderr(`new secret for ${id}; the previous one works until ${previousExpires === null ? 'never (there was none)' : new Date(previousExpires * 1000).toISOString()}\n`)
-      return { client_id: id, client_secret: secret, previous_secret_expires: previousExpires }
+      if (tokensRevoked) {
+        io.stderr(`every token issued to ${id} up to ${new Date(now * 1000).toISOString()} is revoked, one issued within that second too: wait a second before fetching a new one\n`)
+      }
+      return { client_id: id, client_secret: secret, previous_secret_expires: previousExpires, ...(tokensRevoked && { tokens_revoked: tokensRevoked }) }
     },
 
     async update(args) {

@@ -1,4 +1,4 @@
-import { mkdir, unlink } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { systemClock, type Clock } from '../src/clock.js'
 import type { Config } from '../src/config.js'
@@ -7,9 +7,9 @@ import { isSigningAlg, SIGNING_ALGS, type SigningAlg } from '../src/keys/algorit
 import { generateKeyRecord, type KeyRecord } from '../src/keys/key-file.js'
 import { keyTimelines, type KeyTimeline } from '../src/keys/key-states.js'
 import { keyRetention } from '../src/keys/key-store.js'
-import { readKeysDir, rewriteKeyFile, writeKeyRecord, type KeysDirContents } from '../src/keys/keys-dir.js'
+import { keysDirAccessProblem, readKeysDir, rewriteKeyFile, writeKeyRecord, type KeysDirContents } from '../src/keys/keys-dir.js'
 import { createLogger } from '../src/observability/logger.js'
-import { withFileLock } from '../src/storage/atomic-file.js'
+import { removeFile, withFileLock } from '../src/storage/atomic-file.js'
 import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, waitForRedis, type CliIo } from './lib/cli.js'
 
 const USAGE = `usage:
@@ -29,6 +29,9 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
     async list(args) {
       parseFlags(args, {})
       const config = cliConfig(io)
+      // Listing only reads; it still says why the servers refuse this directory.
+      const access = await keysDirAccessProblem(config.keysDir).catch(() => undefined)
+      if (access) io.stderr(`warning: ${access.message}\n`)
       return describeKeys(await readDir(config), clock(), config)
     },
 
@@ -56,7 +59,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         const retention = keyRetention(config.clockTolerance)
         const expired = keyTimelines(contents.records, now, retention).filter((t) => t.state === 'expired').map((t) => t.kid)
         const spent = contents.tombstones.filter((t) => t.revoked + retention <= now).map((t) => t.kid)
-        for (const kid of [...expired, ...spent]) await unlink(join(config.keysDir, `${kid}.json`))
+        for (const kid of [...expired, ...spent]) await removeFile(join(config.keysDir, `${kid}.json`))
         return { pruned: [...expired, ...spent] }
       })
     },
@@ -103,9 +106,15 @@ async function readDir(config: Config): Promise<KeysDirContents> {
   return contents
 }
 
-/** Read-modify-write of KEYS_DIR under one lock, so concurrent admin runs never interleave. */
+/**
+ * Read-modify-write of KEYS_DIR under one lock, so concurrent admin runs never interleave. Refused
+ * in a directory someone else can write (the server would refuse to load it too), and when it is
+ * not ours: files this run writes (0600) would be unreadable to the server's user.
+ */
 async function locked<T>(config: Config, change: (contents: KeysDirContents) => Promise<T>): Promise<T> {
   await mkdir(config.keysDir, { recursive: true, mode: 0o700 })
+  const access = await keysDirAccessProblem(config.keysDir)
+  if (access) throw new CliFailure(access.message)
   return withFileLock(join(config.keysDir, '.keys'), async () => change(await readDir(config)))
 }
 
@@ -132,8 +141,10 @@ function newestAlg(contents: KeysDirContents): SigningAlg | undefined {
 /**
  * Makes a key of `alg` sign from `requested`: the longest-published standby or scheduled key when
  * there is one (verifiers have had the most time to cache it), else a new key. Returns when it
- * activates: `requested`, or one second later if another key already activates at that instant,
- * since a tie is broken by creation time and kid and could keep the old key signing.
+ * activates: `requested`, or the first later second that follows every key already active and
+ * that no other key activates at. Two keys activating in the same second are told apart by
+ * creation time and kid, which could keep another key signing instead of the one reported (three
+ * `rotate --now` within one second did).
  */
 async function promoteOrCreate(config: Config, contents: KeysDirContents, now: number, alg: SigningAlg, requested: number, io: CliIo): Promise<{ kid: string; activates: number }> {
   // Waiting means not yet active, read from the times themselves: keyTimelines would call a lone
@@ -145,10 +156,9 @@ async function promoteOrCreate(config: Config, contents: KeysDirContents, now: n
     .filter((r) => r.alg === alg && (r.activates === null || (immediate && r.activates > now)))
     .sort((a, b) => a.created - b.created)
   const chosen: KeyRecord | undefined = waiting[0]
-  let activates = requested
-  for (const other of contents.records) {
-    if (other !== chosen && other.activates !== null && other.activates <= requested) activates = Math.max(activates, other.activates + 1)
-  }
+  const others = contents.records.filter((r) => r !== chosen && r.activates !== null).map((r) => r.activates!)
+  let activates = Math.max(requested, ...others.filter((t) => t <= requested).map((t) => t + 1))
+  while (others.includes(activates)) activates++
   if (chosen) {
     await rewriteKeyFile(config.keysDir, { ...chosen.stored, activates })
     return { kid: chosen.kid, activates }
@@ -168,7 +178,7 @@ async function promoteOrCreate(config: Config, contents: KeysDirContents, now: n
  */
 async function ensureStandby(config: Config, contents: KeysDirContents, now: number, alg: SigningAlg): Promise<void> {
   const standby = contents.records.filter((r) => r.activates === null)
-  for (const other of standby.filter((r) => r.alg !== alg)) await unlink(join(config.keysDir, `${other.kid}.json`))
+  for (const other of standby.filter((r) => r.alg !== alg)) await removeFile(join(config.keysDir, `${other.kid}.json`))
   if (standby.some((r) => r.alg === alg)) return
   await writeKeyRecord(config.keysDir, await generateKeyRecord(alg, now, null, config.keysPassphrase))
 }

@@ -28,10 +28,15 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.post('/oauth/revoke', revokeHandler(deps)).all(postOnly)
   app.post('/oauth/introspect', introspectHandler(deps)).all(postOnly)
 
-  app.get('/.well-known/jwks.json', jwksHandler(deps))
-  app.get('/.well-known/oauth-authorization-server', metadataHandler(deps))
-  app.get('/healthz', healthHandler)
-  app.get('/readyz', readyHandler(deps))
+  // RFC 9110 §15.5.6: a known resource asked with a method it does not support is 405 with Allow,
+  // not 404. Hono answers HEAD from the GET handler (RFC 9110 §9.3.2), so HEAD never reaches getOnly.
+  const getOnly = () => {
+    throw methodNotAllowed('GET, HEAD')
+  }
+  app.get('/.well-known/jwks.json', jwksHandler(deps)).all(getOnly)
+  app.get('/.well-known/oauth-authorization-server', metadataHandler(deps)).all(getOnly)
+  app.get('/healthz', healthHandler).all(getOnly)
+  app.get('/readyz', readyHandler(deps)).all(getOnly)
 
   app.notFound((c) => renderError(c, new OAuthError('invalid_request', 404, 'no such endpoint')))
 

@@ -1,6 +1,7 @@
 import type { Clock } from './clock.js'
-import { clientsFileSignature, readClientsFile } from './clients/clients-file.js'
+import { clientsFileSignature, clientsFileWritableByOthers, readClientsFile, readClientsFileIfPresent } from './clients/clients-file.js'
 import { createClientRegistry } from './clients/registry.js'
+import { createClientRevocationSync } from './denylist/client-revocations.js'
 import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
@@ -8,7 +9,7 @@ import { createRedisDenylist } from './denylist/redis.js'
 import type { Denylist } from './denylist/denylist.js'
 import type { Tombstone } from './keys/key-file.js'
 import { createKeyStore, keyRetention } from './keys/key-store.js'
-import { ensureKeys, keysDirSignature, readKeysDir, type KeysDirContents } from './keys/keys-dir.js'
+import { ensureKeys, keysDirAccessProblem, keysDirSignature, readKeysDir, type KeysDirContents } from './keys/keys-dir.js'
 import { reloadProblem } from './keys/reload.js'
 import type { Logger } from './observability/logger.js'
 import { watchForChanges, type Watcher } from './storage/watch.js'
@@ -28,6 +29,7 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   const keys = createKeyStore(contents.records, clock, { retention: keyRetention(config.clockTolerance) })
   log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, published: keys.size }, 'signing keys loaded')
 
+  await warnIfClientsFileWritable(config.clientsFile, log)
   const clients = createClientRegistry(await readClientsFile(config.clientsFile))
   if (clients.size === 0) {
     log.warn({ file: config.clientsFile }, 'no clients registered; create one with: npm run --silent client -- create')
@@ -35,17 +37,28 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
     log.info({ clients: clients.size }, 'clients loaded')
   }
   const denylist = createDenylist(config, log, clock)
-  const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false } }
+  const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false }, readiness: new Map() }
   return deps
 }
 
+/** The problems /readyz reports (see Deps.readiness), created for deps built without them. */
+const readiness = (deps: Deps) => (deps.readiness ??= new Map())
+
+/** Whoever can write CLIENTS_FILE, or its directory, can register clients: a warning, not a refusal. */
+async function warnIfClientsFileWritable(path: string, log: Logger): Promise<void> {
+  for (const exposed of await clientsFileWritableByOthers(path)) {
+    log.warn({ file: path, path: exposed.path, mode: exposed.mode }, 'CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it')
+  }
+}
+
 /**
- * SK-9: a private key readable by group or others is reported as an error at every load, and one
- * stored in clear although KEYS_PASSPHRASE is set as a warning (rotate it out to get rid of it).
+ * A private key readable by others is reported as an error at every load (group-readable, 0640 or
+ * 0440, is fine: a group the operator chose), and one stored in clear although KEYS_PASSPHRASE is
+ * set as a warning (rotate it out to get rid of it).
  */
 function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
   for (const file of contents.exposed) {
-    log.error({ file }, 'key file is readable by group or others; run chmod 600 on it')
+    log.error({ file }, 'key file is readable by others; run chmod 600 on it')
   }
   for (const file of contents.unencrypted) {
     log.warn({ file }, 'private key is stored unencrypted although KEYS_PASSPHRASE is set; rotate it out')
@@ -70,6 +83,8 @@ async function denylistRevokedKeys(deps: Pick<Deps, 'denylist' | 'config'>, tomb
 /**
  * Hot reload of KEYS_DIR: within `intervalMs` of a change (or at once on SIGHUP), all or nothing.
  * A reload that would break signing or verification is refused and logged; the last good keys stay.
+ * So is every reload while others can write the directory (or it is not ours), and then /readyz
+ * answers 503 until that is fixed.
  * The first check runs at once (it denylists revoked keys); a denylist write that fails keeps the
  * new keys in force and fails the reload, so it is tried again at every check until it lands.
  */
@@ -82,6 +97,13 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
     initial: undefined,
     signature: () => keysDirSignature(dir),
     reload: async () => {
+      // Whoever can write KEYS_DIR can add a key that signs: nothing in it is loaded until fixed.
+      const access = await keysDirAccessProblem(dir)
+      if (access) {
+        readiness(deps).set('KEYS_DIR', access.summary)
+        throw new Error(access.message)
+      }
+      readiness(deps).delete('KEYS_DIR')
       const contents = await readKeysDir(dir, deps.config.keysPassphrase)
       const problem = reloadProblem(deps.keys, contents)
       if (problem) throw new Error(problem)
@@ -113,19 +135,36 @@ export function createDenylist(config: Config, log: Logger, clock: Clock): Denyl
 /**
  * Hot reload of the client registry: a changed CLIENTS_FILE applies within `intervalMs` (or at
  * once through `check()`, called on SIGHUP). A broken file is logged and the last good registry
- * stays in force; requests in flight keep the registry they started with.
+ * stays in force; requests in flight keep the registry they started with. So does a file that was
+ * loaded and then vanished (a slip, not a way to remove every client: that is {"clients": []}),
+ * and /readyz answers 503 until it is back. A file missing from the start means no clients yet.
  */
 export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watcher> {
   const path = deps.config.clientsFile
+  const initial = await clientsFileSignature(path)
+  let loaded = initial !== 'missing'
+  // Deleted clients and revoked client tokens go to the denylist at every load, this first one
+  // included; a failed write fails the load, so it is retried at every check until it lands.
+  const revocations = createClientRevocationSync(deps)
+  const settled = await readClientsFileIfPresent(path).then((file) => revocations.apply(file ?? { clients: [] })).then(() => true, () => false)
   return watchForChanges({
     name: path,
     intervalMs,
     log: deps.log,
-    initial: await clientsFileSignature(path),
+    initial: settled ? initial : undefined,
     signature: () => clientsFileSignature(path),
     reload: async () => {
-      deps.clients = createClientRegistry(await readClientsFile(path))
+      const file = await readClientsFileIfPresent(path)
+      if (!file && loaded) {
+        readiness(deps).set('CLIENTS_FILE', 'CLIENTS_FILE is missing')
+        throw new Error(`${path} was loaded and is gone; the clients loaded last stay in force until it is back (to remove every client, write {"clients": []})`)
+      }
+      readiness(deps).delete('CLIENTS_FILE')
+      loaded ||= file !== undefined
+      await warnIfClientsFileWritable(path, deps.log)
+      deps.clients = createClientRegistry(file ?? { clients: [] })
       deps.log.info({ clients: deps.clients.size }, 'clients reloaded')
+      await revocations.apply(file ?? { clients: [] })
     },
   })
 }

@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net'
 import { z } from 'zod'
 import { LOG_LEVELS } from './observability/logger.js'
 import { SIGNING_ALGS } from './keys/algorithms.js'
@@ -9,30 +10,93 @@ import { SIGNING_ALGS } from './keys/algorithms.js'
  * (test/unit/config.test.ts checks).
  */
 
-const isLoopback = (host: string) =>
-  host === 'localhost' || host === '[::1]' || host.startsWith('127.') || host.endsWith('.localhost')
+const ipv6Loopback = new BlockList()
+ipv6Loopback.addAddress('::1', 'ipv6')
 
-const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+/**
+ * True for names that can only reach this machine: IP literals in 127.0.0.0/8, ::1 (bracketed or
+ * not), `localhost` and `*.localhost` (RFC 6761 §6.3). Anything else may resolve to another host:
+ * `127.evil.example` is a DNS name like any other.
+ */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host
+  const name = bare.toLowerCase()
+  if (name === 'localhost' || name.endsWith('.localhost')) return true
+  if (isIP(bare) === 4) return bare.startsWith('127.')
+  if (isIP(bare) === 6) return ipv6Loopback.check(bare, 'ipv6')
+  return false
+}
 
-// RFC 8414 §2: the issuer is an https URL with no query or fragment. Plain http only on loopback,
-// so the embedded defaults work on a laptop and production cannot forget TLS.
-const issuerUrl = z.string().refine((value) => {
+// Plain decimal digits only: Number() would also take '3e3', '0x0DF0', ' 3552' and '+80'.
+const integer = (min: number, max: number) =>
+  z.string().regex(/^[0-9]+$/).transform(Number).pipe(z.number().int().min(min).max(max))
+
+/** Why `value` is not an acceptable issuer, or undefined when it is. */
+export function issuerProblem(value: string): string | undefined {
+  // RFC 8414 §2: no query or fragment, not even an empty one (new URL() drops a bare '?' or '#').
+  if (value.includes('?') || value.includes('#')) return 'it has a query or fragment'
   let url: URL
   try {
     url = new URL(value)
   } catch {
-    return false
+    return 'it is not a URL'
   }
-  if (url.search || url.hash || value.endsWith('/') || url.username || url.password) return false
-  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopback(url.hostname))
-})
+  if (url.username || url.password) return 'it holds a user name or password'
+  // Plain http only on loopback, so the embedded defaults work on a laptop and production cannot
+  // forget TLS.
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    return url.protocol === 'http:' ? 'http is only for a loopback host' : 'it is not an https URL'
+  }
+  // Verifiers compare iss as a string (RFC 8414 §3.3, RFC 9068 §4): the configured value is what
+  // tokens and metadata say, so it must already be the one spelling URL parsers produce.
+  const canonical = url.href.replace(/\/+$/, '')
+  if (value !== canonical) return `not in canonical form: write ${JSON.stringify(canonical)}`
+  return undefined
+}
+
+/**
+ * Why `value` is not an acceptable REDIS_URL, or undefined when it is. Never quotes the value, which
+ * may hold a password.
+ */
+export function redisUrlProblem(value: string): string | undefined {
+  // ioredis turns TLS on only for a lower-case "rediss://"; "REDISS://" would connect in clear.
+  if (!/^rediss?:\/\//.test(value)) return 'it does not start with redis:// or rediss://'
+  if (/\s/.test(value)) return 'it contains white space'
+  if (value.includes('#')) return 'it has a fragment; write a # in the password as %23'
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return 'it is not a URL'
+  }
+  if (!url.hostname) return 'it has no host'
+  // ioredis reads the path as the database number; a name there became SELECT NaN and a crash.
+  const db = url.pathname.slice(1)
+  if (url.pathname !== '' && url.pathname !== '/' && !(/^[0-9]+$/.test(db) && Number(db) <= 2 ** 31 - 1)) {
+    return 'the path is not a database number such as /0'
+  }
+  // ioredis turns every query item into a client option that wins over the ones the denylist sets
+  // (timeouts, offline queue, retries), so only the address family is allowed.
+  for (const [key, option] of url.searchParams) {
+    if (key !== 'family' || (option !== '4' && option !== '6')) {
+      return 'its query may only be family=4 or family=6; the database number goes in the path'
+    }
+  }
+  return undefined
+}
+
+const checked = (problem: (value: string) => string | undefined) =>
+  z.string().superRefine((value, ctx) => {
+    const message = problem(value)
+    if (message !== undefined) ctx.addIssue({ code: 'custom', message })
+  })
 
 const spec = {
-  PORT: { schema: integer(0, 65535), allowed: 'a TCP port from 0 to 65535', default: '3000' },
+  PORT: { schema: integer(1, 65535), allowed: 'a TCP port from 1 to 65535', default: '3000' },
   HOST: { schema: z.string().min(1), allowed: 'an interface address or host name to listen on', default: '127.0.0.1' },
   ISSUER: {
-    schema: issuerUrl,
-    allowed: 'an https URL without query, fragment or trailing slash (http only for localhost)',
+    schema: checked(issuerProblem),
+    allowed: 'an https URL in canonical form without query, fragment or trailing slash (http only for a loopback host)',
     default: undefined, // derived from PORT
   },
   KEYS_DIR: { schema: z.string().min(1), allowed: 'a directory path', default: './keys' },
@@ -61,8 +125,8 @@ const spec = {
     secret: true,
   },
   REDIS_URL: {
-    schema: z.string().regex(/^rediss?:\/\/[^\s]+$/),
-    allowed: 'a redis:// or rediss:// URL (unset: in-memory denylist, single instance only)',
+    schema: checked(redisUrlProblem),
+    allowed: 'a redis:// or rediss:// URL: a host, an optional database number as the path, no query but family=4 or 6 (unset: in-memory denylist, single instance only)',
     default: undefined,
     secret: true, // may hold a password: never echoed
   },
@@ -108,7 +172,7 @@ export interface Config {
   /** Unset: the in-memory denylist, which serves one instance only. */
   redisUrl: string | undefined
   redisKeyPrefix: string
-  /** T: the clock skew verifiers allow. Revocations outlive exp by T (checklist decision 5). */
+  /** T: the clock skew verifiers allow. Revocations outlive exp by T, so no verifier accepts a revoked token late. */
   clockTolerance: number
   /** Live revocations one client may hold in the shared denylist; past it revocation answers 429. */
   revocationsPerClient: number
@@ -137,7 +201,9 @@ export function loadConfig(env: Env): Config {
     if (raw === undefined) return undefined
     const parsed = schema.safeParse(raw)
     if (parsed.success) return parsed.data as z.output<(typeof spec)[K]['schema']>
-    problems.push(`${name}=${secret ? '(hidden)' : JSON.stringify(raw)} is not valid: allowed is ${allowed}`)
+    // Our own checks say why (never quoting the value); zod's generic messages add nothing.
+    const why = parsed.error.issues.find((issue) => issue.code === 'custom')?.message
+    problems.push(`${name}=${secret ? '(hidden)' : JSON.stringify(raw)} is not valid${why ? ` (${why})` : ''}: allowed is ${allowed}`)
     return undefined
   }
 
@@ -177,4 +243,14 @@ export function loadConfig(env: Env): Config {
     revocationsPerClient: revocationsPerClient!,
     publishScopes: publishScopes!,
   }
+}
+
+/**
+ * The start-up warning for a server that listens beyond this machine while its issuer is plain
+ * http: tokens and client secrets then cross the network in clear unless a TLS proxy is in front
+ * (RFC 6749 §1.6, §2.3.1). Undefined when there is nothing to warn about.
+ */
+export function cleartextWarning(config: Pick<Config, 'host' | 'issuer'>): string | undefined {
+  if (new URL(config.issuer).protocol !== 'http:' || isLoopbackHost(config.host)) return undefined
+  return 'HOST is not a loopback address but ISSUER is http: tokens and client secrets cross the network in clear unless a TLS proxy is in front (then set ISSUER to its https URL)'
 }

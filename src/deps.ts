@@ -20,4 +20,9 @@ export interface Deps {
   log: Logger
   /** Set on SIGTERM: /readyz turns 503 so load balancers stop sending traffic before we close. */
   lifecycle: { shuttingDown: boolean }
+  /**
+   * What keeps /readyz at 503 until an operator fixes it, by source: a KEYS_DIR others can write,
+   * a CLIENTS_FILE that vanished. The file watchers set and clear it (created on first use).
+   */
+  readiness?: Map<'KEYS_DIR' | 'CLIENTS_FILE', string>
 }

@@ -58,6 +58,14 @@ export const invalidTarget = (description: string) => new OAuthError('invalid_ta
 export const payloadTooLarge = (limit: number) =>
   new OAuthError('invalid_request', 413, `request body larger than ${limit} bytes`)
 
+/**
+ * The client's side of the connection failed while we read its body: it closed mid-body, sent broken
+ * chunked framing, or was cut by the request timeout. A client fault, so a 400 (which usually reaches
+ * no one, the socket being gone), logged with the request and no stack.
+ */
+export const unreadableBody = (detail: string, cause?: unknown) =>
+  new OAuthError('invalid_request', 400, 'request body could not be read', { detail, cause })
+
 export const methodNotAllowed = (allow: string) =>
   new OAuthError('invalid_request', 405, `method not allowed; use ${allow}`, { headers: { Allow: allow } })
 
@@ -66,6 +74,16 @@ export const temporarilyUnavailable = (detail: string, cause?: unknown) =>
     detail,
     cause,
     headers: { 'Retry-After': '1' },
+  })
+
+/**
+ * A client holds as many live revocations as it may (REVOCATIONS_PER_CLIENT): 429 (RFC 6585 §4)
+ * with Retry-After, the seconds until its oldest revocation expires and makes room.
+ */
+export const tooManyRevocations = (retryAfter: number, detail: string) =>
+  new OAuthError('temporarily_unavailable', 429, 'this client holds too many live revocations, retry later', {
+    detail,
+    headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfter))) },
   })
 
 export const serverError = (cause: unknown) =>

@@ -1,7 +1,7 @@
 import { createApp } from './app.js'
 import { buildDeps, watchClients, watchKeys } from './bootstrap.js'
 import { systemClock } from './clock.js'
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError, cleartextWarning, loadConfig } from './config.js'
 import { readEnv } from './env.js'
 import { createLogger } from './observability/logger.js'
 import { startServer } from './server.js'
@@ -17,6 +17,8 @@ async function main(): Promise<void> {
   }
 
   const log = createLogger(config.logLevel)
+  const cleartext = cleartextWarning(config)
+  if (cleartext) log.warn({ host: config.host, issuer: config.issuer }, cleartext)
   const deps = await buildDeps(config, log, systemClock)
   // The keys watcher's first check runs now, before serving: it reports exposed or unencrypted key
   // files and denylists revoked keys.

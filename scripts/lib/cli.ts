@@ -25,11 +25,13 @@ export class CliFailure extends Error {}
  * parser would take `--kid -abc` for two flags, so such pairs are joined as `--kid=-abc` first.
  */
 export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  // Own properties only: `--constructor` or `--__proto__` is no flag of ours, whatever objects inherit.
+  const isFlag = (name: string) => Object.hasOwn(options, name)
   const takesValue = (arg: string | undefined) =>
-    arg?.startsWith('--') === true && options[arg.slice(2)]?.type === 'string'
+    arg?.startsWith('--') === true && isFlag(arg.slice(2)) && options[arg.slice(2)]!.type === 'string'
   // A dash-led word after a string flag is its value unless it names one of our flags.
   const isValue = (word: string | undefined) =>
-    word !== undefined && word.startsWith('-') && !(word.startsWith('--') && word.slice(2).split('=')[0]! in options)
+    word !== undefined && word.startsWith('-') && !(word.startsWith('--') && isFlag(word.slice(2).split('=')[0]!))
   const joined: string[] = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
@@ -60,7 +62,8 @@ export async function runCommand(
   argv: string[],
 ): Promise<number> {
   const [name, ...rest] = argv
-  const command = name === undefined ? undefined : commands[name]
+  // Own properties only: `constructor`, `toString` or `__proto__` are no commands of ours.
+  const command = name !== undefined && Object.hasOwn(commands, name) ? commands[name] : undefined
   try {
     if (!command) throw new UsageError(name === undefined ? 'missing command' : `unknown command ${name}`)
     const result = await command(rest)

@@ -1,21 +1,49 @@
 import { readFile, stat } from 'node:fs/promises'
-import { withFileLock, writeFileAtomic } from '../storage/atomic-file.js'
+import { dirname } from 'node:path'
+import { resolveTarget, withFileLock, writeFileAtomic } from '../storage/atomic-file.js'
+import { findDuplicateName } from '../storage/duplicate-names.js'
 import { parseClientsFile, type ClientsFile } from './registry.js'
 
-/** Reads CLIENTS_FILE. A missing file is an empty registry; a broken one throws, naming the problem. */
-export async function readClientsFile(path: string): Promise<ClientsFile> {
+/** Reads CLIENTS_FILE, or undefined when there is none. A broken file throws, naming the problem. */
+export async function readClientsFileIfPresent(path: string): Promise<ClientsFile | undefined> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { clients: [] }
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw error
   }
   try {
-    return parseClientsFile(text)
+    const file = parseClientsFile(text)
+    // Two "scopes" in one client: JSON.parse keeps the last, the operator may have meant the first.
+    const duplicate = findDuplicateName(text)
+    if (duplicate) {
+      throw new Error(`member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`)
+    }
+    return file
   } catch (error) {
     throw new Error(`${path}: ${(error as Error).message}`)
   }
+}
+
+/** Reads CLIENTS_FILE. A missing file is an empty registry; a broken one throws, naming the problem. */
+export async function readClientsFile(path: string): Promise<ClientsFile> {
+  return (await readClientsFileIfPresent(path)) ?? { clients: [] }
+}
+
+/**
+ * Whoever can write CLIENTS_FILE, or rename another file over it, can add a client with any scope.
+ * Returns the file and directories (the link's and its target's) that others may write, for a
+ * warning; missing ones are skipped.
+ */
+export async function clientsFileWritableByOthers(path: string): Promise<{ path: string; mode: string }[]> {
+  const target = await resolveTarget(path).catch(() => path) // a warning never stops a load
+  const found: { path: string; mode: string }[] = []
+  for (const candidate of new Set([target, dirname(path), dirname(target)])) {
+    const info = await stat(candidate).catch(() => undefined)
+    if (info && (info.mode & 0o002) !== 0) found.push({ path: candidate, mode: `0${(info.mode & 0o7777).toString(8)}` })
+  }
+  return found
 }
 
 /**

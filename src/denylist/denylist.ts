@@ -2,15 +2,33 @@
  * The revocation denylist (RFC 7009 revocation for self-contained RFC 9068 tokens): a token stays
  * valid until `exp`, so revoking it means remembering its `jti` until `exp` plus the verifiers'
  * clock tolerance (checklist decision 5). Revoking a `kid` revokes every token signed by that key.
+ * Revoking a client revokes every token issued to it up to an instant.
  *
  * Implementations: `memory.ts` (single instance, RV-8) and `redis.ts` (shared; `feed.ts` is the
  * resource-server side that answers from a local copy kept current over pub/sub).
  */
 
-/** What a verifier needs: is this token (by jti) or its signing key (by kid) revoked? */
+/** What a verifier knows of a token when it asks whether the token is revoked. */
+export interface RevocationQuery {
+  jti: string
+  kid?: string
+  /** With `iat`, lets a client-wide revocation apply. A listed client without `iat` counts as revoked. */
+  client_id?: string
+  /** Epoch seconds (RFC 7519 §4.1.6). */
+  iat?: number
+}
+
+/** What a verifier needs: is this token (by jti), its signing key (by kid) or its client (by client_id and iat) revoked? */
 export interface RevocationCheck {
   /** Throws DenylistUnavailableError when it cannot answer. Never returns false for "don't know". */
-  isRevoked(token: { jti: string; kid?: string }): Promise<boolean>
+  isRevoked(token: RevocationQuery): Promise<boolean>
+}
+
+/** Counts a revocation against the client that asked for it (see `revokeToken`). */
+export interface RevocationOwner {
+  clientId: string
+  /** How many live revocations this client may hold; a new one past it is refused. */
+  limit: number
 }
 
 export interface Denylist extends RevocationCheck {
@@ -20,10 +38,23 @@ export interface Denylist extends RevocationCheck {
    * tolerance: entry lives until exp + T, checklist decision 5). Idempotent; a second call never
    * shortens the remaining lifetime. `until` <= now is a no-op. Throws DenylistUnavailableError if
    * the write cannot be confirmed.
+   *
+   * With `owner`, the new entry counts against that client's live revocations, so one client
+   * cannot fill the table everyone shares: past `owner.limit` it throws RevocationLimitError and
+   * writes nothing. A jti that is already revoked is not a new entry: it never counts twice and
+   * is never refused. Counting and writing are one atomic step.
    */
-  revokeToken(jti: string, until: number): Promise<void>
+  revokeToken(jti: string, until: number, owner?: RevocationOwner): Promise<void>
   /** Emergency: every token signed by this key is revoked until `until`. Same semantics. */
   revokeKey(kid: string, until: number): Promise<void>
+  /**
+   * Every token issued to `clientId` at or before `revokedAt` (its `iat`, epoch seconds) is
+   * revoked until `until`: the client was deleted, or its tokens revoked. Tokens issued later stay
+   * valid. Idempotent; a second call keeps the later `revokedAt` (it covers every token the earlier
+   * one did, and more) and the later `until`. `until` <= now is a no-op. Throws
+   * DenylistUnavailableError if the write cannot be confirmed.
+   */
+  revokeClient(clientId: string, revokedAt: number, until: number): Promise<void>
   /** Resolves when the backend answers, rejects with DenylistUnavailableError otherwise (used by /readyz). */
   ping(): Promise<void>
   close(): Promise<void>
@@ -40,10 +71,36 @@ export class DenylistUnavailableError extends Error {
   }
 }
 
-/** Entries for tokens and for keys never share a namespace: a jti equal to some kid revokes nothing else. */
-export type EntryKind = 'jti' | 'kid'
+/** The client already holds as many live revocations as it may; nothing was written. */
+export class RevocationLimitError extends Error {
+  override name = 'RevocationLimitError'
+  /** Seconds until the client's oldest live revocation expires and makes room; at least 1. */
+  readonly retryAfter: number
+  constructor(clientId: string, limit: number, retryAfter: number) {
+    super(`client ${clientId} holds ${limit} live revocations, the most it may`)
+    this.retryAfter = Math.max(1, Math.ceil(retryAfter))
+  }
+}
+
+/** Entries for tokens, keys and clients never share a namespace: a jti equal to some kid revokes nothing else. */
+export type EntryKind = 'jti' | 'kid' | 'client'
 
 /** `until` comes from our own code (exp + T), so a non-finite value is a bug, not an outage. */
 export function assertUntil(until: number): void {
   if (!Number.isFinite(until)) throw new RangeError(`revocation "until" must be a finite number, got ${until}`)
+}
+
+/** Same for a client revocation's instant. */
+export function assertRevokedAt(revokedAt: number): void {
+  if (!Number.isFinite(revokedAt)) throw new RangeError(`client revocation instant must be a finite number, got ${revokedAt}`)
+}
+
+/**
+ * Whether a client-wide revocation made at `revokedAt` covers this token. `iat` has whole
+ * seconds, so a token issued in the very second of the revocation is covered too: it cannot be
+ * told apart from one issued just before. Without `iat` (or with a `revokedAt` that is not a
+ * number, written by hand) the token counts as covered.
+ */
+export function clientRevocationCovers(revokedAt: number, iat: number | undefined): boolean {
+  return iat === undefined || Number.isNaN(revokedAt) || iat <= revokedAt
 }

@@ -1,9 +1,11 @@
 import type { Redis } from 'ioredis'
-import { DenylistUnavailableError, type EntryKind, type RevocationCheck } from './denylist.js'
+import { clientRevocationCovers, DenylistUnavailableError, type EntryKind, type RevocationCheck } from './denylist.js'
+import { describeRedisError } from './redis-error.js'
 import {
   closeRedisClient,
   createRedisClient,
   isRevokedInRedis,
+  parseRevokedAt,
   revocationChannel,
   unavailable,
   type RedisConnectionOptions,
@@ -36,8 +38,9 @@ const SCAN_COUNT = 1_000
 /**
  * Revocation check for resource servers that must not pay a Redis round trip per request.
  *
- * A local map of revoked ids is kept current by a subscriber connection on `${keyPrefix}revocations`.
- * On every (re)connect it first SUBSCRIBEs and only then loads every entry with SCAN + PTTL, so a
+ * A local map of revoked ids (tokens, keys, and clients with their revocation instant) is kept
+ * current by a subscriber connection on `${keyPrefix}revocations`. On every (re)connect it first
+ * SUBSCRIBEs and only then loads every entry with SCAN + PTTL (+ GET for a client's instant), so a
  * revocation is either published after the subscription or already stored when the scan runs:
  * none falls in between, including those made while this process was disconnected.
  *
@@ -49,8 +52,9 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
   const { keyPrefix, clock, log } = options
   const channel = revocationChannel(keyPrefix)
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES
-  // id -> until (epoch seconds), one map per namespace.
-  const entries: Record<EntryKind, Map<string, number>> = { jti: new Map(), kid: new Map() }
+  // id -> until (epoch seconds), one map per namespace; a client's entry also holds its revocation instant.
+  const entries = { jti: new Map<string, number>(), kid: new Map<string, number>() }
+  const clients = new Map<string, { revokedAt: number; until: number }>()
 
   let session = 0 // bumped on every connect and disconnect; work from an older session is dropped
   let live = false
@@ -122,7 +126,7 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
     } catch (err) {
       if (id !== session || closed) return
       loadFailures += 1
-      if (loadFailures === 1) log.warn({ err }, 'revocation feed could not load; retrying')
+      if (loadFailures === 1) log.warn({ redisError: describeRedisError(err) }, 'revocation feed could not load; retrying')
       const delay = Math.min(100 * 2 ** loadFailures, 2_000)
       retryTimer = setTimeout(() => {
         if (id === session) void startSession()
@@ -141,18 +145,33 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
       cursor = next
       const found = keys.flatMap((key) => parseEntryKey(keyPrefix, key) ?? [])
       if (found.length === 0) continue
+      // A client entry's value is its revocation instant: read it with its PTTL.
       const pipeline = commands.pipeline()
-      for (const entry of found) pipeline.pttl(entry.key)
+      for (const entry of found) {
+        pipeline.pttl(entry.key)
+        if (entry.kind === 'client') pipeline.get(entry.key)
+      }
       const replies = await pipeline.exec()
       if (id !== session) return
       if (replies === null) throw unavailable('revocation feed load aborted')
       const now = clock()
-      found.forEach((entry, i) => {
-        const [err, ttl] = replies[i] ?? [unavailable('missing PTTL reply'), undefined]
+      let index = 0
+      const reply = (): unknown => {
+        const [err, value] = replies[index++] ?? [unavailable('missing reply'), undefined]
         if (err) throw unavailable('revocation feed load failed', err)
-        const until = untilFromPttl(Number(ttl), now)
-        if (until !== undefined) record(entry.kind, entry.id, until)
-      })
+        return value
+      }
+      for (const entry of found) {
+        const until = untilFromPttl(Number(reply()), now)
+        const value = entry.kind === 'client' ? reply() : undefined
+        if (until === undefined) continue
+        if (entry.kind === 'client') {
+          // Gone meanwhile: nothing to record. Not a number (written by hand): every token of the client.
+          if (typeof value === 'string') recordClient(entry.id, parseRevokedAt(value), until)
+        } else {
+          record(entry.kind, entry.id, until)
+        }
+      }
     } while (cursor !== '0')
   }
 
@@ -167,11 +186,12 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
       log.warn({ bytes: message.length }, 'ignoring malformed message on the revocation channel')
       return
     }
-    record(parsed.t, parsed.id, parsed.until)
+    if (parsed.t === 'client') recordClient(parsed.id, parsed.revokedAt, parsed.until)
+    else record(parsed.t, parsed.id, parsed.until)
   }
 
   function size(): number {
-    return entries.jti.size + entries.kid.size
+    return entries.jti.size + entries.kid.size + clients.size
   }
 
   function sweep(now: number): void {
@@ -179,9 +199,21 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
     for (const map of Object.values(entries)) {
       for (const [id, until] of map) if (until <= now) map.delete(id)
     }
+    for (const [id, entry] of clients) if (entry.until <= now) clients.delete(id)
   }
 
-  function record(kind: EntryKind, rawId: string, until: number): void {
+  /** False when there is no room for a new entry: the feed then stops answering locally. */
+  function hasRoom(now: number): boolean {
+    if (size() >= maxEntries && now > lastFullSweep) sweep(now)
+    if (size() < maxEntries) return true
+    // Dropping or evicting would un-revoke a token: stop answering locally instead.
+    if (!overflowed) log.error({ maxEntries }, 'revocation feed full; checking Redis directly')
+    overflowed = true
+    setLive(false)
+    return false
+  }
+
+  function record(kind: 'jti' | 'kid', rawId: string, until: number): void {
     const now = clock()
     if (until <= now) return
     const id = wellFormed(rawId)
@@ -191,20 +223,31 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
       if (until > current) map.set(id, until) // never shorten (RV-6)
       return
     }
-    if (size() >= maxEntries && now > lastFullSweep) sweep(now)
-    if (size() >= maxEntries) {
-      // Dropping or evicting would un-revoke a token: stop answering locally instead.
-      if (!overflowed) log.error({ maxEntries }, 'revocation feed full; checking Redis directly')
-      overflowed = true
-      setLive(false)
-      return
-    }
-    map.set(id, until)
+    if (hasRoom(now)) map.set(id, until)
   }
 
-  function isLive(kind: EntryKind, rawId: string, now: number): boolean {
+  /** Of two instants the later is kept: it covers every token the earlier one did. */
+  function recordClient(rawId: string, revokedAt: number, until: number): void {
+    const now = clock()
+    if (until <= now) return
+    const id = wellFormed(rawId)
+    const current = clients.get(id)
+    if (current !== undefined) {
+      clients.set(id, { revokedAt: laterInstant(current.revokedAt, revokedAt), until: Math.max(current.until, until) })
+      return
+    }
+    if (hasRoom(now)) clients.set(id, { revokedAt, until })
+  }
+
+  function isLive(kind: 'jti' | 'kid', rawId: string, now: number): boolean {
     const until = entries[kind].get(wellFormed(rawId))
     return until !== undefined && until > now
+  }
+
+  function isClientRevoked(rawId: string | undefined, iat: number | undefined, now: number): boolean {
+    if (rawId === undefined) return false
+    const entry = clients.get(wellFormed(rawId))
+    return entry !== undefined && entry.until > now && clientRevocationCovers(entry.revokedAt, iat)
   }
 
   function checkSubscriber(): void {
@@ -218,7 +261,7 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
         (err: unknown) => {
           if (id !== session || closed) return
           // A frozen server or a silently dead link delivers no messages: stop trusting the map.
-          log.warn({ err }, 'revocation feed heartbeat failed; reconnecting')
+          log.warn({ redisError: describeRedisError(err) }, 'revocation feed heartbeat failed; reconnecting')
           endSession()
           subscriber.disconnect(true)
         },
@@ -241,7 +284,11 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
       if (closed) throw new DenylistUnavailableError('revocation check is closed')
       if (!live) return isRevokedInRedis(commands, keyPrefix, token)
       const now = clock()
-      return isLive('jti', token.jti, now) || (token.kid !== undefined && isLive('kid', token.kid, now))
+      return (
+        isLive('jti', token.jti, now) ||
+        (token.kid !== undefined && isLive('kid', token.kid, now)) ||
+        isClientRevoked(token.client_id, token.iat, now)
+      )
     },
     ready() {
       if (live) return Promise.resolve()
@@ -264,6 +311,7 @@ export function createRedisRevocationCheck(options: RedisRevocationCheckOptions)
     await Promise.all([closeRedisClient(subscriber), closeRedisClient(commands)])
     entries.jti.clear()
     entries.kid.clear()
+    clients.clear()
   }
 }
 
@@ -276,7 +324,7 @@ export function escapeGlob(text: string): string {
 function parseEntryKey(keyPrefix: string, key: string): { key: string; kind: EntryKind; id: string } | undefined {
   if (!key.startsWith(keyPrefix)) return undefined
   const rest = key.slice(keyPrefix.length)
-  for (const kind of ['jti', 'kid'] as const) {
+  for (const kind of ['jti', 'kid', 'client'] as const) {
     if (rest.startsWith(`${kind}:`)) return { key, kind, id: rest.slice(kind.length + 1) }
   }
   return undefined
@@ -294,8 +342,14 @@ function untilFromPttl(pttl: number, now: number): number | undefined {
 
 function isRevocationMessage(value: unknown): value is RevocationMessage {
   if (typeof value !== 'object' || value === null) return false
-  const { t, id, until } = value as Record<string, unknown>
-  return (t === 'jti' || t === 'kid') && typeof id === 'string' && typeof until === 'number'
+  const { t, id, until, revokedAt } = value as Record<string, unknown>
+  if (typeof id !== 'string' || typeof until !== 'number') return false
+  return t === 'jti' || t === 'kid' || (t === 'client' && typeof revokedAt === 'number')
+}
+
+/** NaN (a hand-written value: every token of the client) wins over any instant. */
+function laterInstant(a: number, b: number): number {
+  return Number.isNaN(a) || Number.isNaN(b) ? Number.NaN : Math.max(a, b)
 }
 
 /**

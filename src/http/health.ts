@@ -7,13 +7,15 @@ export const healthHandler = (c: Context<AppEnv>) => c.body('{"status":"ok"}', 2
 
 /**
  * GET /readyz — 200 when keys and clients are loaded and every configured backend answers,
- * else 503 naming what is missing. Turns 503 as soon as shutdown begins.
+ * else 503 naming what is missing. Turns 503 as soon as shutdown begins, and while a file watcher
+ * reports a problem only an operator can fix (the last good keys or clients stay in force).
  */
 export function readyHandler(deps: Deps) {
   return async (c: Context<AppEnv>) => {
     const missing: string[] = []
     if (deps.lifecycle.shuttingDown) missing.push('shutting down')
     if (deps.keys.size === 0) missing.push('signing keys')
+    missing.push(...(deps.readiness?.values() ?? []))
     try {
       await deps.denylist.ping()
     } catch {

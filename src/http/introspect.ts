@@ -37,7 +37,9 @@ export function introspectHandler(deps: Deps) {
     )
     // The server's own clock is the authority here: expired means inactive, with no tolerance.
     if (!claims || claims.exp <= deps.clock() || !mayIntrospect(client, claims)) return c.body(INACTIVE, 200, NO_STORE)
-    if (await deps.denylist.isRevoked({ jti: claims.jti, kid: claims.kid })) return c.body(INACTIVE, 200, NO_STORE)
+    // By jti, by signing key, or by client (deleted, or its tokens revoked up to some instant).
+    const revocation = { jti: claims.jti, kid: claims.kid, client_id: claims.client_id, iat: claims.iat }
+    if (await deps.denylist.isRevoked(revocation)) return c.body(INACTIVE, 200, NO_STORE)
 
     c.set('jti', claims.jti)
     const { kid: _kid, ...visible } = claims

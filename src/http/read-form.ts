@@ -1,5 +1,5 @@
 import type { Context } from 'hono'
-import { invalidRequest, payloadTooLarge } from '../errors.js'
+import { invalidRequest, payloadTooLarge, unreadableBody } from '../errors.js'
 import { parseForm, type FormParams } from '../oauth/form.js'
 
 /** Checklist BI-14: the token, revocation and introspection endpoints read at most 16 KiB. */
@@ -27,13 +27,33 @@ export async function readForm(c: Context): Promise<FormParams> {
   return parseForm(await readBody(c.req.raw, BODY_LIMIT))
 }
 
+/**
+ * The request stream carries nothing but the client's bytes, so a failure while reading it (Node's
+ * `aborted`/ECONNRESET when the socket closes mid-body, after a chunked-framing error or at the
+ * request timeout) is the client's doing: an `invalid_request`, not a fault of ours.
+ */
+async function readChunk(reader: ReadableStreamDefaultReader<Uint8Array>) {
+  try {
+    return await reader.read()
+  } catch (error) {
+    throw unreadableBody(`request body stream failed: ${describeStreamError(error)}`, error)
+  }
+}
+
+/** `aborted (ECONNRESET)`: the message and code only, never a stack. */
+function describeStreamError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error).slice(0, 200)
+  const code = (error as NodeJS.ErrnoException).code
+  return `${error.message.slice(0, 200)}${code ? ` (${code})` : ''}`
+}
+
 async function readBody(request: Request, limit: number): Promise<Uint8Array> {
   if (!request.body) return new Uint8Array()
   const reader = request.body.getReader()
   const chunks: Uint8Array[] = []
   let size = 0
   for (;;) {
-    const { done, value } = await reader.read()
+    const { done, value } = await readChunk(reader)
     if (done) break
     size += value.byteLength
     if (size > limit) {

@@ -1,5 +1,6 @@
 import type { Context } from 'hono'
-import { invalidRequest } from '../errors.js'
+import { RevocationLimitError } from '../denylist/denylist.js'
+import { invalidRequest, tooManyRevocations } from '../errors.js'
 import { single } from '../oauth/form.js'
 import { verifyOwnToken } from '../oauth/verify-token.js'
 import { authenticatedForm } from './authenticated-form.js'
@@ -26,9 +27,23 @@ export function revokeHandler(deps: Deps) {
     // RFC 7009 §2.1: a client may revoke only its own tokens; others are refused, not revoked (decision 2).
     if (claims.client_id !== client.id) throw invalidRequest('the token was not issued to this client')
 
-    await deps.denylist.revokeToken(claims.jti, claims.exp + tolerance)
+    await revokeCounted(deps, claims.jti, claims.exp + tolerance, client.id)
     c.set('jti', claims.jti)
     deps.log.info({ client_id: client.id, jti: claims.jti, exp: claims.exp }, 'token revoked')
     return c.body(null, 200, EMPTY_OK)
+  }
+}
+
+/**
+ * Each client may hold only so many live revocations, so that none can fill the table every
+ * client shares; past its limit it gets 429 until its oldest revocation expires. Revoking a token
+ * that is already revoked is not a new entry and still gets 200.
+ */
+async function revokeCounted(deps: Pick<Deps, 'denylist' | 'config'>, jti: string, until: number, clientId: string): Promise<void> {
+  try {
+    await deps.denylist.revokeToken(jti, until, { clientId, limit: deps.config.revocationsPerClient })
+  } catch (error) {
+    if (error instanceof RevocationLimitError) throw tooManyRevocations(error.retryAfter, error.message)
+    throw error
   }
 }

@@ -42,9 +42,13 @@ export function metadataHandler(deps: Deps) {
       // RFC 8414 §2 calls this required; there is no authorization endpoint, so none.
       response_types_supported: [],
       token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-      scopes_supported: deps.clients.scopes,
+      // RFC 8414 §2: RECOMMENDED, not required. The union of every client's scopes tells anyone what
+      // the deployment protects, so it is published only when PUBLISH_SCOPES=true.
+      ...(deps.config.publishScopes && { scopes_supported: deps.clients.scopes }),
       // Not in RFC 8414 but widely read (RFC 9068 §4 verifiers): what access tokens are signed with.
-      access_token_signing_alg_values_supported: [deps.keys.signingKey().alg],
+      // Every published key's algorithm, so that during an algorithm migration a verifier configured
+      // from here still accepts the tokens of the key being retired (and of the next one).
+      access_token_signing_alg_values_supported: deps.keys.publishedAlgorithms(),
     }
     return c.body(JSON.stringify(metadata), 200, {
       'Content-Type': 'application/json; charset=utf-8',

@@ -1,6 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto'
 import type { Clock } from '../clock.js'
-import type { SigningAlg } from './algorithms.js'
+import { SIGNING_ALGS, type SigningAlg } from './algorithms.js'
 import type { KeyRecord } from './key-file.js'
 import { isPublished, keyTimelines, nextTransition, type KeyTimeline } from './key-states.js'
 
@@ -12,6 +12,8 @@ export interface KeyStore {
   verificationKey(kid: string): { alg: SigningAlg; publicKey: KeyObject } | undefined
   /** The JWKS document (RFC 7517 §5) of every published key, serialized once per change, with its ETag. */
   jwks(): { body: string; etag: string }
+  /** The algorithms of every published key, once each, in SIGNING_ALGS order (for server metadata). */
+  publishedAlgorithms(): readonly SigningAlg[]
   /** Each key's state now, for `keys list` and reload checks. */
   timelines(): KeyTimeline[]
   /** The records this store was built from. */
@@ -35,6 +37,7 @@ interface View {
   published: Map<string, KeyRecord>
   timelines: KeyTimeline[]
   jwks: { body: string; etag: string }
+  algorithms: readonly SigningAlg[]
 }
 
 /**
@@ -59,7 +62,9 @@ export function createKeyStore(records: readonly KeyRecord[], clock: Clock, opti
     const keys = [...published.values()].sort((a, b) => (a.kid < b.kid ? -1 : 1)).map((record) => record.publicJwk)
     const body = JSON.stringify({ keys })
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
-    return { from: now, until: nextTransition(records, timelines, now), current: current!, published, timelines, jwks: { body, etag } }
+    const publishedAlgs = new Set([...published.values()].map((record) => record.alg))
+    const algorithms = SIGNING_ALGS.filter((alg) => publishedAlgs.has(alg))
+    return { from: now, until: nextTransition(records, timelines, now), current: current!, published, timelines, jwks: { body, etag }, algorithms }
   }
 
   const at = (): View => {
@@ -82,6 +87,7 @@ export function createKeyStore(records: readonly KeyRecord[], clock: Clock, opti
       return record && { alg: record.alg, publicKey: record.publicKey }
     },
     jwks: () => at().jwks,
+    publishedAlgorithms: () => at().algorithms,
     timelines: () => at().timelines,
   }
 }

@@ -14,7 +14,7 @@ export interface KeysDirContents {
   tombstones: Tombstone[]
   /** Files that could not be used, with the reason (never key material). */
   problems: { file: string; problem: string }[]
-  /** Key files readable by group or others (checklist SK-9): loaded, and reported as errors. */
+  /** Key files readable by others: loaded, and reported as errors. Group-readable (0640, 0440) is fine. */
   exposed: string[]
   /** Plain PKCS#8 files although a passphrase is set (made before it was): loaded, and reported. */
   unencrypted: string[]
@@ -28,12 +28,14 @@ export async function readKeysDir(dir: string, passphrase?: string): Promise<Key
     const path = join(dir, name)
     try {
       const info = await stat(path)
+      // Whoever can change a key file can swap in a key of their own: refused like a broken file.
+      if ((info.mode & 0o022) !== 0) throw new Error(`writable by group or others (mode ${octal(info.mode)}); run chmod 600 on it`)
       const key = await parseKeyFile(await readFile(path, 'utf8'), passphrase)
       if (`${key.kid}.json` !== name) throw new Error(`file name does not match kid ${key.kid}`)
       if (isTombstone(key)) contents.tombstones.push(key)
       else {
         contents.records.push(key)
-        if ((info.mode & 0o077) !== 0) contents.exposed.push(name)
+        if ((info.mode & 0o004) !== 0) contents.exposed.push(name)
         if (passphrase && !key.stored.privateKey?.startsWith('-----BEGIN ENCRYPTED ')) contents.unencrypted.push(name)
       }
     } catch (error) {
@@ -44,16 +46,44 @@ export async function readKeysDir(dir: string, passphrase?: string): Promise<Key
   return contents
 }
 
-/** Signature of the directory for change detection: names, sizes, mtimes, inodes of key files. */
+const octal = (mode: number) => `0${(mode & 0o7777).toString(8)}`
+
+/**
+ * Why KEYS_DIR must not be used, or undefined. Whoever can write the directory can add a key file,
+ * which is then published and may sign, so it must belong to the user running this process (`uid`)
+ * and be writable by nobody else. `summary` is short and names no path (for /readyz); `message`
+ * says how to fix it (for the log, the start-up error and the CLI).
+ */
+export async function keysDirAccessProblem(
+  dir: string,
+  uid: number | undefined = process.getuid?.(),
+): Promise<{ summary: string; message: string } | undefined> {
+  const info = await stat(dir)
+  if (uid !== undefined && info.uid !== uid) {
+    const summary = 'KEYS_DIR is not owned by the user running tokensmith'
+    return { summary, message: `${summary}: ${dir} belongs to uid ${info.uid}, this process runs as uid ${uid}; run chown ${uid} ${dir} (or run tokensmith as its owner)` }
+  }
+  if ((info.mode & 0o022) !== 0) {
+    const summary = 'KEYS_DIR is writable by group or others'
+    return { summary, message: `${summary}: ${dir} has mode ${octal(info.mode)}, and whoever can write it can add a signing key; run chmod 700 ${dir}` }
+  }
+  return undefined
+}
+
+/**
+ * Signature of the directory for change detection: its owner and mode, then the names, inodes,
+ * sizes, mtimes and modes of key files (a chmod changes no mtime, and must be noticed too).
+ */
 export async function keysDirSignature(dir: string): Promise<string> {
+  const info = await stat(dir)
   const names = (await readdir(dir)).filter((name) => KEY_FILE.test(name)).sort()
   const parts = await Promise.all(
     names.map(async (name) => {
       const info = await stat(join(dir, name)).catch(() => undefined)
-      return info ? `${name}:${info.ino}:${info.size}:${info.mtimeMs}` : `${name}:gone`
+      return info ? `${name}:${info.ino}:${info.size}:${info.mtimeMs}:${info.mode}` : `${name}:gone`
     }),
   )
-  return parts.join('|')
+  return [`dir:${info.uid}:${info.mode}`, ...parts].join('|')
 }
 
 /** Adds a new key file; never overwrites one (EEXIST). */
@@ -69,7 +99,8 @@ export async function rewriteKeyFile(dir: string, file: KeyFile): Promise<void> 
 const INIT_LOCK = '.init.lock'
 
 /**
- * Start-up: make sure KEYS_DIR exists (0700) and holds a usable key. An empty directory gets a
+ * Start-up: make sure KEYS_DIR exists (0700), that nobody but us can write it (else throws the
+ * message of keysDirAccessProblem), and that it holds a usable key. An empty directory gets a
  * current key and a published standby key (so that `keys rotate --now` can switch to a key that
  * verifiers already have). When several instances start on the same empty directory, an O_EXCL
  * lock file makes exactly one of them generate them; the others wait and read (checklist SK-11).
@@ -80,6 +111,8 @@ export async function ensureKeys(
   deps: { clock: Clock; log: Logger; passphrase?: string | undefined },
 ): Promise<KeysDirContents> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
+  const access = await keysDirAccessProblem(dir)
+  if (access) throw new Error(access.message)
   const deadline = Date.now() + 15_000
   for (;;) {
     const contents = await readKeysDir(dir, deps.passphrase)

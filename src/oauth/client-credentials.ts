@@ -19,14 +19,15 @@ export function checkGrantType(client: Client, params: FormParams): void {
 
 /**
  * RFC 6749 §3.3: space-delimited scope-tokens. Omitted means every scope of the client (the
- * documented default). A scope the client may not have fails the whole request: no token is
- * issued for a subset the client did not ask for.
+ * documented default); an empty `scope=` is omitted too (RFC 6749 §3.1). A value of spaces only
+ * names no scope-token, so it is refused rather than read as "everything". A scope the client may
+ * not have fails the whole request: no token is issued for a subset the client did not ask for.
  */
 export function resolveScopes(client: Client, requested: string | undefined): string[] {
-  if (requested === undefined) return client.scopes
+  if (requested === undefined || requested === '') return client.scopes
   const scopes = [...new Set(requested.split(' ').filter((scope) => scope !== ''))]
-  if (scopes.length === 0) return client.scopes
-  if (!scopes.every((scope) => SCOPE_TOKEN.test(scope))) throw invalidScope('scope has characters RFC 6749 §3.3 does not allow')
+  if (scopes.length === 0) throw invalidScope('scope must name at least one scope')
+  if (!scopes.every((scope) => SCOPE_TOKEN.test(scope))) throw invalidScope('scope has characters RFC 6749 section 3.3 does not allow')
   if (!scopes.every((scope) => client.scopes.includes(scope))) throw invalidScope('requested scope is not allowed for this client')
   return scopes
 }

@@ -30,6 +30,9 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
           '*.access_token',
           'headers.authorization',
           'req.headers.authorization',
+          // ioredis attaches the failed command to its errors: AUTH's carries the Redis password.
+          // Redis errors are logged through describeRedisError, which drops it; this is the backstop.
+          '*.command',
         ],
         censor: '[redacted]',
       },

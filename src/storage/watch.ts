@@ -23,20 +23,25 @@ export function watchForChanges(options: {
 }): Watcher {
   let last = options.initial
   let lastFailed: string | undefined
+  let failing = false
   let running: Promise<void> | undefined
 
   // `last` moves only when a reload succeeds, so a failed one (a file unreadable for a moment) is
   // tried again at every check; it is logged once per distinct failing state, not every second.
+  // Coming back to what is loaded after a failure (a chmod undone) reloads once more, so whatever
+  // the failing reload set (a readiness problem) is cleared by the reload that succeeds.
   const check = (): Promise<void> => {
     running ??= (async () => {
       let signature: string | undefined
       try {
         signature = await options.signature()
-        if (signature === last) return
+        if (signature === last && !failing) return
         await options.reload()
         last = signature
         lastFailed = undefined
+        failing = false
       } catch (error) {
+        failing = true
         if (signature !== undefined && signature === lastFailed) return
         lastFailed = signature
         options.log.error({ source: options.name, problem: (error as Error).message }, 'reload failed; keeping the last good state')

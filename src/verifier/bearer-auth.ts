@@ -68,26 +68,16 @@ function joseReason(error: unknown): RejectReason {
   return 'signature_or_claims'
 }
 
-/** Whether a form body also carries `access_token` (RFC 6750 §2.2). Hono caches the text for handlers. */
-async function formBodyHasToken(c: Context): Promise<boolean> {
-  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
-  if (type !== 'application/x-www-form-urlencoded') return false
-  try {
-    return new URLSearchParams(await c.req.text()).has('access_token')
-  } catch {
-    return false
-  }
-}
-
 /**
  * Hono middleware for resource servers: verifies tokensmith's RFC 9068 JWT access tokens offline and puts
  * the verified claims on the context as `auth`.
  *
  * Answers (RFC 6750 §3, §3.1; decisions 4 and 8 of the security checklist), all with `Cache-Control: no-store`:
- * - no Bearer credentials (no header, another scheme, a token only in `?access_token=`) → 401,
- *   `WWW-Authenticate: Bearer realm="…"` without `error`, empty body;
- * - a malformed header (empty value, characters outside `b64token`, a token sent two ways) → 400
- *   `invalid_request`;
+ * - no Bearer credentials (no header, another scheme, a token only in `?access_token=` or in the
+ *   body) → 401, `WWW-Authenticate: Bearer realm="…"` without `error`, empty body;
+ * - a malformed header (empty value, characters outside `b64token`), or a header token and
+ *   `?access_token=` together → 400 `invalid_request`. The request body is never read: the
+ *   middleware reads no unauthenticated body of unknown size, and leaves the body to the handler;
  * - a token that is not exactly a canonical JWS compact serialization, or fails any check → 401
  *   `invalid_token`. The checks are the RFC 9068 §4 / RFC 8725 set: `alg` on the allowlist, `typ` `at+jwt`
  *   (jose: case-insensitive, `application/` prefix allowed), signature, exact `iss`, `aud` containing one
@@ -151,7 +141,8 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
     if (!config.denylist) return
     let revoked: boolean
     try {
-      revoked = await config.denylist.isRevoked({ jti: claims.jti, kid })
+      // Also by signing key, and by client with `iat` (a deleted client, or one whose tokens were revoked).
+      revoked = await config.denylist.isRevoked({ jti: claims.jti, kid, client_id: claims.client_id, iat: claims.iat })
       // Only a boolean is an answer; anything else from a broken implementation is "cannot answer".
       if (typeof revoked !== 'boolean') throw new TypeError('isRevoked answered a non-boolean')
     } catch (error) {
@@ -189,10 +180,10 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   const middleware: MiddlewareHandler<{ Variables: BearerAuthVariables }> = async (c, next) => {
     let claims: AccessTokenClaims
     try {
-      const token = await extractBearerToken({
+      // Header and query string only: the unauthenticated body is never read (any size, any rate).
+      const token = extractBearerToken({
         authorization: c.req.header('authorization'),
         queryHasToken: c.req.query('access_token') !== undefined,
-        bodyHasToken: () => formBodyHasToken(c),
       })
       if (token === undefined) return reject(c, undefined)
       const verified = await verify(token)

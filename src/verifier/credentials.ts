@@ -11,19 +11,19 @@ export interface CredentialSources {
   authorization: string | undefined
   /** Whether the query string has an `access_token` parameter (RFC 6750 §2.3). */
   queryHasToken: boolean
-  /** Reads the form body's `access_token` presence; called only when a Bearer header is present. */
-  bodyHasToken: () => Promise<boolean>
 }
 
 /**
  * Finds the bearer token (RFC 6750 §2.1). Returns `undefined` when the request carries no Bearer
- * credentials at all, which the caller answers with a bare challenge (RFC 6750 §3.1, decision 8).
+ * credentials at all, which the caller answers with a bare challenge (RFC 6750 §3.1).
  *
- * Only the `Authorization` header is a supported method. A token only in `?access_token=` or the body
- * counts as no credentials (BI-28); a token there *and* in the header is two methods, which RFC 6750 §2
- * forbids → 400 `invalid_request`.
+ * Only the `Authorization` header is a supported method. A token only in `?access_token=` or in a
+ * form body counts as no credentials. A token in the header *and* the query string is two methods,
+ * which RFC 6750 §2 asks clients not to send → 400 `invalid_request`. The body is never read here:
+ * it has not been authenticated and may be of any size, so a form-body `access_token` beside a header
+ * token is left to the application like any other body parameter.
  */
-export async function extractBearerToken(sources: CredentialSources): Promise<string | undefined> {
+export function extractBearerToken(sources: CredentialSources): string | undefined {
   const header = sources.authorization
   if (header === undefined) return undefined
   // RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]
@@ -35,6 +35,6 @@ export async function extractBearerToken(sources: CredentialSources): Promise<st
   const token = space === -1 ? '' : header.slice(space).replace(/^ +/, '')
   if (token === '') throw invalidRequest('empty_token')
   if (!B64TOKEN.test(token)) throw invalidRequest('token_syntax')
-  if (sources.queryHasToken || (await sources.bodyHasToken())) throw invalidRequest('multiple_token_methods')
+  if (sources.queryHasToken) throw invalidRequest('multiple_token_methods')
   return token
 }

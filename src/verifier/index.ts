@@ -13,6 +13,9 @@
  * - Duplicate JSON members are last-wins, as in `JSON.parse` and jose; the signature covers the text.
  * - ECDSA signatures are not normalised to low-S (TF-9): `(r, n − s)` verifies too. Revocation keys on
  *   `jti`, so both spellings share the token's fate.
+ * - The `denylist` is asked with the token's `jti`, its `kid`, and its `client_id` and `iat`: a client
+ *   that was deleted, or whose tokens were revoked, has every token issued up to that instant
+ *   refused (a token issued in that very second too, `iat` having whole seconds).
  * - The remote JWKS is refused as a whole when a key has `use` other than `sig`, is symmetric or holds
  *   private material; keys without `kid` are ignored.
  *

@@ -117,12 +117,12 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
   }
   const scopes = options.scopes ?? []
   if (!Array.isArray(scopes) || !scopes.every((scope) => typeof scope === 'string' && SCOPE_TOKEN.test(scope))) {
-    fail('scopes must be RFC 6749 §3.3 scope tokens')
+    fail('scopes must be RFC 6749 section 3.3 scope tokens')
   }
   const realm = options.realm ?? BEARER_AUTH_DEFAULTS.realm
   if (typeof realm !== 'string' || !REALM.test(realm)) fail('realm must be printable ASCII without " or \\')
   if (options.failOpen === true && typeof options.onFailOpen !== 'function') {
-    fail('failOpen requires onFailOpen, so that every pass is logged (decision 4)')
+    fail('failOpen requires onFailOpen, so that every pass is logged')
   }
   if (options.denylist !== undefined && typeof options.denylist?.isRevoked !== 'function') {
     fail('denylist must have isRevoked()')

@@ -6,9 +6,14 @@ import type { RejectReason } from './errors.js'
  * What the verifier needs from a denylist. Structurally identical to `RevocationCheck` in
  * `src/denylist/denylist.ts`; declared here so the exported verifier has no dependency on server code.
  * Any exception from `isRevoked` means "cannot answer" (decision 4).
+ *
+ * The middleware passes the token's `jti`, the `kid` it was signed with, and its `client_id` and
+ * `iat`: a token is revoked by its id, by its key, or because every token its client was issued
+ * up to some instant was revoked (the client was deleted, or its tokens revoked). An
+ * implementation that only knows ids may ignore the rest.
  */
 export interface RevocationCheck {
-  isRevoked(token: { jti: string; kid?: string }): Promise<boolean>
+  isRevoked(token: { jti: string; kid?: string; client_id?: string; iat?: number }): Promise<boolean>
 }
 
 /** The verified claims of an RFC 9068 access token, as placed on the context under `auth`. */
@@ -80,7 +85,7 @@ export interface BearerAuthOptions {
   jwks?: { keys: JWK[] }
   /** All required; a token lacking any → 403 `insufficient_scope` (RFC 6750 §3.1). */
   scopes?: string[]
-  /** Consulted after signature and claims verify, with `jti` and `kid`. */
+  /** Consulted after signature and claims verify, with `jti`, `kid`, `client_id` and `iat`. */
   denylist?: RevocationCheck
   /** Signature algorithm allowlist. Default `['ES256', 'EdDSA', 'RS256', 'PS256']`. `none` and `HS*` throw. */
   algorithms?: string[]

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { freePort } from './free-port.js'
 
 export interface SpawnedServer {
@@ -11,11 +12,28 @@ export interface SpawnedServer {
   kill(signal?: NodeJS.Signals): void
 }
 
+export interface SpawnServerOptions {
+  /** Working directory (where `.env` is read); default this repository. */
+  cwd?: string
+  timeoutMs?: number
+}
+
+/** `node` with the arguments `npm start` gives it, usable from any working directory. */
+const START_COMMAND = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('../../src/main.ts', import.meta.url)),
+] as const
+
 /** Starts `src/main.ts` in its own process, the way `npm start` does, and waits until it listens. */
-export async function spawnServer(env: Record<string, string>, timeoutMs = 15_000): Promise<SpawnedServer> {
+export async function spawnServer(env: Record<string, string>, options: SpawnServerOptions = {}): Promise<SpawnedServer> {
+  const { cwd, timeoutMs = 15_000 } = options
   const port = env.PORT ? Number(env.PORT) : await freePort()
   // node itself, as `npm start` runs it, so signals (SIGHUP, SIGKILL) reach the server, not a wrapper.
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const [node, ...args] = START_COMMAND
+  const proc = spawn(node, args, {
+    cwd,
     env: { ...process.env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -4,8 +4,8 @@ import { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import type { Clock } from '../../src/clock.js'
 import { createRedisRevocationCheck, type RedisRevocationCheck } from '../../src/denylist/feed.js'
-import { createRedisDenylist, entryKey, revocationChannel, type DenylistLog } from '../../src/denylist/redis.js'
-import type { Denylist } from '../../src/denylist/denylist.js'
+import { createRedisDenylist, entryKey, ownedKey, revocationChannel, type DenylistLog } from '../../src/denylist/redis.js'
+import { RevocationLimitError, type Denylist } from '../../src/denylist/denylist.js'
 import { denylistContract, uniqueId, WEIRD_IDS } from '../unit/denylist/contract.js'
 import { waitFor } from '../helpers/wait-for.js'
 import { keysUnder } from '../helpers/redis-keys.js'
@@ -58,6 +58,92 @@ describe('redis denylist', () => {
       expect(JSON.parse(await received)).toEqual({ t: 'kid', id: 'kid-1', until })
     } finally {
       listener.disconnect()
+      await denylist.close()
+      await deleteKeys(keyPrefix)
+    }
+  })
+
+  it('stores a client revocation as its instant and publishes it with the instant', async () => {
+    const keyPrefix = testPrefix()
+    const denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog })
+    const listener = admin.duplicate()
+    try {
+      await listener.subscribe(revocationChannel(keyPrefix))
+      const received = new Promise<string>((resolve) => listener.once('message', (_channel, message: string) => resolve(message)))
+      await waitFor(() => denylist.ping())
+      const revokedAt = Math.floor(realClock())
+      await denylist.revokeClient('svc-1', revokedAt, revokedAt + 3630)
+      expect(JSON.parse(await received)).toEqual({ t: 'client', id: 'svc-1', until: revokedAt + 3630, revokedAt })
+      expect(await admin.get(entryKey(keyPrefix, 'client', 'svc-1'))).toBe(String(revokedAt))
+    } finally {
+      listener.disconnect()
+      await denylist.close()
+      await deleteKeys(keyPrefix)
+    }
+  })
+
+  it('reads a client entry that holds no plain number (written by hand) as revoking every token of the client', async () => {
+    const keyPrefix = testPrefix()
+    const denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog })
+    try {
+      await waitFor(() => denylist.ping())
+      const iat = Math.floor(realClock())
+      for (const [id, value] of [['empty', ''], ['space', ' '], ['word', 'yes'], ['number', String(iat - 10)]] as const) {
+        await admin.set(entryKey(keyPrefix, 'client', id), value, 'EX', 60)
+      }
+      for (const id of ['empty', 'space', 'word']) expect(await denylist.isRevoked({ jti: uniqueId(), client_id: id, iat })).toBe(true)
+      expect(await denylist.isRevoked({ jti: uniqueId(), client_id: 'number', iat })).toBe(false)
+      expect(await denylist.isRevoked({ jti: uniqueId(), client_id: 'number', iat: iat - 10 })).toBe(true)
+      // A later revocation through the denylist keeps such a value: it already covers everything.
+      await denylist.revokeClient('word', iat, iat + 60)
+      expect(await admin.get(entryKey(keyPrefix, 'client', 'word'))).toBe('yes')
+    } finally {
+      await denylist.close()
+      await deleteKeys(keyPrefix)
+    }
+  })
+
+  it('counts one client\'s revocations atomically across instances: never more than the limit, none counted twice', async () => {
+    const keyPrefix = testPrefix()
+    const instances = [0, 1, 2].map(() => createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog }))
+    try {
+      for (const instance of instances) await waitFor(() => instance.ping())
+      const owner = { clientId: 'svc-1', limit: 20 }
+      const until = realClock() + 60
+      const jtis = Array.from({ length: 30 }, () => uniqueId('jti'))
+      // Each jti revoked twice, by different instances at once: 60 concurrent writes, 30 distinct entries.
+      const outcomes = await Promise.all(
+        [...jtis, ...jtis].map((jti, i) => instances[i % 3]!.revokeToken(jti, until, owner).then(() => 'ok', (e: unknown) => e)),
+      )
+      const refused = outcomes.filter((o) => o instanceof RevocationLimitError)
+      expect(outcomes.filter((o) => o !== 'ok' && !(o instanceof RevocationLimitError))).toEqual([])
+      const stored = await Promise.all(jtis.map((jti) => admin.exists(entryKey(keyPrefix, 'jti', jti))))
+      expect(stored.filter(Boolean)).toHaveLength(20)
+      expect(await admin.zcard(ownedKey(keyPrefix, 'svc-1'))).toBe(20)
+      // Every jti refused once was refused both times (never stored); every stored one got two oks.
+      expect(refused).toHaveLength(20)
+    } finally {
+      await Promise.all(instances.map((instance) => instance.close()))
+      await deleteKeys(keyPrefix)
+    }
+  })
+
+  it('gives the per-client count a TTL as long as its longest revocation, and drops expired members', async () => {
+    const keyPrefix = testPrefix()
+    const denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock: realClock, log: silentLog })
+    try {
+      await waitFor(() => denylist.ping())
+      const owner = { clientId: 'svc-1', limit: 10 }
+      await denylist.revokeToken(uniqueId('jti'), realClock() + 1, owner)
+      await denylist.revokeToken(uniqueId('jti'), realClock() + 120, owner)
+      await denylist.revokeToken(uniqueId('jti'), realClock() + 60, owner)
+      const key = ownedKey(keyPrefix, 'svc-1')
+      expect(Math.abs((await admin.pttl(key)) - 120_000)).toBeLessThanOrEqual(1_000)
+      await sleep(1_200)
+      await denylist.revokeToken(uniqueId('jti'), realClock() + 30, owner)
+      expect(await admin.zcard(key)).toBe(3)
+      expect(Math.abs((await admin.pttl(key)) - 119_000)).toBeLessThanOrEqual(1_000)
+    } finally {
       await denylist.close()
       await deleteKeys(keyPrefix)
     }
@@ -134,6 +220,47 @@ describe('redis revocation feed', () => {
     expect(await b.isRevoked({ jti: 'anything' })).toBe(false)
     expect(await b.isRevoked({ jti: 'client-1' })).toBe(false)
     expect(await b.isRevoked({ jti: 'NoColon' })).toBe(false)
+    expect(b.live).toBe(true)
+  })
+
+  it('applies client revocations from another instance, keeping the later instant', async () => {
+    const a = writer()
+    const b = feed()
+    await b.ready()
+    await waitFor(() => a.ping())
+    const now = Math.floor(realClock())
+    await a.revokeClient('svc-1', now - 50, realClock() + 60)
+    await waitFor(async () => expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 50 })).toBe(true), 1_000)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 49 })).toBe(false)
+    await a.revokeClient('svc-1', now - 10, realClock() + 60)
+    await waitFor(async () => expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 10 })).toBe(true), 1_000)
+    await a.revokeClient('svc-1', now - 40, realClock() + 60)
+    await sleep(100)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 20 })).toBe(true)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 9 })).toBe(false)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1' })).toBe(true)
+    expect(b.live).toBe(true)
+  })
+
+  it('loads client revocations made before it started, reading each one\'s instant', async () => {
+    const a = writer()
+    await waitFor(() => a.ping())
+    const now = Math.floor(realClock())
+    await a.revokeClient('svc-old', now - 30, realClock() + 60)
+    for (const id of WEIRD_IDS) await a.revokeClient(id, now, realClock() + 60)
+    // Written by hand without a number: every token of that client is refused.
+    await admin.set(entryKey(keyPrefix, 'client', 'svc-hand'), 'yes', 'EX', 60)
+    // Per-client revocation counts share the prefix but are no entries.
+    await a.revokeToken(uniqueId('jti'), realClock() + 60, { clientId: 'svc-counted', limit: 5 })
+
+    const b = feed()
+    await b.ready()
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-old', iat: now - 30 })).toBe(true)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-old', iat: now - 29 })).toBe(false)
+    for (const id of WEIRD_IDS) expect(await b.isRevoked({ jti: uniqueId(), client_id: id, iat: now })).toBe(true)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-hand', iat: now + 10 })).toBe(true)
+    expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-counted', iat: now })).toBe(false)
+    expect(await b.isRevoked({ jti: 'svc-counted' })).toBe(false)
     expect(b.live).toBe(true)
   })
 

@@ -1,4 +1,4 @@
-import { readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, readFileSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { decodeProtectedHeader } from 'jose'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -8,9 +8,9 @@ import { createApp } from '../../src/app.js'
 import { watchKeys } from '../../src/bootstrap.js'
 import { systemClock } from '../../src/clock.js'
 import type { Deps } from '../../src/deps.js'
-import type { KeyRecord } from '../../src/keys/key-file.js'
+import { generateKeyRecord, type KeyRecord } from '../../src/keys/key-file.js'
 import { keyRetention } from '../../src/keys/key-store.js'
-import { ensureKeys } from '../../src/keys/keys-dir.js'
+import { ensureKeys, writeKeyRecord } from '../../src/keys/keys-dir.js'
 import type { Watcher } from '../../src/storage/watch.js'
 import { writeFileAtomic } from '../../src/storage/atomic-file.js'
 import { runCli, tempDir } from '../helpers/cli.js'
@@ -125,7 +125,7 @@ describe('KEYS_DIR hot reload', () => {
     expect(deps.keys.signingKey().kid).toBe(current.kid)
     expect(deps.keys.jwks().body).toBe(jwksBefore)
     expect(logged(deps, REFUSED)).toHaveLength(1)
-    expect(logged(deps, 'key file is readable by group or others; run chmod 600 on it')).toEqual([])
+    expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([])
   })
 
   it('refuses a key file truncated in place, and keeps signing', async () => {
@@ -219,6 +219,84 @@ describe('KEYS_DIR hot reload', () => {
     expect(await deps.denylist.isRevoked({ jti: 'any', kid: current.kid })).toBe(true)
     clock.set(T0 + 10 + RETENTION)
     expect(await deps.denylist.isRevoked({ jti: 'any', kid: current.kid })).toBe(false)
+  })
+})
+
+describe('KEYS_DIR permissions on reload', () => {
+  const WRITABLE = 'KEYS_DIR is writable by group or others'
+  const ready = async (deps: Deps) => {
+    const res = await createApp(deps).request('/readyz')
+    return { status: res.status, body: (await res.json()) as unknown }
+  }
+
+  it('a key planted in a KEYS_DIR others can write is never published; /readyz answers 503 until chmod 700', async () => {
+    const { keysDir, deps, watcher, current } = await setup()
+    const before = deps.keys
+    chmodSync(keysDir, 0o777)
+    // Activates with the current key and was created later: it would sign if it were loaded.
+    const planted = await generateKeyRecord('ES256', T0 + 1, T0)
+    await writeKeyRecord(keysDir, planted)
+    await watcher.check()
+
+    expect(deps.keys).toBe(before)
+    expect(deps.keys.verificationKey(planted.kid)).toBeUndefined()
+    expect(deps.keys.signingKey().kid).toBe(current.kid)
+    expect(await ready(deps)).toEqual({ status: 503, body: { status: 'not ready', missing: [WRITABLE] } })
+    expect(logged(deps, REFUSED)).toEqual([
+      expect.objectContaining({
+        level: 50,
+        source: keysDir,
+        problem: `${WRITABLE}: ${keysDir} has mode 0777, and whoever can write it can add a signing key; run chmod 700 ${keysDir}`,
+      }),
+    ])
+    await watcher.check() // the same failing state: no second error
+    expect(logged(deps, REFUSED)).toHaveLength(1)
+
+    // The operator removes the stranger's key and closes the directory.
+    unlinkSync(join(keysDir, `${planted.kid}.json`))
+    chmodSync(keysDir, 0o700)
+    await watcher.check()
+    expect(await ready(deps)).toEqual({ status: 200, body: { status: 'ready' } })
+    expect((await serves(deps)).kid).toBe(current.kid)
+    expect(logged(deps, REFUSED)).toHaveLength(1)
+  })
+
+  it('a chmod g+w alone is noticed at the next check, and undoing it makes /readyz ready again', async () => {
+    const { keysDir, deps, watcher } = await setup()
+    chmodSync(keysDir, 0o770)
+    await watcher.check()
+    expect(await ready(deps)).toEqual({ status: 503, body: { status: 'not ready', missing: [WRITABLE] } })
+    chmodSync(keysDir, 0o700)
+    await watcher.check()
+    expect(await ready(deps)).toEqual({ status: 200, body: { status: 'ready' } })
+  })
+
+  it('refuses to reload a KEYS_DIR owned by another user, with /readyz 503, until it is ours again', async () => {
+    const { keysDir, deps, watcher, current } = await setup()
+    const before = deps.keys
+    chownSync(keysDir, 65534, 65534) // tests run as root: give it to nobody
+    await watcher.check()
+    expect(deps.keys).toBe(before)
+    expect(await ready(deps)).toEqual({ status: 503, body: { status: 'not ready', missing: ['KEYS_DIR is not owned by the user running tokensmith'] } })
+    expect(logged(deps, REFUSED)[0]!.problem).toMatch(new RegExp(`^KEYS_DIR is not owned by the user running tokensmith: ${keysDir} belongs to uid 65534, `))
+    chownSync(keysDir, process.getuid!(), process.getgid!())
+    await watcher.check()
+    expect(await ready(deps)).toEqual({ status: 200, body: { status: 'ready' } })
+    expect((await serves(deps)).kid).toBe(current.kid)
+  })
+
+  it('group-readable key files (0440, 0640) load without an error; a file readable by others is logged as one', async () => {
+    const { deps, watcher, current, standby, file } = await setup()
+    chmodSync(file(current.kid), 0o440)
+    chmodSync(file(standby.kid), 0o640)
+    await watcher.check()
+    expect(logged(deps, REFUSED)).toEqual([])
+    expect(deps.logLines.map((line) => JSON.parse(line) as { level: number }).filter((r) => r.level >= 50)).toEqual([])
+    expect((await serves(deps)).kid).toBe(current.kid)
+
+    chmodSync(file(standby.kid), 0o644)
+    await watcher.check()
+    expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([expect.objectContaining({ level: 50, file: `${standby.kid}.json` })])
   })
 })
 

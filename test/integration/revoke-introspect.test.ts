@@ -52,7 +52,7 @@ const AUTH = {
 
 interface Backend {
   denylist: Denylist
-  /** Entries written so far: Redis keys under the test prefix, or revokeToken/revokeKey calls in memory. */
+  /** Entries written so far: Redis entry keys under the test prefix, or revoke* calls in memory. */
   writes(): Promise<number>
   /** Remaining lifetime of a jti entry in ms, -2 when there is none (Redis PTTL semantics). */
   remainingMs(jti: string): Promise<number>
@@ -79,14 +79,18 @@ function memoryBackend(clock: Clock, denylist: Denylist = createMemoryDenylist({
   const spy: Denylist = {
     kind: denylist.kind,
     isRevoked: (token) => denylist.isRevoked(token),
-    async revokeToken(jti, until) {
+    async revokeToken(jti, until, owner) {
       calls++
       untils.set(jti, Math.max(until, untils.get(jti) ?? -Infinity))
-      return denylist.revokeToken(jti, until)
+      return denylist.revokeToken(jti, until, owner)
     },
     async revokeKey(kid, until) {
       calls++
       return denylist.revokeKey(kid, until)
+    },
+    async revokeClient(clientId, revokedAt, until) {
+      calls++
+      return denylist.revokeClient(clientId, revokedAt, until)
     },
     ping: () => denylist.ping(),
     close: () => denylist.close(),
@@ -115,7 +119,8 @@ async function redisBackend(clock: Clock): Promise<Backend> {
   await waitFor(() => denylist.ping())
   return {
     denylist,
-    writes: async () => (await keysUnder(prefix)).length,
+    // Entries only: the per-client counts (`revoked-by:`) are bookkeeping, not revocations.
+    writes: async () => (await keysUnder(prefix)).filter((key) => /^(jti|kid|client):/.test(key.slice(prefix.length))).length,
     remainingMs: (jti) => admin.pttl(entryKey(prefix, 'jti', jti)),
   }
 }
@@ -476,6 +481,35 @@ describe.each(['memory', 'redis'] as const)('revocation and introspection with t
     })
   })
 
+  describe('live revocations per client', () => {
+    it('past the limit revocation is 429 temporarily_unavailable with Retry-After until the client\'s oldest revocation expires', async () => {
+      const { clock, issue, revoke, introspect, backend } = await setup(backendName, { config: { revocationsPerClient: 2 } })
+      const first = await issue()
+      clock.advance(100)
+      const second = await issue()
+      const third = await issue()
+      await expectRevoked200(await revoke(first)) // lives until T0 + 300 + T
+      await expectRevoked200(await revoke(second))
+
+      const refused = await revoke(third)
+      expect(refused.headers.get('retry-after')).toBe(String(TTL + T - 100))
+      await expectError(refused, 429, 'temporarily_unavailable')
+      expect(await backend.denylist.isRevoked({ jti: jtiOf(third) })).toBe(false)
+      await expectActive(await introspect(third))
+
+      // Revoking a token that is already revoked is no new entry: still 200, even at the limit.
+      await expectRevoked200(await revoke(first))
+      await expectRevoked200(await revoke(second))
+      // Other clients have their own count.
+      await expectRevoked200(await revoke(await issue(AUTH.b), AUTH.b))
+
+      clock.advance(TTL + T - 100) // the first revocation expires and makes room
+      await expectRevoked200(await revoke(third))
+      await expectInactive(await introspect(third))
+      await expectError(await revoke(await issue()), 429, 'temporarily_unavailable')
+    })
+  })
+
   describe('introspection (IN-1..IN-3)', () => {
     it('IN-1: an active token is 200 no-store with exactly the RFC 7662 members and no kid', async () => {
       const { issue, introspect } = await setup(backendName)
@@ -650,6 +684,10 @@ function failingDenylist(error: () => Error): Denylist & { calls: number } {
       throw error()
     },
     async revokeKey(): Promise<void> {
+      fake.calls++
+      throw error()
+    },
+    async revokeClient(): Promise<void> {
       fake.calls++
       throw error()
     },

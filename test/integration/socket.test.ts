@@ -1,8 +1,14 @@
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type Server } from 'node:http'
+import { connect } from 'node:net'
+import { serve } from '@hono/node-server'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from '../../src/app.js'
+import { basic, captureLog, makeDeps } from '../helpers/make-deps.js'
+import { freePort } from '../helpers/free-port.js'
 import { startTestServer } from '../helpers/test-server.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 // A second opinion on the wire format: a real OAuth client library (oauth4webapi) and jose's
 // remote JWKS, both talking to the server over a real socket.
@@ -122,5 +128,101 @@ describe('over a real socket', () => {
     })
     expect(status).toBe(413)
     expect(Date.now() - started).toBeLessThan(5000)
+  })
+})
+
+/**
+ * Writes raw bytes to the server, then closes the socket after `closeAfterMs` (or waits for the
+ * server to close it); resolves with whatever the server sent back.
+ */
+function rawExchange(port: number, bytes: string, closeAfterMs?: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    let received = ''
+    socket.on('data', (data) => (received += data.toString()))
+    socket.on('error', () => {}) // a reset is part of what these tests provoke
+    socket.on('close', () => resolve(received))
+    socket.write(bytes)
+    if (closeAfterMs !== undefined) setTimeout(() => socket.destroy(), closeAfterMs)
+  })
+}
+
+const tokenRequestHead = (framing: string) =>
+  'POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+  `Authorization: ${basic('svc-a', 'tks_secret-of-a')}\r\n` +
+  `Content-Type: application/x-www-form-urlencoded\r\n${framing}\r\n\r\n`
+
+/** The client's failure is logged as the client's: no error-level record, no stack, no 500. */
+async function expectLoggedAsClientFault(records: () => Record<string, unknown>[], requestsBefore: number) {
+  const request = await waitFor(() => {
+    const requests = records().filter((r) => r.msg === 'request')
+    expect(requests.length).toBeGreaterThan(requestsBefore)
+    return requests.at(-1)!
+  })
+  expect(request).toMatchObject({ path: '/oauth/token', status: 400, error: 'invalid_request', level: 30 })
+  expect(request.detail).toMatch(/^request body stream failed: /)
+  for (const record of records()) {
+    expect(record.level as number, JSON.stringify(record)).toBeLessThan(50)
+    expect(JSON.stringify(record)).not.toMatch(/stack|server_error/)
+  }
+}
+
+describe('client-side stream failures over a real socket', () => {
+  const captured = captureLog()
+  let server: Awaited<ReturnType<typeof startTestServer>>
+  let port: number
+  const requestCount = () => captured.records().filter((r) => r.msg === 'request').length
+
+  beforeAll(async () => {
+    server = await startTestServer({ log: captured.log })
+    port = Number(new URL(server.url).port)
+  })
+  afterAll(() => server.close())
+
+  it('logs a client that closes the connection mid-body as a 400 invalid_request at info, without a stack', async () => {
+    const before = requestCount()
+    await rawExchange(port, `${tokenRequestHead('Content-Length: 100')}grant_type=cl`, 100)
+    await expectLoggedAsClientFault(captured.records, before)
+  })
+
+  it('logs a malformed chunked body as a 400 invalid_request at info, without a stack', async () => {
+    const before = requestCount()
+    // "ZZ" is no chunk size: Node's parser rejects the framing and closes the connection.
+    const answer = await rawExchange(port, `${tokenRequestHead('Transfer-Encoding: chunked')}5\r\ngrant\r\nZZ\r\nxx\r\n0\r\n\r\n`)
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /)
+    await expectLoggedAsClientFault(captured.records, before)
+  })
+
+  it('logs a body trickled past the request timeout as a 400 invalid_request at info, without a stack', async () => {
+    const trickle = captureLog()
+    const deps = await makeDeps({ log: trickle.log })
+    const slowPort = await freePort()
+    // The app as main.ts serves it, with a request timeout short enough for a test.
+    const slow = await new Promise<Server>((resolve) => {
+      const created = serve(
+        {
+          fetch: createApp(deps).fetch,
+          port: slowPort,
+          hostname: '127.0.0.1',
+          serverOptions: { requestTimeout: 300, connectionsCheckingInterval: 50 },
+        },
+        () => resolve(created as Server),
+      ) as Server
+    })
+    try {
+      const socket = connect(slowPort, '127.0.0.1')
+      let answer = ''
+      socket.on('data', (data) => (answer += data.toString()))
+      socket.on('error', () => {})
+      socket.write(`${tokenRequestHead('Content-Length: 100')}g`)
+      const closed = new Promise((resolve) => socket.on('close', resolve))
+      const drip = setInterval(() => socket.writable && socket.write('r'), 50)
+      await closed // the server cut the request
+      clearInterval(drip)
+      expect(answer).toMatch(/^HTTP\/1\.1 408 /) // Node's own answer at the request timeout
+      await expectLoggedAsClientFault(trickle.records, 0)
+    } finally {
+      await new Promise((resolve) => slow.close(resolve))
+    }
   })
 })

@@ -99,6 +99,11 @@ describe('token CLI revoke', () => {
     ['--exp with --token', ['revoke', '--token', 'a.b.c', '--exp', '2000000000']],
     ['an unknown flag', ['revoke', '--token', 'a.b.c', '--force']],
     ['an unknown command', ['unrevoke', '--jti', 'x']],
+    ['constructor, a name every object inherits', ['constructor']],
+    ['toString, a name every object inherits', ['toString']],
+    ['valueOf, a name every object inherits', ['valueOf']],
+    ['hasOwnProperty, a name every object inherits', ['hasOwnProperty']],
+    ['__proto__, a name every object inherits', ['__proto__']],
     ['no command', []],
   ])('exits 2 with usage on stderr and nothing on stdout for %s', async (_name, argv) => {
     const { prefix, env: vars } = env()

@@ -174,6 +174,16 @@ describe('token endpoint: parameters (BI-5 to BI-9)', () => {
     expect(payload.scope).toBe('read write')
   })
 
+  it.each([
+    ['one encoded space', '%20'],
+    ['two encoded spaces', '%20%20'],
+    ['a plus (a space in a form)', '+'],
+    ['spaces written both ways', '+%20+'],
+  ])('refuses a scope of %s with invalid_scope and issues no token', async (_name, scope) => {
+    const { post, deps } = await setup()
+    await expectError(await post(`${GRANT}&scope=${scope}`), 400, 'invalid_scope', deps)
+  })
+
   it('grants every client scope when scope is omitted', async () => {
     const { post, deps } = await setup()
     const { body } = await expectToken(await post(GRANT), deps)
@@ -598,6 +608,7 @@ describe('token endpoint: faults (SK-17)', () => {
       },
       verificationKey: (kid) => real.verificationKey(kid),
       jwks: () => real.jwks(),
+      publishedAlgorithms: () => real.publishedAlgorithms(),
       timelines: () => real.timelines(),
     }
     deps.keys = broken

@@ -106,7 +106,6 @@ describe('GET /.well-known/oauth-authorization-server (SK-8)', () => {
     expect(doc.revocation_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post'])
     expect(doc.introspection_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post'])
     expect(doc.access_token_signing_alg_values_supported).toEqual(['ES256'])
-    expect(doc.scopes_supported).toEqual(['read', 'write'])
     for (const [name, value] of Object.entries(doc)) {
       if (!Array.isArray(value)) continue
       for (const entry of value) {
@@ -116,6 +115,39 @@ describe('GET /.well-known/oauth-authorization-server (SK-8)', () => {
     }
     expect(text).not.toMatch(/"none"|"HS\d+"/i)
   })
+
+  it('omits scopes_supported by default, so the scopes of every client are not published to anyone', async () => {
+    const { text } = await metadata()
+    expect(JSON.parse(text)).not.toHaveProperty('scopes_supported')
+    expect(text).not.toContain('scopes_supported')
+  })
+
+  it('publishes the union of every client\'s scopes when publishScopes is on', async () => {
+    const res = await createApp(await makeDeps({ config: { publishScopes: true } })).request(METADATA)
+    expect(((await res.json()) as Record<string, unknown>).scopes_supported).toEqual(['read', 'write'])
+  })
+
+  it('lists the algorithm of every published key, once each, during an algorithm migration', async () => {
+    // ES256 signs until T0 - 10, then RS256 takes over; the ES256 key stays published for its
+    // tokens, and an EdDSA key waits published ahead of its activation.
+    const retiring = await generateKeyRecord('ES256', T0 - 5000, T0 - 5000)
+    const alsoEs = await generateKeyRecord('ES256', T0 - 5000, T0 - 4000)
+    const current = await generateKeyRecord('RS256', T0 - 100, T0 - 10)
+    const next = await generateKeyRecord('EdDSA', T0 - 10, T0 + 3600)
+    const deps = await makeDeps({ keys: [current, retiring, next, alsoEs] })
+    expect(deps.keys.signingKey().alg).toBe('RS256')
+    const res = await createApp(deps).request(METADATA)
+    const doc = (await res.json()) as Record<string, unknown>
+    expect(doc.access_token_signing_alg_values_supported).toEqual(['ES256', 'EdDSA', 'RS256'])
+  }, 30_000)
+
+  it('drops an algorithm once no published key uses it', async () => {
+    const expired = await generateKeyRecord('RS256', T0 - 100_000, T0 - 100_000)
+    const current = await generateKeyRecord('ES256', T0 - 50_000, T0 - 50_000)
+    const deps = await makeDeps({ keys: [expired, current] })
+    const res = await createApp(deps).request(METADATA)
+    expect(((await res.json()) as Record<string, unknown>).access_token_signing_alg_values_supported).toEqual(['ES256'])
+  }, 30_000)
 
   it('lists endpoints under the issuer that each answer on their path', async () => {
     const { app, text } = await metadata()
@@ -166,4 +198,37 @@ describe('health and readiness', () => {
     expect(res.headers.get('connection')).toBe('close')
     expect((await app.request('/healthz')).status).toBe(200)
   })
+})
+
+describe('methods on the GET endpoints (RFC 9110 §15.5.6)', () => {
+  const GET_PATHS = [JWKS, METADATA, '/healthz', '/readyz']
+
+  for (const path of GET_PATHS) {
+    for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
+      it(`answers ${method} ${path} with 405, Allow: GET, HEAD and the JSON error`, async () => {
+        const deps = await makeDeps()
+        const init: RequestInit = { method }
+        if (method !== 'OPTIONS') Object.assign(init, { headers: { 'content-type': FORM }, body: 'a=1' })
+        const res = await createApp(deps).request(path, init)
+        expect(res.status).toBe(405)
+        expect(res.headers.get('allow')).toBe('GET, HEAD')
+        expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8')
+        expect(res.headers.get('cache-control')).toBe('no-store')
+        const body = (await res.json()) as Record<string, unknown>
+        expect(Object.keys(body).sort()).toEqual(['error', 'error_description'])
+        expect(body.error).toBe('invalid_request')
+      })
+    }
+
+    it(`answers HEAD ${path} like GET, without a body`, async () => {
+      const app = createApp(await makeDeps())
+      const get = await app.request(path)
+      const head = await app.request(path, { method: 'HEAD' })
+      expect(head.status).toBe(200)
+      expect(head.status).toBe(get.status)
+      expect(head.headers.get('content-type')).toBe(get.headers.get('content-type'))
+      expect(head.headers.get('etag')).toBe(get.headers.get('etag'))
+      expect(await head.text()).toBe('')
+    })
+  }
 })

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../../src/config.js'
+import { CONFIG_VARIABLES, ConfigError, cleartextWarning, isLoopbackHost, loadConfig } from '../../src/config.js'
 
 const names = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map((m) => m[1]!).sort()
 
@@ -51,6 +51,18 @@ describe('configuration', () => {
     ['ISSUER', 'https://auth.example.com?x=1'],
     ['ISSUER', 'https://auth.example.com#f'],
     ['ISSUER', 'not a url'],
+    ['PORT', '0'],
+    // RFC 8414 §2: no query or fragment, not even an empty one.
+    ['ISSUER', 'https://auth.example.com?'],
+    ['ISSUER', 'https://auth.example.com#'],
+    // http only for loopback, and a DNS name that starts with 127. is not loopback.
+    ['ISSUER', 'http://127.evil.example'],
+    ['ISSUER', 'http://localhost.evil.example'],
+    ['ISSUER', 'http://10.0.0.1:3000'],
+    ['ISSUER', 'https://user:pw@auth.example.com'],
+    ['ISSUER', 'https://auth.example.com:443'],
+    ['ISSUER', 'HTTPS://AUTH.EXAMPLE.COM'],
+    ['ISSUER', 'https://auth.example.com/a/../b'],
   ])('refuses %s=%s with one line naming the variable, the value and what is allowed', (name, value) => {
     let error: unknown
     try {
@@ -66,10 +78,75 @@ describe('configuration', () => {
     expect(problems[0]).not.toContain('\n')
   })
 
+  // Each spelling means an allowed number to Number(), which the old parsing used.
+  const INTEGER_SETTINGS = { PORT: 3000, ACCESS_TOKEN_TTL: 120, RELOAD_INTERVAL: 30, KEY_ACTIVATION_DELAY: 0, CLOCK_TOLERANCE: 30, REVOCATIONS_PER_CLIENT: 120 }
+  const spellings = (n: number) => [`${n}e0`, `0x${n.toString(16)}`, ` ${n}`, `${n} `, `+${n}`, `${n}.0`, ...(n === 0 ? ['-0'] : [])]
+  it.each(Object.entries(INTEGER_SETTINGS).flatMap(([name, n]) => spellings(n).map((value) => [name, value])))(
+    'refuses %s=%j: an integer setting takes plain decimal digits only',
+    (name, value) => {
+      expect(() => loadConfig({ [name]: value })).toThrow(`${name}=${JSON.stringify(value)} is not valid`)
+    },
+  )
+
+  it('accepts plain decimal digits for every integer setting', () => {
+    const config = loadConfig({ PORT: '65535', ACCESS_TOKEN_TTL: '120', RELOAD_INTERVAL: '60', KEY_ACTIVATION_DELAY: '0', CLOCK_TOLERANCE: '300', REVOCATIONS_PER_CLIENT: '1' })
+    expect(config).toMatchObject({ port: 65535, accessTokenTtl: 120, reloadInterval: 60, keyActivationDelay: 0, clockTolerance: 300, revocationsPerClient: 1 })
+  })
+
+  it('names the canonical form of an issuer written differently', () => {
+    expect(() => loadConfig({ ISSUER: 'HTTPS://A.EXAMPLE:443/x/../y' })).toThrow('write "https://a.example/y"')
+    expect(() => loadConfig({ ISSUER: 'https://auth.example.com/' })).toThrow('write "https://auth.example.com"')
+  })
+
+  it('counts only 127.0.0.0/8, ::1, localhost and *.localhost as loopback', () => {
+    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '0:0:0:0:0:0:0:1', 'localhost', 'LOCALHOST', 'app.localhost']) {
+      expect(isLoopbackHost(host), host).toBe(true)
+    }
+    for (const host of ['127.evil.example', '127.0.0.1.nip.io', 'localhost.evil.example', '0.0.0.0', '::', '10.0.0.1', '::ffff:127.0.0.1', 'example.com']) {
+      expect(isLoopbackHost(host), host).toBe(false)
+    }
+  })
+
+  it.each([
+    ['a database name instead of a number', 'redis://:s3cret-pw@127.0.0.1:6379/tokensmith'],
+    ['a negative database number', 'redis://:s3cret-pw@127.0.0.1:6379/-1'],
+    ['a database number past 2^31 - 1', 'redis://:s3cret-pw@127.0.0.1:6379/2147483648'],
+    ['two path segments', 'redis://:s3cret-pw@127.0.0.1:6379/0/1'],
+    ['no host', 'redis://:s3cret-pw@/0'],
+    ['an empty host', 'redis:///0'],
+    ['an upper-case scheme, which ioredis would not encrypt', 'REDISS://:s3cret-pw@redis.example:6380'],
+    ['another scheme', 'http://:s3cret-pw@redis:6379'],
+    ['a query option ioredis would apply over the client settings', 'redis://:s3cret-pw@127.0.0.1:6379/0?enableOfflineQueue=true'],
+    ['the database number as a query option', 'redis://:s3cret-pw@127.0.0.1:6379?db=2'],
+    ['a family other than 4 or 6', 'redis://:s3cret-pw@127.0.0.1:6379?family=5'],
+    ['a fragment', 'redis://:s3cret#pw@127.0.0.1:6379'],
+    ['white space', 'redis://:s3cret pw@127.0.0.1:6379'],
+  ])('refuses a REDIS_URL with %s, without echoing it', (_why, url) => {
+    let error: unknown
+    try {
+      loadConfig({ REDIS_URL: url })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(ConfigError)
+    const problems = (error as ConfigError).problems
+    expect(problems).toHaveLength(1)
+    expect(problems[0]).toMatch(/^REDIS_URL=\(hidden\) is not valid/)
+    expect(problems[0]).not.toContain('s3cret')
+    expect(problems[0]).not.toContain('\n')
+  })
+
+  it('accepts a REDIS_URL with a host, an optional database number and family=4 or 6', () => {
+    for (const url of ['redis://127.0.0.1', 'redis://127.0.0.1:6379/', 'rediss://user:pw@redis.example:6380/15', 'redis://[::1]:6379/0?family=6', 'redis://redis?family=4']) {
+      expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url)
+    }
+  })
+
   it('never echoes REDIS_URL, which may hold a password', () => {
     expect(() => loadConfig({ REDIS_URL: 'http://:hunter2@redis:6379' })).toThrow(
-      /^REDIS_URL=\(hidden\) is not valid: allowed is a redis:\/\/ or rediss:\/\/ URL/,
+      /^REDIS_URL=\(hidden\) is not valid \([^)]*\): allowed is a redis:\/\/ or rediss:\/\/ URL/,
     )
+    expect(() => loadConfig({ REDIS_URL: 'http://:hunter2@redis:6379' })).not.toThrow(/hunter2/)
     expect(loadConfig({ REDIS_URL: 'redis://:pw@127.0.0.1:6380/2' }).redisUrl).toBe('redis://:pw@127.0.0.1:6380/2')
   })
 
@@ -86,6 +163,24 @@ describe('configuration', () => {
     expect(loadConfig({ ISSUER: 'https://auth.example.com' }).issuer).toBe('https://auth.example.com')
     expect(loadConfig({ ISSUER: 'http://127.0.0.1:4000' }).issuer).toBe('http://127.0.0.1:4000')
     expect(loadConfig({ ISSUER: 'https://example.com/tenants/a' }).issuer).toBe('https://example.com/tenants/a')
+    for (const issuer of ['http://[::1]:4000', 'http://localhost:4000', 'http://auth.localhost:4000', 'http://127.0.0.2:4000']) {
+      expect(loadConfig({ ISSUER: issuer }).issuer).toBe(issuer)
+    }
+  })
+
+  describe('the clear-text warning', () => {
+    it('warns when the server listens beyond loopback with an http issuer', () => {
+      for (const host of ['0.0.0.0', '::', '10.0.0.5', 'auth.internal']) {
+        expect(cleartextWarning({ host, issuer: 'http://localhost:3000' }), host).toMatch(/in clear/)
+      }
+    })
+
+    it('is quiet on loopback or with an https issuer', () => {
+      for (const host of ['127.0.0.1', '::1', 'localhost']) {
+        expect(cleartextWarning({ host, issuer: 'http://localhost:3000' }), host).toBeUndefined()
+      }
+      expect(cleartextWarning({ host: '0.0.0.0', issuer: 'https://auth.example.com' })).toBeUndefined()
+    })
   })
 
   it('.env.example and the README list exactly the variables of the schema', () => {

@@ -73,7 +73,7 @@ describe('parseClientsFile', () => {
     ['no secret', { secrets: [] }, 'client "svc-a" field secrets: needs at least one secret digest'],
     ['a malformed digest', { secrets: [{ sha256: 'abc', created: 1 }] }, 'client "svc-a" field secrets.0.sha256: must be a base64url SHA-256 digest'],
     ['a negative expiry', { secrets: [{ sha256: DIGEST, created: 1, expires: -1 }] }, /^client "svc-a" field secrets\.0\.expires: /],
-    ['a bad scope', { scopes: ['ok', 'a"b'] }, 'client "svc-a" field scopes.1: each scope must be an RFC 6749 §3.3 scope-token'],
+    ['a bad scope', { scopes: ['ok', 'a"b'] }, 'client "svc-a" field scopes.1: each scope must be an RFC 6749 section 3.3 scope-token'],
     ['no scopes', { scopes: [] }, /^client "svc-a" field scopes: /],
     ['no audiences', { audiences: [] }, /^client "svc-a" field audiences: /],
     ['an audience with a space', { audiences: ['a b'] }, 'client "svc-a" field audiences.0: each audience must be 1-512 visible ASCII characters'],

@@ -1,4 +1,4 @@
-import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { generateKeyRecord, parseKeyFile, serializeKeyRecord, type KeyRecord } from '../../../src/keys/key-file.js'
@@ -6,7 +6,7 @@ import { createKeyStore as createStore } from '../../../src/keys/key-store.js'
 import type { Clock } from '../../../src/clock.js'
 
 const createKeyStore = (records: KeyRecord[], clock: Clock) => createStore(records, clock, { retention: 3690 })
-import { ensureKeys, readKeysDir, writeKeyRecord } from '../../../src/keys/keys-dir.js'
+import { ensureKeys, keysDirAccessProblem, keysDirSignature, readKeysDir, writeKeyRecord } from '../../../src/keys/keys-dir.js'
 import { tempDir } from '../../helpers/cli.js'
 import { T0, captureLog, fixedClock } from '../../helpers/make-deps.js'
 
@@ -55,14 +55,30 @@ describe('KEYS_DIR', () => {
     expect(keyFiles(dir)).toHaveLength(1)
   })
 
-  it('reports a group- or world-readable key file (SK-9)', async () => {
+  it('reports a key file readable by others, and accepts one readable by its group (0640, 0440)', async () => {
+    const dir = tempDir()
+    const modes = [0o644, 0o604, 0o640, 0o440, 0o400]
+    const names: string[] = []
+    for (const mode of modes) {
+      const record = await generateKeyRecord('ES256', T0)
+      await writeKeyRecord(dir, record)
+      chmodSync(join(dir, `${record.kid}.json`), mode)
+      names.push(`${record.kid}.json`)
+    }
+    const contents = await readKeysDir(dir)
+    expect(contents.problems).toEqual([])
+    expect(contents.records).toHaveLength(modes.length)
+    expect(contents.exposed.sort()).toEqual(names.slice(0, 2).sort())
+  })
+
+  it.each(['0620', '0602', '0660', '0666'])('refuses a key file writable by group or others (mode %s), like a broken one', async (mode) => {
     const dir = tempDir()
     const record = await generateKeyRecord('ES256', T0)
     await writeKeyRecord(dir, record)
-    chmodSync(join(dir, `${record.kid}.json`), 0o644)
+    chmodSync(join(dir, `${record.kid}.json`), Number.parseInt(mode, 8))
     const contents = await readKeysDir(dir)
-    expect(contents.problems).toEqual([])
-    expect(contents.exposed).toEqual([`${record.kid}.json`])
+    expect(contents.records).toEqual([])
+    expect(contents.problems).toEqual([{ file: `${record.kid}.json`, problem: `writable by group or others (mode ${mode}); run chmod 600 on it` }])
   })
 
   it('a key file is never overwritten by a second write', async () => {
@@ -72,6 +88,58 @@ describe('KEYS_DIR', () => {
     const before = readFileSync(join(dir, `${record.kid}.json`), 'utf8')
     await expect(writeKeyRecord(dir, { ...record, created: T0 + 5 })).rejects.toMatchObject({ code: 'EEXIST' })
     expect(readFileSync(join(dir, `${record.kid}.json`), 'utf8')).toBe(before)
+  })
+})
+
+describe('KEYS_DIR access', () => {
+  it.each(['0700', '0750', '0755', '0500'])('accepts a directory of ours with mode %s', async (mode) => {
+    const dir = tempDir()
+    chmodSync(dir, Number.parseInt(mode, 8))
+    expect(await keysDirAccessProblem(dir)).toBeUndefined()
+  })
+
+  it.each(['0770', '0730', '0707', '0777', '01777'])('refuses a directory writable by group or others (mode %s), saying how to fix it', async (mode) => {
+    const dir = tempDir()
+    chmodSync(dir, Number.parseInt(mode, 8))
+    expect(await keysDirAccessProblem(dir)).toEqual({
+      summary: 'KEYS_DIR is writable by group or others',
+      message: `KEYS_DIR is writable by group or others: ${dir} has mode ${mode}, and whoever can write it can add a signing key; run chmod 700 ${dir}`,
+    })
+  })
+
+  it('refuses a directory that the user running the process does not own', async () => {
+    const dir = tempDir()
+    chownSync(dir, 65534, 65534) // tests run as root: give it to nobody
+    const uid = process.getuid!()
+    expect(await keysDirAccessProblem(dir)).toEqual({
+      summary: 'KEYS_DIR is not owned by the user running tokensmith',
+      message: `KEYS_DIR is not owned by the user running tokensmith: ${dir} belongs to uid 65534, this process runs as uid ${uid}; run chown ${uid} ${dir} (or run tokensmith as its owner)`,
+    })
+    // The same directory is fine for its owner.
+    expect(await keysDirAccessProblem(dir, 65534)).toBeUndefined()
+  })
+
+  it('ensureKeys refuses a directory others can write and generates no key in it', async () => {
+    const dir = tempDir()
+    chmodSync(dir, 0o777)
+    await expect(ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log })).rejects.toThrow(
+      `KEYS_DIR is writable by group or others: ${dir} has mode 0777`,
+    )
+    expect(readdirSync(dir)).toEqual([])
+  })
+
+  it('the change signature moves when the directory or a key file is chmod-ed', async () => {
+    const dir = tempDir()
+    const record = await generateKeyRecord('ES256', T0)
+    await writeKeyRecord(dir, record)
+    const before = await keysDirSignature(dir)
+    chmodSync(dir, 0o777)
+    const open = await keysDirSignature(dir)
+    expect(open).not.toBe(before)
+    chmodSync(dir, 0o700)
+    expect(await keysDirSignature(dir)).toBe(before)
+    chmodSync(join(dir, `${record.kid}.json`), 0o660)
+    expect(await keysDirSignature(dir)).not.toBe(before)
   })
 })
 

@@ -51,9 +51,13 @@ describe('checkGrantType', () => {
 })
 
 describe('resolveScopes', () => {
-  it('grants every client scope when scope is omitted or blank', () => {
+  it('grants every client scope when scope is omitted or empty (RFC 6749 §3.1)', () => {
     expect(resolveScopes(client(), undefined)).toEqual(['read', 'write', 'a:b/c'])
-    expect(resolveScopes(client(), ' ')).toEqual(['read', 'write', 'a:b/c'])
+    expect(resolveScopes(client(), '')).toEqual(['read', 'write', 'a:b/c'])
+  })
+
+  it.each([' ', '  ', '   '])('refuses a scope of spaces only (%j) with invalid_scope, not every scope', (scope) => {
+    expect(thrown(() => resolveScopes(client(), scope))).toMatchObject({ code: 'invalid_scope', status: 400 })
   })
 
   it('grants exactly the requested scopes, in request order, without duplicates', () => {

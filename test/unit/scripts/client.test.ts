@@ -48,7 +48,7 @@ describe('client CLI', () => {
   it('delete removes a client; deleting an unknown one fails with exit 1', async () => {
     const { env } = setup()
     await runCli(run, ['create', '--id', 'svc-1', '--scope', 'a', '--audience', 'aud'], env)
-    expect((await runCli(run, ['delete', '--id', 'svc-1'], env)).json()).toEqual({ deleted: 'svc-1' })
+    expect((await runCli(run, ['delete', '--id', 'svc-1'], env)).json()).toMatchObject({ deleted: 'svc-1' })
     expect((await runCli(run, ['list'], env)).json().clients).toEqual([])
     const again = await runCli(run, ['delete', '--id', 'svc-1'], env)
     expect(again.code).toBe(1)
@@ -61,7 +61,7 @@ describe('client CLI', () => {
     const created = await runCli(run, ['create', '--id', '-svc', '--scope', 'a', '--audience', 'aud'], env)
     expect(created.code).toBe(0)
     expect(created.json().client_id).toBe('-svc')
-    expect((await runCli(run, ['delete', '--id', '-svc'], env)).json()).toEqual({ deleted: '-svc' })
+    expect((await runCli(run, ['delete', '--id', '-svc'], env)).json()).toMatchObject({ deleted: '-svc' })
   })
 
   it('refuses a duplicate id with exit 1 and leaves the file unchanged', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { describe, expect, inject, it } from 'vitest'
@@ -125,6 +125,25 @@ describe('keys CLI', () => {
     }
   })
 
+  it('three rotate --now in the same second give three activation seconds, and the last key reported is the one that signs', async () => {
+    // Which waiting key a rotation promotes depends on the kids' order, so try several key sets.
+    for (let i = 0; i < 12; i++) {
+      const { keysDir, env } = await setup()
+      const reported: { kid: string; activates: number }[] = []
+      for (let n = 0; n < 3; n++) {
+        const out = await keys(['rotate', '--now'], env, T0 + 100)
+        expect(out.code).toBe(0)
+        reported.push(out.json().rotated)
+      }
+      const { records } = await readKeysDir(keysDir)
+      const scheduled = records.map((r) => r.activates).filter((t): t is number => t !== null)
+      expect(new Set(scheduled).size).toBe(scheduled.length)
+      const last = reported.at(-1)!
+      expect((await signingAt(keysDir, last.activates)).kid).toBe(last.kid)
+      expect((await signingAt(keysDir, T0 + 200)).kid).toBe(last.kid)
+    }
+  })
+
   it('rotate --now with no waiting key creates one, warns on stderr, and still leaves a standby', async () => {
     const keysDir = join(tempDir(), 'keys')
     mkdirSync(keysDir, { mode: 0o700 })
@@ -220,6 +239,38 @@ describe('keys CLI', () => {
     expectPrivate(keysDir)
   })
 
+  it('revoke --kid of a symlinked key file erases the private key from the file the link leads to, and the link stays', async () => {
+    const { keysDir, env, current, standby } = await setup()
+    const elsewhere = join(tempDir(), 'keys-elsewhere')
+    mkdirSync(elsewhere, { mode: 0o700 })
+    const target = join(elsewhere, `${current.kid}.json`)
+    renameSync(join(keysDir, `${current.kid}.json`), target)
+    symlinkSync(target, join(keysDir, `${current.kid}.json`))
+
+    const out = await keys(['revoke', '--kid', current.kid], env, T0 + 100)
+    expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' })
+    expect(lstatSync(join(keysDir, `${current.kid}.json`)).isSymbolicLink()).toBe(true)
+    const text = readFileSync(target, 'utf8')
+    expect(text).not.toContain('PRIVATE KEY')
+    expect(JSON.parse(text)).toEqual({ kid: current.kid, alg: 'ES256', created: T0, activates: T0, revoked: T0 + 100 })
+    expect(statSync(target).mode & 0o777).toBe(0o600)
+    expect(readdirSync(elsewhere)).toEqual([`${current.kid}.json`]) // no temp file left beside it
+    expect((await signingAt(keysDir, T0 + 100)).kid).toBe(standby.kid)
+  })
+
+  it('prune of a symlinked key file deletes the file the link leads to, not only the link', async () => {
+    const { keysDir, env, current } = await setup()
+    const elsewhere = join(tempDir(), 'keys-elsewhere')
+    mkdirSync(elsewhere, { mode: 0o700 })
+    const target = join(elsewhere, `${current.kid}.json`)
+    renameSync(join(keysDir, `${current.kid}.json`), target)
+    symlinkSync(target, join(keysDir, `${current.kid}.json`))
+    expect((await keys(['rotate', '--now'], env, T0 + 10)).code).toBe(0)
+    expect((await keys(['prune'], env, T0 + 10 + RETENTION)).json()).toEqual({ pruned: [current.kid] })
+    expect(existsSync(target)).toBe(false)
+    expect(keyFiles(keysDir)).not.toContain(`${current.kid}.json`)
+  })
+
   it('revoke --kid writes the kid to the Redis denylist until the retention is over', async () => {
     const url = inject('redisUrl')
     const prefix = `test:${randomBytes(6).toString('hex')}:`
@@ -271,8 +322,54 @@ describe('keys CLI', () => {
   })
 
   it.each([
+    ['rotate', ['rotate']],
+    ['rotate --now', ['rotate', '--now']],
+    ['prune', ['prune']],
+    ['revoke', ['revoke', '--kid', 'KID']],
+  ])('%s refuses to write into a KEYS_DIR writable by group or others: exit 1, nothing changed', async (_, argv) => {
+    for (const mode of [0o770, 0o777]) {
+      const { keysDir, env, current } = await setup()
+      chmodSync(keysDir, mode)
+      const before = snapshot(keysDir)
+      const out = await keys(argv.map((arg) => (arg === 'KID' ? current.kid : arg)), env, T0 + 100)
+      expect(out.code).toBe(1)
+      expect(out.stdout).toBe('')
+      expect(out.stderr).toBe(
+        `error: KEYS_DIR is writable by group or others: ${keysDir} has mode 0${mode.toString(8)}, and whoever can write it can add a signing key; run chmod 700 ${keysDir}\n`,
+      )
+      expect(snapshot(keysDir)).toEqual(before)
+    }
+  })
+
+  it('list still lists a KEYS_DIR writable by group or others, with a warning on stderr', async () => {
+    const { keysDir, env, current } = await setup()
+    chmodSync(keysDir, 0o777)
+    const out = await keys(['list'], env, T0 + 100)
+    expect(out.code).toBe(0)
+    expect(out.stderr).toBe(
+      `warning: KEYS_DIR is writable by group or others: ${keysDir} has mode 0777, and whoever can write it can add a signing key; run chmod 700 ${keysDir}\n`,
+    )
+    expect(listed(out.json())[current.kid]).toMatchObject({ state: 'current' })
+  })
+
+  it('refuses to write into a KEYS_DIR owned by another user: exit 1, nothing changed', async () => {
+    const { keysDir, env } = await setup()
+    chownSync(keysDir, 65534, 65534) // tests run as root: give it to nobody
+    const before = snapshot(keysDir)
+    const out = await keys(['rotate', '--now'], env, T0 + 100)
+    expect(out.code).toBe(1)
+    expect(out.stderr).toMatch(new RegExp(`^error: KEYS_DIR is not owned by the user running tokensmith: ${keysDir} belongs to uid 65534, .*chown`))
+    expect(snapshot(keysDir)).toEqual(before)
+  })
+
+  it.each([
     [[]],
     [['frobnicate']],
+    [['constructor']],
+    [['toString']],
+    [['valueOf']],
+    [['hasOwnProperty']],
+    [['__proto__']],
     [['list', '--all']],
     [['rotate', '--bogus']],
     [['rotate', '--alg', 'HS256']],

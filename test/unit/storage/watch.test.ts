@@ -34,4 +34,31 @@ describe('watchForChanges', () => {
       watcher.stop()
     }
   })
+
+  it('reloads once more when the source comes back to what is loaded after a failure, so the failure can be cleared', async () => {
+    const { log } = captureLog()
+    let signature = 'good'
+    const reloads: string[] = []
+    const watcher = watchForChanges({
+      name: 'test',
+      intervalMs: 60_000,
+      log,
+      initial: 'good',
+      signature: async () => signature,
+      reload: async () => {
+        reloads.push(signature)
+        if (signature !== 'good') throw new Error('refused')
+      },
+    })
+    try {
+      signature = 'chmod 777'
+      await watcher.check()
+      signature = 'good' // chmod 700: the same signature as the state in force
+      await watcher.check()
+      await watcher.check() // loaded and not failing: nothing to do
+      expect(reloads).toEqual(['chmod 777', 'good'])
+    } finally {
+      watcher.stop()
+    }
+  })
 })

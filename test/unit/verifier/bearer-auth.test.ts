@@ -115,13 +115,32 @@ describe('bearerAuth: RFC 6750 credentials', () => {
     await expectInvalidRequest(await app.request(`/api/whoami?access_token=${token}`, bearer(token)))
   })
 
-  it('BI-28: a token in the header and in the form body → 400 invalid_request', async () => {
+  it('never reads the body: access_token in a form body beside a header token is the handler\'s business', async () => {
     const response = await app.request('/api/form', {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
       body: `a=1&access_token=${token}`,
     })
-    await expectInvalidRequest(response)
+    expect(await expectAccepted(response)).toEqual({ a: '1', access_token: token })
+  })
+
+  it('answers a bad header token without pulling a single byte of the body', async () => {
+    let pulls = 0
+    const body = new ReadableStream<Uint8Array>({
+      pull: (controller) => {
+        pulls += 1
+        if (pulls > 100) controller.close()
+        else controller.enqueue(new TextEncoder().encode('access_token=x&'))
+      },
+    }, { highWaterMark: 0 })
+    const response = await app.request('/api/form', {
+      method: 'POST',
+      headers: { authorization: 'Bearer x', 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+      duplex: 'half',
+    } as RequestInit)
+    await expectInvalidToken(response)
+    expect(pulls).toBe(0)
   })
 
   it('leaves a form body without access_token readable by the handler', async () => {
@@ -163,10 +182,10 @@ describe('bearerAuth: scopes (RFC 6750 §3.1 insufficient_scope)', () => {
 })
 
 describe('bearerAuth: denylist (decision 4)', () => {
-  it('refuses a revoked token with 401 invalid_token, asking with jti and kid', async () => {
+  it('refuses a revoked token with 401 invalid_token, asking with jti, kid, client_id and iat', async () => {
     const denylist = denylistOf(async () => true)
     await expectInvalidToken(await callWith(makeApp({ jwks: jwksOf(es), denylist }).app, token))
-    expect(denylist.isRevoked).toHaveBeenCalledWith({ jti: 'MDEyMzQ1Njc4OWFiY2RlZg', kid: 'es-1' })
+    expect(denylist.isRevoked).toHaveBeenCalledWith({ jti: 'MDEyMzQ1Njc4OWFiY2RlZg', kid: 'es-1', client_id: 'client-a', iat: NOW })
   })
 
   it('passes a token the denylist does not know', async () => {
@@ -298,6 +317,11 @@ describe('bearerAuth: configuration is checked at start-up', () => {
     ['an encryption key in jwks', { jwks: { keys: [{ ...es.publicJwk, use: 'enc' }] } }],
   ])('throws on %s', (_name, override) => {
     expect(() => bearerAuth({ ...base, ...override } as never)).toThrow(TypeError)
+  })
+
+  it('names the RFC section in words in its messages, so they print as plain ASCII anywhere', () => {
+    expect(() => bearerAuth({ ...base, scopes: ['a b'] })).toThrow('scopes must be RFC 6749 section 3.3 scope tokens')
+    expect(() => bearerAuth({ ...base, failOpen: true } as never)).toThrow(/^bearerAuth: failOpen requires onFailOpen, so that every pass is logged$/)
   })
 
   it('throws with neither jwks nor jwksUri', () => {
