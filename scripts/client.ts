@@ -30,7 +30,7 @@ const CLIENT_FLAGS = {
 
 function parseTtl(value: string | undefined): number | undefined {
   if (value === undefined) return undefined
-  const ttl = Number(value)
+  const ttl = /^\d{1,4}$/.test(value) ? Number(value) : Number.NaN // plain decimal digits, like the settings
   if (!Number.isInteger(ttl) || ttl < 60 || ttl > 3600) throw new UsageError('--ttl must be an integer from 60 to 3600')
   return ttl
 }

@@ -83,6 +83,9 @@ describe('client CLI', () => {
     [['create', '--id', 'ok-id', '--scope', 'a"b', '--audience', 'x']],
     [['create', '--id', 'ok-id', '--scope', 'a']],
     [['create', '--id', 'ok-id', '--scope', 'a', '--audience', 'x', '--ttl', '5']],
+    [['create', '--id', 'ok-id', '--scope', 'a', '--audience', 'x', '--ttl', '3e2']],
+    [['create', '--id', 'ok-id', '--scope', 'a', '--audience', 'x', '--ttl', '0x3C']],
+    [['create', '--id', 'ok-id', '--scope', 'a', '--audience', 'x', '--ttl', ' 120']],
     [['create', '--id', 'ok-id', '--scope', 'a', '--audience', 'x', '--bogus']],
     [['delete']],
   ])('usage error %j exits 2 with a message on stderr and nothing on stdout', async (argv) => {
