@@ -16,22 +16,27 @@ export interface SpawnServerOptions {
   /** Working directory (where `.env` is read); default this repository. */
   cwd?: string
   timeoutMs?: number
+  /** Run the compiled server (`dist/main.js`, what `npm start` serves) instead of `src/main.ts`. */
+  compiled?: boolean
 }
 
-/** `node` with the arguments `npm start` gives it, usable from any working directory. */
-const START_COMMAND = [
+/** `node` on the source through tsx, usable from any working directory. */
+const SOURCE_COMMAND = [
   process.execPath,
   '--import',
   import.meta.resolve('tsx'),
   fileURLToPath(new URL('../../src/main.ts', import.meta.url)),
 ] as const
 
-/** Starts `src/main.ts` in its own process, the way `npm start` does, and waits until it listens. */
+/** `node` with the arguments `npm start` gives it: the compiled build, no TypeScript loader. */
+const COMPILED_COMMAND = [process.execPath, fileURLToPath(new URL('../../dist/main.js', import.meta.url))] as const
+
+/** Starts the server in its own process, as `npm start` does, and waits until it listens. */
 export async function spawnServer(env: Record<string, string>, options: SpawnServerOptions = {}): Promise<SpawnedServer> {
-  const { cwd, timeoutMs = 15_000 } = options
+  const { cwd, timeoutMs = 15_000, compiled = false } = options
   const port = env.PORT ? Number(env.PORT) : await freePort()
   // node itself, as `npm start` runs it, so signals (SIGHUP, SIGKILL) reach the server, not a wrapper.
-  const [node, ...args] = START_COMMAND
+  const [node, ...args] = compiled ? COMPILED_COMMAND : SOURCE_COMMAND
   const proc = spawn(node, args, {
     cwd,
     env: { ...process.env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, ...env },
