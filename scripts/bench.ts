@@ -1,72 +1,121 @@
-import { availableParallelism } from 'node:os'
-import { createCleanup, setUpBench } from './bench/fixture.js'
-import { MEASUREMENTS, RATIOS } from './bench/measurements.js'
-import { parseBenchOptions, USAGE } from './bench/options.js'
-import { formatJson, formatTable, type MeasuredRow, type RunInfo } from './bench/report.js'
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { loadavg, tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { idleCheck, machine, placeProcesses } from './bench/host.js'
+import { parseBenchOptions, USAGE, type BenchOptions } from './bench/options.js'
+import { formatJson, formatTable } from './bench/report.js'
+import type { Results } from './bench/results.js'
+import { runBench } from './bench/run.js'
+import { createFleet } from './bench/servers.js'
 import { UsageError } from './lib/cli.js'
 
 /**
- * `npm run bench`: a throwaway server in its own process with a fresh key and client, then every
- * measurement in bench/measurements.ts against it. Stdout: a table, then one JSON line. Progress
- * goes to stderr. Exit 0 when every figure is clean, 1 when any request failed, 2 on a usage error.
+ * `npm run bench`: the project's performance report. Builds dist/ if src/ changed, starts its own
+ * redis-server and every server it measures (compiled JavaScript, each in its own process pinned
+ * to one core), loads them from this process pinned to the other core, and prints a table on
+ * stdout; the same figures, every round included, go to a JSON file. Progress goes to stderr.
+ * Exit 0 when every request got the answer it should, 1 when any did not, 2 on a usage error.
  */
 
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const report = (message: string) => void process.stderr.write(`bench: ${message}\n`)
 
+/** `npm start` serves dist/: measure that, rebuilt first if any file under src/ is newer. */
+function buildIfStale(): void {
+  const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
+  if (build.status !== 0) throw new Error(`the build failed (scripts/build-if-stale.mjs exited ${build.status ?? build.signal})`)
+  for (const file of ['dist/main.js', 'dist/verifier/index.js', 'dist/denylist/feed.js']) {
+    if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing after the build`)
+  }
+}
+
+function loudFailure(problems: readonly string[]): void {
+  process.stderr.write(
+    [
+      '',
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '!!! BENCH FAILED: some requests did not get the answer they should; the figures are invalid',
+      ...problems.map((problem) => `!!! ${problem}`),
+      '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
+      '',
+    ].join('\n'),
+  )
+}
+
 async function main(): Promise<number> {
-  let options
+  let options: BenchOptions
   try {
-    options = parseBenchOptions(process.argv.slice(2), process.env)
+    const parsed = parseBenchOptions(process.argv.slice(2))
+    if (parsed === 'help') {
+      process.stdout.write(USAGE)
+      return 0
+    }
+    options = parsed
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
     process.stderr.write(`error: ${error.message}\n${USAGE}`)
     return 2
   }
+  const out = resolve(options.out)
+  const startedAt = new Date()
+  const host = machine()
+  const placement = placeProcesses()
+  for (const note of placement.notes) report(note)
+  const cpuIds = [placement.serverCpu, placement.benchCpu].filter((cpu): cpu is number => cpu !== undefined)
+  const busyBefore = await idleCheck(cpuIds, 2)
+  const busyCpus = Object.entries(busyBefore).filter(([, pct]) => pct >= 10)
+  if (busyCpus.length > 0) {
+    report(`WARNING: the machine is not quiet: before the bench started, other work kept ${busyCpus.map(([cpu, pct]) => `CPU ${cpu} ${pct}%`).join(' and ')} busy; every figure will be low and noisy`)
+  }
 
-  const cleanup = createCleanup(report)
-  // Ctrl-C must not leave a server on the port or keys in the temp dir. The signal can arrive twice
-  // (the terminal and the tsx wrapper both send it): the first one wins.
+  const dir = await mkdtemp(join(tmpdir(), 'tokensmith-bench-'))
+  const fleet = createFleet({ dir, prefix: placement.serverPrefix, report })
+  // Servers first (they hold connections to Redis), then what the run registered, last first, then the files.
+  const cleanupSteps: (() => Promise<void>)[] = []
+  let cleaning: Promise<void> | undefined
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      const steps = [() => fleet.stopAll(), ...cleanupSteps.reverse(), () => rm(dir, { recursive: true, force: true })]
+      for (const step of steps) await step().catch((error: unknown) => report(`cleanup: ${(error as Error).message}`))
+    })())
+
+  // Ctrl-C must not leave servers or a redis-server behind. The signal can arrive twice (the
+  // terminal and the tsx wrapper both send it): the first one wins.
   let interrupted = false
   const onSignal = (signal: NodeJS.Signals) => {
     if (interrupted) return
     interrupted = true
     report(`${signal}: cleaning up`)
-    void cleanup.run().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
+    void cleanup().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
 
   try {
-    const context = await setUpBench(options, cleanup, report)
-    const rows: MeasuredRow[] = []
-    for (const measurement of MEASUREMENTS) {
-      rows.push({ name: measurement.name, what: measurement.what, outcome: await measurement.run(context, report) })
+    report('checking the build (npm start serves dist/)')
+    buildIfStale()
+    const measured = await runBench({ options, fleet, placement, dir, report, onCleanup: (step) => void cleanupSteps.push(step) })
+    const results: Results = {
+      startedAt: startedAt.toISOString(),
+      elapsedSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+      machine: { ...host, loadAverageAtEnd: loadavg().map((value) => Math.round(value * 100) / 100), busyBeforeStartPct: busyBefore },
+      ...measured,
     }
-
-    const info: RunInfo = { options, node: process.version, cpus: availableParallelism(), platform: `${process.platform} ${process.arch}` }
-    process.stdout.write(`${formatTable(info, rows, RATIOS)}\n\n${formatJson(info, rows, RATIOS)}\n`)
-
-    const problems = rows.flatMap((row) => row.outcome.problems.map((problem) => `${row.name}: ${problem}`))
-    if (problems.length === 0) return 0
+    await writeFile(out, formatJson(results))
+    process.stdout.write(`${formatTable(results)}\n`)
+    report(`JSON results written to ${out}`)
+    if (results.problems.length === 0) return 0
     // Loud on purpose: a req/s figure that includes failed requests must not be quoted.
-    process.stderr.write(
-      [
-        '',
-        '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-        '!!! BENCH FAILED: some requests did not get a 200; the figures are invalid',
-        ...problems.map((problem) => `!!! ${problem}`),
-        '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!',
-        '--- server output (tail) ---',
-        context.server.output().trimEnd(),
-        '',
-      ].join('\n'),
-    )
+    loudFailure(results.problems)
     return 1
   } catch (error) {
-    report(`FAILED: ${(error as Error).message}`)
+    report(`FAILED: ${(error as Error).stack ?? (error as Error).message}`)
     return 1
   } finally {
-    await cleanup.run()
+    await cleanup()
   }
 }
 

@@ -19,13 +19,7 @@ import { watchForChanges, type Watcher } from './storage/watch.js'
  * server could not work correctly: unreadable clients file, no usable signing key.
  */
 export async function buildDeps(config: Config, log: Logger, clock: Clock): Promise<Deps> {
-  const contents = await ensureKeys(config.keysDir, config.signingAlg, { clock, log, passphrase: config.keysPassphrase })
-  // A key that cannot be read (a wrong KEYS_PASSPHRASE, a corrupt file) stops start-up: serving
-  // without it could mean signing with the wrong key or not verifying tokens still in use.
-  if (contents.problems.length > 0) {
-    throw new Error(`cannot use KEYS_DIR ${config.keysDir}: ${contents.problems.map(({ file, problem }) => `${file}: ${problem}`).join('; ')}`)
-  }
-  if (contents.records.length === 0) throw new Error(`no usable signing key in ${config.keysDir}`)
+  const contents = await prepareKeys(config, log, clock)
   const keys = createKeyStore(contents.records, clock, { retention: keyRetention(config.clockTolerance) })
   log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, published: keys.size }, 'signing keys loaded')
 
@@ -39,6 +33,31 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   const denylist = createDenylist(config, log, clock)
   const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false }, readiness: new Map() }
   return deps
+}
+
+/**
+ * KEYS_DIR made ready to serve from: created with a first key when empty (by exactly one of the
+ * processes starting on it), then read. Throws when no key can sign.
+ */
+export async function prepareKeys(config: Config, log: Logger, clock: Clock): Promise<KeysDirContents> {
+  const contents = await ensureKeys(config.keysDir, config.signingAlg, { clock, log, passphrase: config.keysPassphrase })
+  // A key that cannot be read (a wrong KEYS_PASSPHRASE, a corrupt file) stops start-up: serving
+  // without it could mean signing with the wrong key or not verifying tokens still in use.
+  if (contents.problems.length > 0) {
+    throw new Error(`cannot use KEYS_DIR ${config.keysDir}: ${contents.problems.map(({ file, problem }) => `${file}: ${problem}`).join('; ')}`)
+  }
+  if (contents.records.length === 0) throw new Error(`no usable signing key in ${config.keysDir}`)
+  return contents
+}
+
+/**
+ * What a cluster primary checks before it forks: the keys (made once, so that workers do not race
+ * to create the first ones) and the clients file, so that a mistake stops start-up with its
+ * message instead of every worker failing in turn.
+ */
+export async function checkBeforeFork(config: Config, log: Logger, clock: Clock): Promise<void> {
+  await prepareKeys(config, log, clock)
+  await readClientsFile(config.clientsFile)
 }
 
 /** The problems /readyz reports (see Deps.readiness), created for deps built without them. */

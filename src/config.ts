@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { LOG_LEVELS } from './observability/logger.js'
 import { SIGNING_ALGS } from './keys/algorithms.js'
@@ -85,6 +86,9 @@ export function redisUrlProblem(value: string): string | undefined {
   return undefined
 }
 
+/** More processes than this only contend for the same cores and Redis connections. */
+export const MAX_WORKERS = 64
+
 const checked = (problem: (value: string) => string | undefined) =>
   z.string().superRefine((value, ctx) => {
     const message = problem(value)
@@ -150,6 +154,11 @@ const spec = {
     allowed: 'true or false',
     default: 'false',
   },
+  WORKERS: {
+    schema: z.union([z.literal('auto').transform(() => Math.min(availableParallelism(), MAX_WORKERS)), integer(1, MAX_WORKERS)]),
+    allowed: `an integer from 1 to ${MAX_WORKERS}, or auto (one per CPU, at most ${MAX_WORKERS}); other than 1 needs REDIS_URL`,
+    default: '1',
+  },
 } as const satisfies Record<string, { schema: z.ZodType; allowed: string; default: string | undefined; secret?: boolean }>
 
 export const CONFIG_VARIABLES = Object.keys(spec) as (keyof typeof spec)[]
@@ -178,6 +187,8 @@ export interface Config {
   revocationsPerClient: number
   /** Whether the metadata's scopes_supported lists the union of every client's scopes (RFC 8414 §2). */
   publishScopes: boolean
+  /** Server processes on the one port: 1 serves from this process; more run a cluster primary that forks them. */
+  workers: number
 }
 
 export class ConfigError extends Error {
@@ -223,6 +234,15 @@ export function loadConfig(env: Env): Config {
   const clockTolerance = read('CLOCK_TOLERANCE')
   const revocationsPerClient = read('REVOCATIONS_PER_CLIENT')
   const publishScopes = read('PUBLISH_SCOPES')
+  const workers = read('WORKERS')
+  // The in-memory denylist lives in one process: with several, a revocation would reach only the
+  // worker that took it, and the others would keep accepting the token. `auto` is refused too, even
+  // where it means one CPU, so that one configuration behaves alike on every machine.
+  if (workers !== undefined && (workers > 1 || env.WORKERS === 'auto') && !env.REDIS_URL) {
+    problems.push(
+      `WORKERS=${JSON.stringify(env.WORKERS)} needs REDIS_URL: without it each worker keeps its own in-memory denylist, and a revocation would reach only the worker that took it; set REDIS_URL or WORKERS=1`,
+    )
+  }
   if (problems.length > 0) throw new ConfigError(problems)
 
   return {
@@ -242,6 +262,7 @@ export function loadConfig(env: Env): Config {
     clockTolerance: clockTolerance!,
     revocationsPerClient: revocationsPerClient!,
     publishScopes: publishScopes!,
+    workers: workers!,
   }
 }
 

@@ -1,3 +1,4 @@
+import { IncomingMessage } from 'node:http'
 import type { Context } from 'hono'
 import { invalidRequest, payloadTooLarge, unreadableBody } from '../errors.js'
 import { parseForm, type FormParams } from '../oauth/form.js'
@@ -24,7 +25,19 @@ export async function readForm(c: Context): Promise<FormParams> {
   const charset = parameters.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '')
   if (charset !== undefined && charset !== 'utf-8') throw invalidRequest('only UTF-8 form bodies are accepted')
 
-  return parseForm(await readBody(c.req.raw, BODY_LIMIT))
+  const incoming = nodeRequest(c)
+  return parseForm(incoming ? await readIncoming(incoming, BODY_LIMIT) : await readBody(c.req.raw, BODY_LIMIT))
+}
+
+/**
+ * The Node request behind the context when @hono/node-server serves it (`c.env.incoming`); undefined
+ * in-process (`app.request()`), where there is only the web Request. Reading the body from Node's
+ * stream spares the web Request, AbortSignal and stream objects that the first touch of
+ * `c.req.raw.body` makes @hono/node-server build.
+ */
+function nodeRequest(c: Context): IncomingMessage | undefined {
+  const incoming = (c.env as { incoming?: unknown } | undefined)?.incoming
+  return incoming instanceof IncomingMessage ? incoming : undefined
 }
 
 /**
@@ -47,6 +60,46 @@ function describeStreamError(error: unknown): string {
   return `${error.message.slice(0, 200)}${code ? ` (${code})` : ''}`
 }
 
+/**
+ * Collects Node's request stream up to `limit` bytes. Past the limit it stops reading (the stream
+ * is paused, and @hono/node-server drains or closes the connection after the answer).
+ */
+function readIncoming(incoming: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const settle = () => {
+      incoming.off('data', onData)
+      incoming.off('end', onEnd)
+      incoming.off('error', onError)
+      incoming.off('close', onClose)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength
+      if (size <= limit) return void chunks.push(chunk)
+      settle()
+      incoming.pause()
+      reject(payloadTooLarge(limit))
+    }
+    const onEnd = () => {
+      settle()
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
+    }
+    const onError = (error: unknown) => {
+      settle()
+      reject(unreadableBody(`request body stream failed: ${describeStreamError(error)}`, error))
+    }
+    // Destroyed without an error: the connection went away before the body ended.
+    const onClose = () => onError(incoming.errored ?? new Error('the connection closed before the body ended'))
+    if (incoming.destroyed) return onClose()
+    incoming.on('data', onData)
+    incoming.on('end', onEnd)
+    incoming.on('error', onError)
+    incoming.on('close', onClose)
+  })
+}
+
+/** The web Request's body (in-process requests), up to `limit` bytes. */
 async function readBody(request: Request, limit: number): Promise<Uint8Array> {
   if (!request.body) return new Uint8Array()
   const reader = request.body.getReader()

@@ -14,15 +14,33 @@ function matchesEtag(header: string | undefined, etag: string): boolean {
   })
 }
 
-/** GET /.well-known/jwks.json — RFC 7517 §5; public members only, revalidated with ETag. */
+interface PreparedJwks {
+  etag: string
+  body: Buffer
+  /** RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control a 200 would have. */
+  notModified: Record<string, string>
+  ok: Record<string, string>
+}
+
+function prepareJwks(body: string, etag: string): PreparedJwks {
+  const notModified = { ETag: etag, 'Cache-Control': `public, max-age=${JWKS_MAX_AGE}` }
+  const bytes = Buffer.from(body, 'utf8')
+  const ok = { ...notModified, 'Content-Type': 'application/jwk-set+json; charset=utf-8', 'Content-Length': String(bytes.length) }
+  return { etag, body: bytes, notModified, ok }
+}
+
+/**
+ * GET /.well-known/jwks.json — RFC 7517 §5; public members only, revalidated with ETag. The answer
+ * is prepared once per key set (the key store serializes it once per change) and sent as it is:
+ * plain header objects, which @hono/node-server writes without building web Headers.
+ */
 export function jwksHandler(deps: Deps) {
-  return (c: Context<AppEnv>) => {
+  let prepared: PreparedJwks | undefined
+  return (c: Context<AppEnv>): Response => {
     const { body, etag } = deps.keys.jwks()
-    const headers = { ETag: etag, 'Cache-Control': `public, max-age=${JWKS_MAX_AGE}` }
-    if (matchesEtag(c.req.header('if-none-match'), etag)) {
-      return c.body(null, 304, headers)
-    }
-    return c.body(body, 200, { ...headers, 'Content-Type': 'application/jwk-set+json; charset=utf-8' })
+    if (prepared?.etag !== etag) prepared = prepareJwks(body, etag)
+    if (matchesEtag(c.req.header('if-none-match'), etag)) return new Response(null, { status: 304, headers: prepared.notModified })
+    return new Response(prepared.body, { status: 200, headers: prepared.ok })
   }
 }
 

@@ -10,8 +10,12 @@ export type FormParams = ReadonlyMap<string, readonly string[]>
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
+const ENCODED = /[%+]/
+
 /** Decodes one form-urlencoded component: `+` is a space, `%XX` are UTF-8 bytes. */
 export function formDecode(component: string): string {
+  // Most components hold neither and decode to themselves: skip the work.
+  if (!ENCODED.test(component)) return component
   try {
     return decodeURIComponent(component.replace(/\+/g, ' '))
   } catch {

@@ -9,6 +9,8 @@ export interface SpawnedServer {
   /** stdout+stderr lines so far */
   output: string[]
   exited: Promise<number | null>
+  /** The exit code once stdout and stderr are read to their end too, so `output` has every line. */
+  closed: Promise<number | null>
   kill(signal?: NodeJS.Signals): void
 }
 
@@ -18,6 +20,22 @@ export interface SpawnServerOptions {
   timeoutMs?: number
   /** Run the compiled server (`dist/main.js`, what `npm start` serves) instead of `src/main.ts`. */
   compiled?: boolean
+  /** A JavaScript file to run with plain `node` instead (a bench-only entry, say); wins over `compiled`. */
+  entry?: string
+  /**
+   * A command put in front of `node` that execs it, so the pid stays node's: `['taskset', '-c', '0']`
+   * pins the server to CPU 0.
+   */
+  prefix?: readonly string[]
+  /**
+   * Where the server's stdout (its log) goes: collected into `output` (default), or an open file
+   * descriptor (a log file, /dev/null), so a load test neither buffers nor parses every log line.
+   */
+  stdout?: 'pipe' | number
+  /** How often /healthz is asked while waiting for the server to listen. Default 50 ms. */
+  pollIntervalMs?: number
+  /** Options for `node` itself, before the script (`--import` a test hook); cluster workers get them too. */
+  nodeArgs?: readonly string[]
 }
 
 /** `node` on the source through tsx, usable from any working directory. */
@@ -33,33 +51,52 @@ const COMPILED_COMMAND = [process.execPath, fileURLToPath(new URL('../../dist/ma
 
 /** Starts the server in its own process, as `npm start` does, and waits until it listens. */
 export async function spawnServer(env: Record<string, string>, options: SpawnServerOptions = {}): Promise<SpawnedServer> {
-  const { cwd, timeoutMs = 15_000, compiled = false } = options
+  const { cwd, timeoutMs = 15_000, compiled = false, prefix = [], stdout = 'pipe', pollIntervalMs = 50 } = options
   const port = env.PORT ? Number(env.PORT) : await freePort()
   // node itself, as `npm start` runs it, so signals (SIGHUP, SIGKILL) reach the server, not a wrapper.
-  const [node, ...args] = compiled ? COMPILED_COMMAND : SOURCE_COMMAND
-  const proc = spawn(node, args, {
+  const command = options.entry !== undefined ? [process.execPath, options.entry] : compiled ? COMPILED_COMMAND : SOURCE_COMMAND
+  const [node, ...script] = command
+  const [program, ...args] = [...prefix, node, ...(options.nodeArgs ?? []), ...script]
+  const proc = spawn(program!, args, {
     cwd,
     env: { ...process.env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', stdout, 'pipe'],
   })
   const output: string[] = []
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)))
-  const onData = (chunk: Buffer) => output.push(...chunk.toString().split('\n').filter(Boolean))
-  proc.stdout!.on('data', onData)
-  proc.stderr!.on('data', onData)
+  const closed = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)))
+  // A read may end inside a line (a long one, or a full pipe): each stream keeps its unfinished line.
+  const collect = () => {
+    let rest = ''
+    return (chunk: Buffer) => {
+      const lines = (rest + chunk.toString()).split('\n')
+      rest = lines.pop()!
+      output.push(...lines.filter(Boolean))
+    }
+  }
+  proc.stdout?.on('data', collect())
+  proc.stderr!.on('data', collect())
   let exitCode: number | null | undefined
   void exited.then((code) => (exitCode = code))
+  // A program that cannot be started (a prefix command not installed) never exits: report it instead.
+  let spawnError: Error | undefined
+  proc.once('error', (error) => (spawnError = error))
   const url = `http://127.0.0.1:${port}`
   // Listening is when /healthz answers (whatever LOG_LEVEL hides).
   for (const deadline = Date.now() + timeoutMs; ; ) {
-    if (exitCode !== undefined) throw new Error(`server exited with ${exitCode}:\n${output.join('\n')}`)
+    if (spawnError !== undefined) throw new Error(`cannot start ${program}: ${spawnError.message}`)
+    if (exitCode !== undefined) {
+      // Its last lines may still be in the pipe.
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))])
+      throw new Error(`server exited with ${exitCode}:\n${output.join('\n')}`)
+    }
     if (Date.now() > deadline) {
       proc.kill('SIGKILL')
       throw new Error(`server did not start:\n${output.join('\n')}`)
     }
     const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false)
     if (up) break
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await new Promise((resolve) => setTimeout(resolve, pollIntervalMs))
   }
-  return { proc, url, port, output, exited, kill: (signal = 'SIGTERM') => void proc.kill(signal) }
+  return { proc, url, port, output, exited, closed, kill: (signal = 'SIGTERM') => void proc.kill(signal) }
 }

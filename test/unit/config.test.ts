@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
-import { CONFIG_VARIABLES, ConfigError, cleartextWarning, isLoopbackHost, loadConfig } from '../../src/config.js'
+import { CONFIG_VARIABLES, ConfigError, MAX_WORKERS, cleartextWarning, isLoopbackHost, loadConfig } from '../../src/config.js'
 
 const names = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map((m) => m[1]!).sort()
 
@@ -23,6 +24,7 @@ describe('configuration', () => {
       clockTolerance: 30,
       revocationsPerClient: 10000,
       publishScopes: false,
+      workers: 1,
     })
   })
 
@@ -63,6 +65,10 @@ describe('configuration', () => {
     ['ISSUER', 'https://auth.example.com:443'],
     ['ISSUER', 'HTTPS://AUTH.EXAMPLE.COM'],
     ['ISSUER', 'https://auth.example.com/a/../b'],
+    ['WORKERS', '0'],
+    ['WORKERS', '65'],
+    ['WORKERS', 'all'],
+    ['WORKERS', 'AUTO'],
   ])('refuses %s=%s with one line naming the variable, the value and what is allowed', (name, value) => {
     let error: unknown
     try {
@@ -79,7 +85,7 @@ describe('configuration', () => {
   })
 
   // Each spelling means an allowed number to Number(), which the old parsing used.
-  const INTEGER_SETTINGS = { PORT: 3000, ACCESS_TOKEN_TTL: 120, RELOAD_INTERVAL: 30, KEY_ACTIVATION_DELAY: 0, CLOCK_TOLERANCE: 30, REVOCATIONS_PER_CLIENT: 120 }
+  const INTEGER_SETTINGS = { WORKERS: 2, PORT: 3000, ACCESS_TOKEN_TTL: 120, RELOAD_INTERVAL: 30, KEY_ACTIVATION_DELAY: 0, CLOCK_TOLERANCE: 30, REVOCATIONS_PER_CLIENT: 120 }
   const spellings = (n: number) => [`${n}e0`, `0x${n.toString(16)}`, ` ${n}`, `${n} `, `+${n}`, `${n}.0`, ...(n === 0 ? ['-0'] : [])]
   it.each(Object.entries(INTEGER_SETTINGS).flatMap(([name, n]) => spellings(n).map((value) => [name, value])))(
     'refuses %s=%j: an integer setting takes plain decimal digits only',
@@ -91,6 +97,34 @@ describe('configuration', () => {
   it('accepts plain decimal digits for every integer setting', () => {
     const config = loadConfig({ PORT: '65535', ACCESS_TOKEN_TTL: '120', RELOAD_INTERVAL: '60', KEY_ACTIVATION_DELAY: '0', CLOCK_TOLERANCE: '300', REVOCATIONS_PER_CLIENT: '1' })
     expect(config).toMatchObject({ port: 65535, accessTokenTtl: 120, reloadInterval: 60, keyActivationDelay: 0, clockTolerance: 300, revocationsPerClient: 1 })
+  })
+
+  describe('WORKERS', () => {
+    const redis = { REDIS_URL: 'redis://127.0.0.1:6379' }
+
+    it('takes a number of processes up to the bound, or auto for one per CPU', () => {
+      expect(loadConfig({ WORKERS: '1' }).workers).toBe(1)
+      expect(loadConfig({ ...redis, WORKERS: '4' }).workers).toBe(4)
+      expect(loadConfig({ ...redis, WORKERS: String(MAX_WORKERS) }).workers).toBe(MAX_WORKERS)
+      expect(loadConfig({ ...redis, WORKERS: 'auto' }).workers).toBe(Math.min(availableParallelism(), MAX_WORKERS))
+    })
+
+    it.each(['2', '64', 'auto'])('refuses WORKERS=%s without REDIS_URL, in one line saying why', (value) => {
+      let error: unknown
+      try {
+        loadConfig({ WORKERS: value })
+      } catch (e) {
+        error = e
+      }
+      expect(error).toBeInstanceOf(ConfigError)
+      const problems = (error as ConfigError).problems
+      expect(problems).toEqual([expect.stringMatching(new RegExp(`^WORKERS="${value}" needs REDIS_URL: .*in-memory denylist`))])
+      expect(problems[0]).not.toContain('\n')
+    })
+
+    it('refuses only the bad REDIS_URL when REDIS_URL is set but not valid', () => {
+      expect(() => loadConfig({ WORKERS: '2', REDIS_URL: 'http://redis' })).toThrow(/^REDIS_URL=\(hidden\) is not valid[^\n]*$/)
+    })
   })
 
   it('names the canonical form of an issuer written differently', () => {

@@ -12,7 +12,10 @@ export function requestLog(log: Logger): MiddlewareHandler<AppEnv> {
     const started = performance.now()
     await next()
     const status = c.res.status
-    log[status >= 500 ? 'error' : 'info'](
+    const level = status >= 500 ? 'error' : 'info'
+    // Below LOG_LEVEL the line would be dropped: do not build it.
+    if (!log.isLevelEnabled(level)) return
+    log[level](
       {
         method: c.req.method,
         path: c.req.path,

@@ -29,10 +29,22 @@ describe('newJti (SK-6)', () => {
     }
   })
 
-  it('draws at least 16 bytes from crypto.randomBytes and never calls randomUUID', () => {
-    newJti()
-    expect(vi.mocked(randomBytes)).toHaveBeenCalledTimes(1)
-    expect(vi.mocked(randomBytes).mock.calls[0]![0]).toBeGreaterThanOrEqual(16)
+  it('takes each jti from 16 bytes of crypto.randomBytes, never the same bytes twice, and never calls randomUUID', () => {
+    // newJti draws the bytes in batches: from the first draw on, the jtis are the drawn bytes in order.
+    const jtis: string[] = []
+    let firstDrawn = -1
+    for (let i = 0; i < 1_000; i++) {
+      const draws = vi.mocked(randomBytes).mock.calls.length
+      jtis.push(newJti())
+      if (firstDrawn === -1 && vi.mocked(randomBytes).mock.calls.length > draws) firstDrawn = i
+    }
+    const { calls, results } = vi.mocked(randomBytes).mock
+    expect(calls.length).toBeGreaterThan(1)
+    for (const [size] of calls) expect(size).toBeGreaterThanOrEqual(16)
+    const drawn = Buffer.concat(results.map((result) => result.value as Buffer))
+    const used = Buffer.concat(jtis.slice(firstDrawn).map((jti) => Buffer.from(jti, 'base64url')))
+    for (const jti of jtis) expect(Buffer.from(jti, 'base64url')).toHaveLength(16)
+    expect(drawn.subarray(0, used.length)).toEqual(used)
     expect(vi.mocked(randomUUID)).not.toHaveBeenCalled()
   })
 })

@@ -1,0 +1,116 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto'
+import fc from 'fast-check'
+import { SignJWT, jwtVerify } from 'jose'
+import { describe, expect, it } from 'vitest'
+import { SIGNING_ALGS, type SigningAlg } from '../../../src/keys/algorithms.js'
+import { createJwsSigner, jwsSigner } from '../../../src/keys/jws-signer.js'
+import { issueAccessToken } from '../../../src/oauth/access-token.js'
+
+/**
+ * The token endpoint signs with node:crypto itself (jws-signer.ts). Whatever the claims, each
+ * token must be a canonical compact JWS that jose accepts under an exact algorithm allowlist and
+ * that gives back exactly the claims issued, with the bytes jose itself would have produced.
+ */
+
+const RUNS = 2_000
+
+/** RSA keys of 2048 bits, the smallest tokensmith accepts, keep thousands of signatures quick. */
+function keyPair(alg: SigningAlg): { kid: string; alg: SigningAlg; privateKey: KeyObject; publicKey: KeyObject } {
+  const pair =
+    alg === 'ES256'
+      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      : alg === 'EdDSA'
+        ? generateKeyPairSync('ed25519')
+        : generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return { kid: `test-${alg}`, alg, ...pair }
+}
+const KEYS = Object.fromEntries(SIGNING_ALGS.map((alg) => [alg, keyPair(alg)])) as Record<SigningAlg, ReturnType<typeof keyPair>>
+const SIGNATURE_BYTES: Record<SigningAlg, number> = { ES256: 64, EdDSA: 64, RS256: 256, PS256: 256 }
+const SEGMENT = /^[A-Za-z0-9_-]+$/
+
+/** Characters JSON must escape, or that take several UTF-8 bytes, lone surrogates included. */
+const awkwardChar = fc.oneof(
+  fc.constantFrom('"', '\\', '/', '\b', '\f', '\n', '\r', '\t', '\u0000', '\u001f', '\u007f', '\u2028', '\u2029', '\ufeff', '\ud800', '\udfff', 'é', '€', '😀'),
+  fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)),
+  fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+)
+const text = (minLength = 0) =>
+  fc.oneof(
+    fc.string({ unit: 'grapheme-ascii', minLength, maxLength: 30 }),
+    fc.string({ unit: awkwardChar, minLength, maxLength: 30 }),
+  )
+
+const claimSet = fc.record({
+  issuer: text(1),
+  clientId: text(),
+  scopes: fc.array(text(1), { maxLength: 5 }),
+  audience: text(1),
+  ttl: fc.integer({ min: 1, max: 86_400 }),
+  iat: fc.integer({ min: 0, max: 2 ** 32 }),
+})
+
+describe('jws-signer: access tokens jose accepts', () => {
+  it.each(SIGNING_ALGS)(`%s: ${RUNS} random claim sets verify with jose and come back exactly, as canonical compact JWS`, async (alg) => {
+    const key = KEYS[alg]
+    await fc.assert(
+      fc.asyncProperty(claimSet, async ({ issuer, clientId, scopes, audience, ttl, iat }) => {
+        const token = issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
+        const claims = { client_id: clientId, scope: scopes.join(' '), iss: issuer, sub: clientId, aud: audience, iat, exp: iat + ttl, jti: token.jti }
+
+        // RFC 7515 §7.1: three base64url segments without padding, each in its one canonical spelling.
+        const segments = token.accessToken.split('.')
+        expect(segments).toHaveLength(3)
+        for (const segment of segments) {
+          expect(segment).toMatch(SEGMENT)
+          expect(Buffer.from(segment, 'base64url').toString('base64url')).toBe(segment)
+        }
+        expect(Buffer.from(segments[2]!, 'base64url')).toHaveLength(SIGNATURE_BYTES[alg])
+        // The header is exactly {alg, kid, typ}, in that order.
+        expect(Buffer.from(segments[0]!, 'base64url').toString()).toBe(`{"alg":"${alg}","kid":"${key.kid}","typ":"at+jwt"}`)
+
+        const { payload, protectedHeader } = await jwtVerify(token.accessToken, key.publicKey, {
+          algorithms: [alg],
+          typ: 'at+jwt',
+          issuer,
+          audience,
+          currentDate: new Date(iat * 1000),
+        })
+        expect(protectedHeader).toEqual({ alg, kid: key.kid, typ: 'at+jwt' })
+        expect(payload).toEqual(claims)
+        expect(Object.keys(payload)).toEqual(Object.keys(claims))
+      }),
+      { numRuns: RUNS },
+    )
+  })
+
+  // Ed25519 (RFC 8032 §5.1.6) and RSA PKCS#1 v1.5 signatures are deterministic, so the whole token
+  // must equal jose's for the same header and claims: same signing input, same signature scheme.
+  it.each(['EdDSA', 'RS256'] as const)('%s: writes byte for byte the token jose writes', async (alg) => {
+    const key = KEYS[alg]
+    await fc.assert(
+      fc.asyncProperty(claimSet, async ({ issuer, clientId, scopes, audience, ttl, iat }) => {
+        const token = issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
+        const claims = { client_id: clientId, scope: scopes.join(' '), iss: issuer, sub: clientId, aud: audience, iat, exp: iat + ttl, jti: token.jti }
+        const byJose = await new SignJWT(claims).setProtectedHeader({ alg, kid: key.kid, typ: 'at+jwt' }).sign(key.privateKey)
+        expect(token.accessToken).toBe(byJose)
+      }),
+      { numRuns: alg === 'EdDSA' ? RUNS : 200 },
+    )
+  })
+
+  it('is refused by jose under any other algorithm', async () => {
+    for (const alg of SIGNING_ALGS) {
+      const token = createJwsSigner(KEYS[alg], 'at+jwt').sign('{"sub":"svc-a"}')
+      const others = SIGNING_ALGS.filter((other) => other !== alg)
+      await expect(jwtVerify(token, KEYS[alg].publicKey, { algorithms: others })).rejects.toMatchObject({ code: 'ERR_JOSE_ALG_NOT_ALLOWED' })
+    }
+  })
+
+  it('prepares one signer per key and reuses it', () => {
+    const key = KEYS.ES256
+    const signer = jwsSigner(key, 'at+jwt')
+    expect(jwsSigner({ ...key }, 'at+jwt')).toBe(signer)
+    expect(jwsSigner(keyPair('ES256'), 'at+jwt')).not.toBe(signer)
+    expect(jwsSigner(key, 'JWT').typ).toBe('JWT')
+  })
+})
