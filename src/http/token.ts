@@ -15,7 +15,7 @@ export function tokenHandler(deps: Deps) {
     const scopes = resolveScopes(client, single(params, 'scope'))
     const audience = resolveAudience(client, params)
 
-    const token = issueAccessToken(
+    const token = await issueAccessToken(
       { clock: deps.clock, keys: deps.keys, issuer: deps.config.issuer },
       { clientId: client.id, scopes, audience, ttl: client.accessTokenTtl ?? deps.config.accessTokenTtl },
     )

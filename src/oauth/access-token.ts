@@ -44,10 +44,10 @@ export function newJti(): string {
  * token; claims iss, exp, aud, sub, client_id, iat, jti (§2.2) and scope (§2.2.3). For the client
  * credentials grant there is no resource owner, so `sub` is the client id (§2.2).
  */
-export function issueAccessToken(
+export async function issueAccessToken(
   deps: { clock: Clock; keys: Pick<KeyStore, 'signingKey'>; issuer: string },
   grant: AccessTokenGrant,
-): IssuedToken {
+): Promise<IssuedToken> {
   const key = deps.keys.signingKey()
   const iat = deps.clock()
   const jti = newJti()
@@ -63,6 +63,6 @@ export function issueAccessToken(
     exp: iat + grant.ttl,
     jti,
   }
-  const accessToken = jwsSigner(key, 'at+jwt').sign(JSON.stringify(claims))
+  const accessToken = await jwsSigner(key, 'at+jwt').sign(JSON.stringify(claims))
   return { accessToken, jti, kid: key.kid, expiresIn: grant.ttl, scope }
 }

@@ -12,7 +12,7 @@ import { issueAccessToken } from '../../../src/oauth/access-token.js'
  * that gives back exactly the claims issued, with the bytes jose itself would have produced.
  */
 
-const RUNS = 2_000
+const RUNS = 1_000
 
 /** RSA keys of 2048 bits, the smallest tokensmith accepts, keep thousands of signatures quick. */
 function keyPair(alg: SigningAlg): { kid: string; alg: SigningAlg; privateKey: KeyObject; publicKey: KeyObject } {
@@ -54,7 +54,7 @@ describe('jws-signer: access tokens jose accepts', () => {
     const key = KEYS[alg]
     await fc.assert(
       fc.asyncProperty(claimSet, async ({ issuer, clientId, scopes, audience, ttl, iat }) => {
-        const token = issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
+        const token = await issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
         const claims = { client_id: clientId, scope: scopes.join(' '), iss: issuer, sub: clientId, aud: audience, iat, exp: iat + ttl, jti: token.jti }
 
         // RFC 7515 §7.1: three base64url segments without padding, each in its one canonical spelling.
@@ -89,7 +89,7 @@ describe('jws-signer: access tokens jose accepts', () => {
     const key = KEYS[alg]
     await fc.assert(
       fc.asyncProperty(claimSet, async ({ issuer, clientId, scopes, audience, ttl, iat }) => {
-        const token = issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
+        const token = await issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
         const claims = { client_id: clientId, scope: scopes.join(' '), iss: issuer, sub: clientId, aud: audience, iat, exp: iat + ttl, jti: token.jti }
         const byJose = await new SignJWT(claims).setProtectedHeader({ alg, kid: key.kid, typ: 'at+jwt' }).sign(key.privateKey)
         expect(token.accessToken).toBe(byJose)
@@ -100,9 +100,29 @@ describe('jws-signer: access tokens jose accepts', () => {
 
   it('is refused by jose under any other algorithm', async () => {
     for (const alg of SIGNING_ALGS) {
-      const token = createJwsSigner(KEYS[alg], 'at+jwt').sign('{"sub":"svc-a"}')
+      const token = await createJwsSigner(KEYS[alg], 'at+jwt').sign('{"sub":"svc-a"}')
       const others = SIGNING_ALGS.filter((other) => other !== alg)
       await expect(jwtVerify(token, KEYS[alg].publicKey, { algorithms: others })).rejects.toMatchObject({ code: 'ERR_JOSE_ALG_NOT_ALLOWED' })
+    }
+  })
+
+  it('signs what one turn asks for together, each token for its own claims', async () => {
+    const requests = SIGNING_ALGS.flatMap((alg) => Array.from({ length: 25 }, (_, i) => ({ alg, sub: `svc-${alg}-${i}` })))
+    const tokens = await Promise.all(requests.map(({ alg, sub }) => createJwsSigner(KEYS[alg], 'at+jwt').sign(JSON.stringify({ sub }))))
+    for (const [i, { alg, sub }] of requests.entries()) {
+      const { payload } = await jwtVerify(tokens[i]!, KEYS[alg].publicKey, { algorithms: [alg], typ: 'at+jwt' })
+      expect(payload).toEqual({ sub })
+    }
+  })
+
+  it('fails only the signature that fails, not the others of its turn', async () => {
+    // An Ed25519 key cannot make an ES256 (ECDSA P-256 with SHA-256) signature.
+    const broken = createJwsSigner({ kid: 'broken', alg: 'ES256', privateKey: KEYS.EdDSA.privateKey }, 'at+jwt')
+    const good = createJwsSigner(KEYS.ES256, 'at+jwt')
+    const results = await Promise.allSettled([good.sign('{"n":1}'), broken.sign('{"n":2}'), good.sign('{"n":3}')])
+    expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    for (const result of [results[0], results[2]]) {
+      await jwtVerify((result as PromiseFulfilledResult<string>).value, KEYS.ES256.publicKey, { algorithms: ['ES256'] })
     }
   })
 
