@@ -24,7 +24,7 @@ let jtiPool = Buffer.alloc(0)
 let jtiOffset = 0
 
 /**
- * Checklist decision 9: 16 bytes from the CSPRNG, base64url (a UUID has only 122 random bits).
+ * RFC 7519 §4.1.7: a unique jti; 16 bytes from the CSPRNG, base64url (a UUID has only 122 random bits).
  * The bytes come from crypto.randomBytes 4 KiB at a time, each used once: a call costs several
  * microseconds whatever its size (OpenSSL checks for a fork with a system call on every call), as
  * much as parsing the whole token request. crypto.randomUUID batches the same way.

@@ -127,9 +127,9 @@ export function flushLogSync(log: Logger): void {
 /**
  * JSON lines, on stdout in batches unless a destination is given (tests pass their own). Nothing
  * secret is ever passed to the logger, and as a second line of defence the usual carriers of
- * secrets are redacted (SK-14; see redactSecrets, which sees each call's fields, not `fields`).
+ * secrets are redacted (see redactSecrets, which sees each call's fields, not `fields`).
  * Strings are JSON-escaped by pino, so a client_id holding `\n{"level":50}` stays inside one
- * record (SK-15). `fields` go into every line (a cluster worker's `worker` id).
+ * record. `fields` go into every line (a cluster worker's `worker` id).
  */
 export function createLogger(level: LogLevel, destination?: DestinationStream, fields: Record<string, unknown> = {}): Logger {
   return pino(
