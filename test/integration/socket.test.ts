@@ -129,6 +129,27 @@ describe('over a real socket', () => {
     expect(status).toBe(413)
     expect(Date.now() - started).toBeLessThan(5000)
   })
+
+  it('reads a chunked body of exactly 16 KiB, sent in pieces, and issues the token (BI-14)', async () => {
+    const prefix = 'grant_type=client_credentials&padding='
+    const body = Buffer.from(prefix + 'x'.repeat(16 * 1024 - prefix.length))
+    const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest(`${server.url}/oauth/token`, {
+        method: 'POST',
+        headers: { authorization: basic('svc-a', 'tks_secret-of-a'), 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+      })
+      req.on('response', (res) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()))
+        res.on('end', () => resolve({ status: res.statusCode!, text }))
+      })
+      req.on('error', reject)
+      for (let offset = 0; offset < body.length; offset += 1000) req.write(body.subarray(offset, offset + 1000))
+      req.end()
+    })
+    expect(answer.status).toBe(200)
+    expect(JSON.parse(answer.text)).toMatchObject({ token_type: 'Bearer', scope: 'read write' })
+  })
 })
 
 /**
