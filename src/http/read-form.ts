@@ -3,7 +3,7 @@ import type { Context } from 'hono'
 import { invalidRequest, payloadTooLarge, unreadableBody } from '../errors.js'
 import { parseForm, type FormParams } from '../oauth/form.js'
 
-/** Checklist BI-14: the token, revocation and introspection endpoints read at most 16 KiB. */
+/** The token, revocation and introspection endpoints read at most 16 KiB (README, Security: input limits). */
 export const BODY_LIMIT = 16 * 1024
 
 /**

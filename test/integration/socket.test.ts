@@ -130,7 +130,7 @@ describe('over a real socket', () => {
     expect(Date.now() - started).toBeLessThan(5000)
   })
 
-  it('reads a chunked body of exactly 16 KiB, sent in pieces, and issues the token (BI-14)', async () => {
+  it('reads a chunked body of exactly 16 KiB, sent in pieces, and issues the token (the 16 KiB body limit is inclusive)', async () => {
     const prefix = 'grant_type=client_credentials&padding='
     const body = Buffer.from(prefix + 'x'.repeat(16 * 1024 - prefix.length))
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
