@@ -103,6 +103,7 @@ export function computeRatios(
   ratio('token_RS256_vs_raw_sign', 'token RS256 ÷ raw RS256 signing', figure('token_RS256'), rsSign, `raw RS256 sign ${integer(median(rsSign.rates))} ops/s (${rsSignWith})`)
   ratio('token_EdDSA_vs_ES256', 'token EdDSA ÷ token ES256', figure('token_EdDSA'), figure('token_ES256'))
   ratio('protected_vs_raw_verify', 'protected route ÷ raw jose jwtVerify', figure('protected'), figure('verify_jose_ES256'))
+  ratio('protected_no_token_cache_vs_raw_verify', 'protected, no token cache ÷ raw jose jwtVerify', figure('protected_no_token_cache'), figure('verify_jose_ES256'))
   ratio('jwks_vs_floor', 'JWKS ÷ floor', figure('jwks'), floor)
   ratio('token_logfile_vs_main', 'token ES256 log to file ÷ token ES256 (log to /dev/null)', figure('token_ES256_logfile'), figure('token_ES256'))
   ratio('token_logfile_vs_warn', 'token ES256 log to file ÷ LOG_LEVEL=warn', figure('token_ES256_logfile'), figure('token_ES256_warn'))

@@ -7,7 +7,8 @@
  *   GET /healthz    200 once listening
  *   GET /readyz     200 once the feed is live (subscribed and fully loaded), else 503
  *
- * Env: PORT, ISSUER, AUDIENCE, REDIS_URL, REDIS_KEY_PREFIX.
+ * Env: PORT, ISSUER, AUDIENCE, REDIS_URL, REDIS_KEY_PREFIX; TOKEN_CACHE=off verifies every token afresh
+ * (`tokenCache: false`), for the row that shows the signature check's own cost.
  */
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
@@ -21,7 +22,14 @@ const log = { info: write('info'), warn: write('warn'), error: write('error') }
 
 const denylist = createRedisRevocationCheck({ url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, clock: systemClock, log })
 const auth = (scopes) =>
-  bearerAuth({ issuer: env.ISSUER, audience: env.AUDIENCE, jwksUri: `${env.ISSUER}/.well-known/jwks.json`, scopes, denylist })
+  bearerAuth({
+    issuer: env.ISSUER,
+    audience: env.AUDIENCE,
+    jwksUri: `${env.ISSUER}/.well-known/jwks.json`,
+    scopes,
+    denylist,
+    ...(env.TOKEN_CACHE === 'off' ? { tokenCache: false } : {}),
+  })
 
 const app = new Hono()
 app.get('/healthz', (c) => c.text('ok'))

@@ -113,8 +113,8 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     log: 'null',
   })
   const resourceEnv = (prefix: string) => ({ NODE_OPTIONS: '', ISSUER: issuer.url, AUDIENCE, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix })
-  const startResourceServer = async (name: string, prefix: string) => {
-    const server = await fleet.start({ name, entry: RESOURCE, env: resourceEnv(prefix), log: 'null' })
+  const startResourceServer = async (name: string, prefix: string, extra: Record<string, string> = {}) => {
+    const server = await fleet.start({ name, entry: RESOURCE, env: { ...resourceEnv(prefix), ...extra }, log: 'null' })
     const started = performance.now()
     await waitFor(async () => {
       const response = await fetch(`${server.url}/readyz`)
@@ -123,6 +123,7 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     return { server, liveMs: performance.now() - started, idleMemory: server.memory() }
   }
   const rsEmpty = await startResourceServer('resource-0-revoked', ISSUER_PREFIX)
+  const rsUncached = await startResourceServer('resource-no-token-cache', ISSUER_PREFIX, { TOKEN_CACHE: 'off' })
 
   report(`writing ${options.revokedIds.toLocaleString('en-US')} live revoked token ids under ${LOADED_PREFIX} (pipelined)`)
   await writeRevokedIds(redis.url, LOADED_PREFIX, options.revokedIds)
@@ -141,7 +142,7 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
   if (floorResponse.status !== 200) throw new Error(`POST /bench/floor answered ${floorResponse.status}: ${floorBody}`)
   const issuerSample = await requestToken(issuer, client)
   const issuerKey = await readServerKey(keysDir('issuer'), issuerSample.token)
-  for (const rs of [rsEmpty, rsLoaded]) {
+  for (const rs of [rsEmpty, rsUncached, rsLoaded]) {
     const status = await getStatus(`${rs.server.url}/invoices`, issuerSample.token)
     if (status !== 200) throw new Error(`${rs.server.name}: GET /invoices with a fresh token answered ${status}: ${rs.server.output()}`)
   }
@@ -211,6 +212,14 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     ...signRows.RS256,
     http({ id: 'protected', section: 'throughput', label: 'protected route', what: 'GET /invoices behind bearerAuth, Redis feed live, 0 revoked ids', server: rsEmpty.server, target: freshBearer(rsEmpty.server) }),
     verifyRow,
+    http({
+      id: 'protected_no_token_cache',
+      section: 'throughput',
+      label: 'protected, no token cache',
+      what: 'as protected route, with tokenCache: false (every request verifies the signature)',
+      server: rsUncached.server,
+      target: freshBearer(rsUncached.server),
+    }),
     http({
       id: `protected_${options.revokedIds}_revoked`,
       section: 'growth',

@@ -7,6 +7,7 @@ import { assertCompactJws, readProtectedHeader } from './compact-jws.js'
 import { extractBearerToken } from './credentials.js'
 import { BearerError, insufficientScope, invalidToken, temporarilyUnavailable, type RejectReason } from './errors.js'
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from './key-source.js'
+import { createTokenCache } from './token-cache.js'
 import { DENYLIST_RETRY_AFTER, resolveOptions, type ResolvedOptions } from './options.js'
 import type { AccessTokenClaims, BearerAuthOptions, BearerAuthStats, BearerAuthVariables } from './types.js'
 
@@ -109,6 +110,7 @@ function joseReason(error: unknown): RejectReason {
 export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   const config = resolveOptions(options)
   const keys = createKeySource(config)
+  const cache = config.tokenCacheEntries > 0 ? createTokenCache(config.tokenCacheEntries, config.clockTolerance) : undefined
   let failOpenPasses = 0
 
   const verifyOptions = (now: number): JWTVerifyOptions => ({
@@ -121,19 +123,26 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
     currentDate: new Date(now * 1000),
   })
 
-  /** Signature first, then claims: nothing in the payload is read before jose has verified it. */
+  /**
+   * Signature first, then claims: nothing in the payload is read before jose has verified it. A token
+   * verified before against the same key set skips the signature; its times are checked again.
+   */
   async function verify(token: string): Promise<{ claims: AccessTokenClaims; kid: string }> {
     assertCompactJws(token)
     const { kid } = readProtectedHeader(token, config.algorithms)
     const set = await keys.setFor(kid)
     const now = Math.floor(config.clock())
+    const remembered = cache?.get(token, set, now)
+    if (remembered) return remembered
     let payload: JWTPayload
     try {
       payload = await verifyWithSet(token, set.getKey, verifyOptions(now))
     } catch (cause) {
       throw invalidToken(joseReason(cause), cause)
     }
-    return { claims: checkAccessTokenClaims(payload, now, config.clockTolerance), kid }
+    const verified = { claims: checkAccessTokenClaims(payload, now, config.clockTolerance), kid }
+    cache?.remember(token, set, verified)
+    return verified
   }
 
   /** Revocation keys on `jti` (TF-9): every spelling of a token's signature shares its fate. */
@@ -199,6 +208,6 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   }
 
   return Object.assign(middleware, {
-    stats: (): BearerAuthStats => ({ failOpenPasses, jwksFetches: keys.fetches() }),
+    stats: (): BearerAuthStats => ({ failOpenPasses, jwksFetches: keys.fetches(), cachedTokens: cache?.size ?? 0 }),
   })
 }

@@ -1,5 +1,6 @@
 import type { JwkSet } from './jwk-set.js'
 import { parseJwkSet } from './jwk-set.js'
+import { DEFAULT_TOKEN_CACHE_ENTRIES } from './token-cache.js'
 import type { BearerAuthOptions, FailOpenInfo, RejectInfo, RevocationCheck } from './types.js'
 
 /**
@@ -64,6 +65,8 @@ export interface ResolvedOptions {
   jwksMaxStale: number
   clock: () => number
   fetch: typeof fetch
+  /** 0: no token cache. */
+  tokenCacheEntries: number
 }
 
 const fail = (message: string): never => {
@@ -107,6 +110,15 @@ function resolveAlgorithms(algorithms: string[] | undefined): ReadonlySet<string
   return new Set(list)
 }
 
+function resolveTokenCache(option: BearerAuthOptions['tokenCache']): number {
+  if (option === false) return 0
+  if (option === undefined) return DEFAULT_TOKEN_CACHE_ENTRIES
+  if (typeof option !== 'object' || option === null) return fail('tokenCache must be false or { maxEntries }')
+  const entries = option.maxEntries ?? DEFAULT_TOKEN_CACHE_ENTRIES
+  if (!Number.isSafeInteger(entries) || entries < 1 || entries > 1_000_000) fail('tokenCache.maxEntries must be an integer from 1 to 1000000')
+  return entries
+}
+
 /** Validates options and fills defaults. Throws `TypeError` on any misconfiguration. */
 export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options are required')
@@ -136,6 +148,7 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
   if (!Number.isSafeInteger(jwksMaxBytes) || jwksMaxBytes < 1) fail('jwksMaxBytes must be a positive integer')
   const customFetch = options.fetch
   return {
+    tokenCacheEntries: resolveTokenCache(options.tokenCache),
     issuer: options.issuer,
     audience: audience as string[],
     keys: resolveKeys(options),

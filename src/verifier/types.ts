@@ -72,6 +72,8 @@ export interface BearerAuthStats {
   failOpenPasses: number
   /** JWKS fetches started (successful or not). Always 0 with a local `jwks`. */
   jwksFetches: number
+  /** Verified tokens remembered now (see `tokenCache`). */
+  cachedTokens: number
 }
 
 export interface BearerAuthOptions {
@@ -113,4 +115,10 @@ export interface BearerAuthOptions {
   clock?: () => number
   /** Default `globalThis.fetch`, looked up at call time. */
   fetch?: typeof fetch
+  /**
+   * Remembers up to `maxEntries` verified tokens (default 1,000), so a client that presents the same
+   * token again skips the signature check; its times, key set, denylist entry and scopes are checked on
+   * every request all the same. Claims of a remembered token are frozen. `false` verifies every time.
+   */
+  tokenCache?: false | { maxEntries?: number }
 }
