@@ -1,11 +1,10 @@
 import type { Clock } from './clock.js'
-import { clientsFileSignature, clientsFileWritableByOthers, readClientsFile, readClientsFileIfPresent } from './clients/clients-file.js'
-import { createClientRegistry } from './clients/registry.js'
+import { MISSING, clientsFileSignature, clientsFileWritableByOthers, loadClientRegistry } from './clients/clients-file.js'
+import type { ClientRegistry } from './clients/registry.js'
 import { createClientRevocationSync } from './denylist/client-revocations.js'
 import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
-import { createRedisDenylist } from './denylist/redis.js'
 import type { Denylist } from './denylist/denylist.js'
 import type { Tombstone } from './keys/key-file.js'
 import { createKeyStore, keyRetention } from './keys/key-store.js'
@@ -24,13 +23,13 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, published: keys.size }, 'signing keys loaded')
 
   await warnIfClientsFileWritable(config.clientsFile, log)
-  const clients = createClientRegistry(await readClientsFile(config.clientsFile))
+  const clients = await loadClientRegistry(config.clientsFile)
   if (clients.size === 0) {
     log.warn({ file: config.clientsFile }, 'no clients registered; create one with: npm run --silent client -- create')
   } else {
     log.info({ clients: clients.size }, 'clients loaded')
   }
-  const denylist = createDenylist(config, log, clock)
+  const denylist = await createDenylist(config, log, clock)
   const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false }, readiness: new Map() }
   return deps
 }
@@ -57,7 +56,7 @@ export async function prepareKeys(config: Config, log: Logger, clock: Clock): Pr
  */
 export async function checkBeforeFork(config: Config, log: Logger, clock: Clock): Promise<void> {
   await prepareKeys(config, log, clock)
-  await readClientsFile(config.clientsFile)
+  await loadClientRegistry(config.clientsFile)
 }
 
 /** The problems /readyz reports (see Deps.readiness), created for deps built without them. */
@@ -140,11 +139,13 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
 /**
  * Redis when REDIS_URL is set, and then only Redis: an unreachable Redis makes revocation and
  * introspection answer 503 until it is back, never a silent switch to memory that would split
- * state between instances (OF-5).
+ * state between instances (README, Revocation). The Redis client is loaded only then: ioredis and its
+ * dependencies are about 10 MiB of resident memory that a process without REDIS_URL never uses.
  */
-export function createDenylist(config: Config, log: Logger, clock: Clock): Denylist {
+export async function createDenylist(config: Config, log: Logger, clock: Clock): Promise<Denylist> {
   if (config.redisUrl) {
     log.info({ keyPrefix: config.redisKeyPrefix }, 'denylist: Redis')
+    const { createRedisDenylist } = await import('./denylist/redis.js')
     return createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
   }
   log.warn('denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL to share them.')
@@ -160,30 +161,39 @@ export function createDenylist(config: Config, log: Logger, clock: Clock): Denyl
  */
 export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watcher> {
   const path = deps.config.clientsFile
-  const initial = await clientsFileSignature(path)
-  let loaded = initial !== 'missing'
   // Deleted clients and revoked client tokens go to the denylist at every load, this first one
-  // included; a failed write fails the load, so it is retried at every check until it lands.
+  // included; a failed write fails the load, so it is retried at every check until it lands. The
+  // first load is the registry buildDeps read, and the file as it was then; deps built otherwise
+  // (tests) have the file read now, for the denylist only.
   const revocations = createClientRevocationSync(deps)
-  const settled = await readClientsFileIfPresent(path).then((file) => revocations.apply(file ?? { clients: [] })).then(() => true, () => false)
+  let first: ClientRegistry | undefined
+  try {
+    first = deps.clients.source !== undefined ? deps.clients : await loadClientRegistry(path)
+  } catch {
+    // A broken file: the first check reads it again, and logs why it is refused.
+  }
+  let loaded = first?.source !== MISSING
+  const settled = first !== undefined && (await revocations.apply(first).then(() => true, () => false))
   return watchForChanges({
     name: path,
     intervalMs,
     log: deps.log,
-    initial: settled ? initial : undefined,
+    initial: settled ? first?.source : undefined,
     signature: () => clientsFileSignature(path),
     reload: async () => {
-      const file = await readClientsFileIfPresent(path)
-      if (!file && loaded) {
+      const clients = await loadClientRegistry(path)
+      const missing = clients.source === MISSING
+      if (missing && loaded) {
         readiness(deps).set('CLIENTS_FILE', 'CLIENTS_FILE is missing')
         throw new Error(`${path} was loaded and is gone; the clients loaded last stay in force until it is back (to remove every client, write {"clients": []})`)
       }
       readiness(deps).delete('CLIENTS_FILE')
-      loaded ||= file !== undefined
+      loaded ||= !missing
       await warnIfClientsFileWritable(path, deps.log)
-      deps.clients = createClientRegistry(file ?? { clients: [] })
-      deps.log.info({ clients: deps.clients.size }, 'clients reloaded')
-      await revocations.apply(file ?? { clients: [] })
+      // The registry replaced is released here (the denylist sync moves on to this one below).
+      deps.clients = clients
+      deps.log.info({ clients: clients.size }, 'clients reloaded')
+      await revocations.apply(clients)
     },
   })
 }

@@ -1,8 +1,13 @@
-import { readFile, stat } from 'node:fs/promises'
+import { readSync } from 'node:fs'
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { resolveTarget, withFileLock, writeFileAtomic } from '../storage/atomic-file.js'
 import { findDuplicateName } from '../storage/duplicate-names.js'
-import { parseClientsFile, type ClientsFile } from './registry.js'
+import { scanClientsFile } from './clients-scan.js'
+import { createClientRegistry, parseClientsFile, type ClientRegistry, type ClientsFile } from './registry.js'
+
+/** clientsFileSignature of a file that is not there. */
+export const MISSING = 'missing'
 
 /** Reads CLIENTS_FILE, or undefined when there is none. A broken file throws, naming the problem. */
 export async function readClientsFileIfPresent(path: string): Promise<ClientsFile | undefined> {
@@ -13,6 +18,11 @@ export async function readClientsFileIfPresent(path: string): Promise<ClientsFil
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw error
   }
+  return parseCheckedClientsFile(path, text)
+}
+
+/** The file's text parsed and checked; a problem throws, prefixed with the file's path. */
+function parseCheckedClientsFile(path: string, text: string): ClientsFile {
   try {
     const file = parseClientsFile(text)
     // Two "scopes" in one client: JSON.parse keeps the last, the operator may have meant the first.
@@ -23,6 +33,33 @@ export async function readClientsFileIfPresent(path: string): Promise<ClientsFil
     return file
   } catch (error) {
     throw new Error(`${path}: ${(error as Error).message}`)
+  }
+}
+
+/**
+ * The server's read of CLIENTS_FILE: the registry, empty when there is no file, with `source` set
+ * to the signature of the file read (taken from the open file, so a replacement racing the read is
+ * seen at the next check). Accepts and refuses exactly what readClientsFileIfPresent does, with
+ * the same messages; a file in the plain form the `client` script writes is read in chunks without
+ * being held whole (see clients-scan.ts), anything else the thorough way.
+ */
+export async function loadClientRegistry(path: string): Promise<ClientRegistry> {
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'r')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return createClientRegistry({ clients: [] }, MISSING)
+    throw error
+  }
+  try {
+    const source = signatureOf(await handle.stat())
+    const fd = handle.fd
+    // Synchronous reads of 64 KiB: the scan runs in one go, as JSON.parse of the whole text did.
+    const scanned = scanClientsFile((buffer, offset, length, position) => readSync(fd, buffer, offset, length, position), source)
+    // Positioned reads leave the handle at 0: readFile reads the same file from its start.
+    return scanned ?? createClientRegistry(parseCheckedClientsFile(path, await handle.readFile('utf8')), source)
+  } finally {
+    await handle.close()
   }
 }
 
@@ -69,5 +106,7 @@ export async function clientsFileSignature(path: string): Promise<string> {
     if (error.code === 'ENOENT') return undefined
     throw error
   })
-  return info ? `${info.ino}:${info.size}:${info.mtimeMs}` : 'missing'
+  return info ? signatureOf(info) : MISSING
 }
+
+const signatureOf = (info: { ino: number; size: number; mtimeMs: number }) => `${info.ino}:${info.size}:${info.mtimeMs}`

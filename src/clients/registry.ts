@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { Clock } from '../clock.js'
-import { DUMMY_DIGEST, digestSecret, digestsEqual } from './secret.js'
+import { DIGEST_BYTES, DUMMY_DIGEST, digestSecret, digestsEqual } from './secret.js'
+import { SCOPE_TOKEN } from '../verifier/grammar.js'
 
 /**
  * The client registry: who may ask for tokens, with which scopes and for which audiences.
@@ -8,8 +9,8 @@ import { DUMMY_DIGEST, digestSecret, digestsEqual } from './secret.js'
  */
 
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ) */
-export const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/
-/** Safe, log- and URL-friendly ids (checklist TF-23). */
+export { SCOPE_TOKEN }
+/** Safe, log- and URL-friendly ids: no `:` (RFC 6749 §2.3.1 Basic credentials), nothing to escape in a log or URL. */
 export const CLIENT_ID = /^[A-Za-z0-9._-]{3,64}$/
 const AUDIENCE = /^[\x21-\x7E]{1,512}$/
 
@@ -44,21 +45,38 @@ export const clientsFileSchema = z.object({ clients: z.array(clientEntrySchema) 
 export type ClientEntry = z.infer<typeof clientEntrySchema>
 export type ClientsFile = z.infer<typeof clientsFileSchema>
 
+/** One client, as the token endpoint sees it. Clients with the same settings share these arrays. */
 export interface Client {
   id: string
-  secrets: { digest: Buffer; expires: number | null }[]
-  scopes: string[]
-  audiences: string[]
+  scopes: readonly string[]
+  audiences: readonly string[]
   accessTokenTtl: number | undefined
-  grantTypes: string[]
+  grantTypes: readonly string[]
   resourceServer: boolean
 }
 
 export interface ClientRegistry {
   get(id: string): Client | undefined
+  /**
+   * RFC 6749 §2.3.1: the client when `digest` is that of one of its live secrets (expiry after
+   * `now`), else undefined. Compares in constant time, every live secret, and against a dummy
+   * digest when there is none, so timing tells neither whether the id exists nor which secret
+   * matched. Use verifyClientSecret.
+   */
+  match(id: string, digest: Buffer, now: number): Client | undefined
   /** Union of every client's scopes, for RFC 8414 scopes_supported. */
   readonly scopes: readonly string[]
   readonly size: number
+  has(id: string): boolean
+  /** Every client id, in file order. */
+  ids(): IterableIterator<string>
+  /** `tokens_revoked_at` of the clients that have one. */
+  readonly tokensRevokedAt: ReadonlyMap<string, number>
+  /**
+   * What CLIENTS_FILE was when this registry was read from it (inode, size, mtime, as
+   * clientsFileSignature gives it; 'missing' for no file), so the watcher starts from there.
+   */
+  readonly source?: string
 }
 
 /**
@@ -95,30 +113,210 @@ function readClientId(json: unknown, index: number): string {
   return typeof entry?.client_id === 'string' ? entry.client_id.slice(0, 64) : `#${index}`
 }
 
-export function createClientRegistry(file: ClientsFile): ClientRegistry {
-  const clients = new Map<string, Client>()
+/** The settings clients share: interned, so 100,000 clients with one set of scopes hold one array. */
+interface Profile {
+  scopes: readonly string[]
+  audiences: readonly string[]
+  grantTypes: readonly string[]
+  resourceServer: boolean
+  accessTokenTtl: number | undefined
+}
+
+/** What a client entry says besides its id and secrets; the arrays are copied when kept. */
+export interface ClientSettings {
+  scopes: readonly string[]
+  audiences: readonly string[]
+  grantTypes: readonly string[]
+  resourceServer: boolean
+  accessTokenTtl: number | undefined
+  tokensRevokedAt: number | undefined
+}
+
+export interface RegistryBuilder {
+  /** A secret of the client added next: its 32-byte digest (copied) and expiry (null: none). */
+  secret(digest: Buffer, expires: number | null): void
+  /** Adds the client with the secrets given since the last one. False when the id was added before (the later entry wins). */
+  client(id: string, settings: ClientSettings): boolean
+  build(source?: string): ClientRegistry
+}
+
+/**
+ * Builds a registry that costs about a hundred bytes per client beyond its id: one Map from id to
+ * row, and per row a settings index, the first secret's index, and per secret 32 digest bytes in
+ * one shared Buffer and an expiry in one Float64Array. No object per client or per secret lives on
+ * (nothing for the garbage collector to trace, whatever the number of clients); `get` makes the
+ * small Client object a request needs.
+ */
+export function createRegistryBuilder(): RegistryBuilder {
+  const rows = new Map<string, number>()
+  const profiles: Profile[] = []
+  const profileIndex = new Map<string, number>()
+  const tokensRevokedAt = new Map<string, number>()
+  let profileOf = new Uint32Array(1024)
+  let firstSecret = new Uint32Array(1025)
+  let digests = Buffer.alloc(1024 * DIGEST_BYTES)
+  let expiries = new Float64Array(1024)
+  let rowCount = 0
+  let secretCount = 0
+
+  const grow = <T extends Uint32Array | Float64Array>(array: T, needed: number): T => {
+    if (needed <= array.length) return array
+    const larger = new (array.constructor as new (length: number) => T)(Math.max(needed, array.length * 2))
+    larger.set(array)
+    return larger
+  }
+
+  // Entries usually repeat the settings of the one before: checked first, without building a key.
+  let last: { settings: Profile; index: number } | undefined
+  const profileFor = (settings: ClientSettings): number => {
+    if (last && sameSettings(last.settings, settings)) return last.index
+    // Scope-tokens and audiences have no spaces or line breaks, so this key is unambiguous.
+    const key = `${settings.scopes.join(' ')}\n${settings.audiences.join(' ')}\n${settings.grantTypes.join(' ')}\n${settings.resourceServer}\n${settings.accessTokenTtl}`
+    let index = profileIndex.get(key)
+    if (index === undefined) {
+      index = profiles.length
+      profiles.push({
+        scopes: Object.freeze([...settings.scopes]),
+        audiences: Object.freeze([...settings.audiences]),
+        grantTypes: Object.freeze([...settings.grantTypes]),
+        resourceServer: settings.resourceServer,
+        accessTokenTtl: settings.accessTokenTtl,
+      })
+      profileIndex.set(key, index)
+    }
+    last = { settings: profiles[index]!, index }
+    return index
+  }
+
+  return {
+    secret(digest, expires) {
+      if (digest.length !== DIGEST_BYTES) throw new Error('a secret digest is 32 bytes')
+      if ((secretCount + 1) * DIGEST_BYTES > digests.length) {
+        const larger = Buffer.alloc(digests.length * 2)
+        digests.copy(larger)
+        digests = larger
+      }
+      const offset = secretCount * DIGEST_BYTES
+      for (let i = 0; i < DIGEST_BYTES; i++) digests[offset + i] = digest[i]!
+      expiries = grow(expiries, secretCount + 1)
+      expiries[secretCount++] = expires ?? Infinity
+    },
+    client(id, settings) {
+      const row = rowCount++
+      profileOf = grow(profileOf, rowCount)
+      firstSecret = grow(firstSecret, rowCount + 1)
+      profileOf[row] = profileFor(settings)
+      firstSecret[row + 1] = secretCount
+      const before = rows.size
+      rows.set(id, row)
+      const added = rows.size > before
+      if (settings.tokensRevokedAt !== undefined) tokensRevokedAt.set(id, settings.tokensRevokedAt)
+      else if (!added) tokensRevokedAt.delete(id)
+      return added
+    },
+    build(source) {
+      // Exact sizes: the slack of the doubling goes back with the builder.
+      return compactRegistry({
+        rows,
+        profiles,
+        profileOf: profileOf.slice(0, rowCount),
+        firstSecret: firstSecret.slice(0, rowCount + 1),
+        digests: Buffer.from(digests.subarray(0, secretCount * DIGEST_BYTES)),
+        expiries: expiries.slice(0, secretCount),
+        tokensRevokedAt,
+        source,
+      })
+    },
+  }
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+const sameSettings = (profile: Profile, settings: ClientSettings) =>
+  profile.resourceServer === settings.resourceServer &&
+  profile.accessTokenTtl === settings.accessTokenTtl &&
+  sameStrings(profile.scopes, settings.scopes) &&
+  sameStrings(profile.audiences, settings.audiences) &&
+  sameStrings(profile.grantTypes, settings.grantTypes)
+
+function compactRegistry(parts: {
+  rows: Map<string, number>
+  profiles: Profile[]
+  profileOf: Uint32Array
+  firstSecret: Uint32Array
+  digests: Buffer
+  expiries: Float64Array
+  tokensRevokedAt: Map<string, number>
+  source: string | undefined
+}): ClientRegistry {
+  const { rows, profiles, profileOf, firstSecret, digests, expiries } = parts
+  const clientAt = (id: string, row: number): Client => {
+    const profile = profiles[profileOf[row]!]!
+    return {
+      id,
+      scopes: profile.scopes,
+      audiences: profile.audiences,
+      accessTokenTtl: profile.accessTokenTtl,
+      grantTypes: profile.grantTypes,
+      resourceServer: profile.resourceServer,
+    }
+  }
+  const scopes = [...new Set(profiles.flatMap((profile) => profile.scopes))].sort()
+  return {
+    get(id) {
+      const row = rows.get(id)
+      return row === undefined ? undefined : clientAt(id, row)
+    },
+    match(id, digest, now) {
+      const row = rows.get(id)
+      let live = 0
+      let match = false
+      if (row !== undefined) {
+        for (let index = firstSecret[row]!, end = firstSecret[row + 1]!; index < end; index++) {
+          if (!(expiries[index]! > now)) continue
+          live++
+          // No early exit: every live secret is compared.
+          match = digestsEqual(digest, digests.subarray(index * DIGEST_BYTES, (index + 1) * DIGEST_BYTES)) || match
+        }
+      }
+      // Unknown id, or no live secret: the same comparison against a digest nothing matches.
+      if (live === 0) digestsEqual(digest, DUMMY_DIGEST)
+      return match && row !== undefined ? clientAt(id, row) : undefined
+    },
+    scopes,
+    size: rows.size,
+    has: (id) => rows.has(id),
+    ids: () => rows.keys(),
+    tokensRevokedAt: parts.tokensRevokedAt,
+    ...(parts.source !== undefined && { source: parts.source }),
+  }
+}
+
+/** The registry of already parsed entries (the CLI's, tests'). A client listed twice: the later entry wins. */
+export function createClientRegistry(file: ClientsFile, source?: string): ClientRegistry {
+  const builder = createRegistryBuilder()
   for (const entry of file.clients) {
-    clients.set(entry.client_id, {
-      id: entry.client_id,
-      secrets: entry.secrets.map((secret) => ({
-        digest: Buffer.from(secret.sha256, 'base64url'),
-        expires: secret.expires,
-      })),
+    for (const secret of entry.secrets) builder.secret(Buffer.from(secret.sha256, 'base64url'), secret.expires)
+    builder.client(entry.client_id, {
       scopes: entry.scopes,
       audiences: entry.audiences,
-      accessTokenTtl: entry.access_token_ttl,
       grantTypes: entry.grant_types,
       resourceServer: entry.resource_server,
+      accessTokenTtl: entry.access_token_ttl,
+      tokensRevokedAt: entry.tokens_revoked_at,
     })
   }
-  const scopes = [...new Set(file.clients.flatMap((client) => client.scopes))].sort()
-  return { get: (id) => clients.get(id), scopes, size: clients.size }
+  return builder.build(source)
 }
 
 /**
  * RFC 6749 §2.3.1. Returns the client when `secret` matches one of its live secrets, else
- * undefined. Unknown ids do the same hashing and comparing work against a dummy digest, and
- * every live secret is compared (no early exit), so timing tells nothing (checklist SK-4).
+ * undefined. The secret is hashed once whether or not the client exists, and the registry compares
+ * in constant time (see ClientRegistry.match), so timing tells nothing (RFC 6819 §5.1.4.1.3).
  */
 export function verifyClientSecret(
   registry: ClientRegistry,
@@ -126,13 +324,5 @@ export function verifyClientSecret(
   secret: string,
   clock: Clock,
 ): Client | undefined {
-  const digest = digestSecret(secret)
-  const client = registry.get(clientId)
-  const now = clock()
-  const candidates = client?.secrets.filter((s) => s.expires === null || s.expires > now) ?? []
-  let match = false
-  for (const candidate of candidates.length > 0 ? candidates : [{ digest: DUMMY_DIGEST }]) {
-    match = digestsEqual(digest, candidate.digest) || match
-  }
-  return match && candidates.length > 0 ? client : undefined
+  return registry.match(clientId, digestSecret(secret), clock())
 }

@@ -27,7 +27,10 @@ export function digestSecret(secret: string): Buffer {
   return sha256(secret)
 }
 
-/** A digest no secret hashes to in practice: unknown clients compare against it (same work, SK-4). */
+/** Length of a SHA-256 digest. */
+export const DIGEST_BYTES = 32
+
+/** A digest no secret hashes to in practice: unknown clients compare against it (the same work as a known one). */
 export const DUMMY_DIGEST = digestSecret(`${SECRET_PREFIX}unknown-client-placeholder`)
 
 /** Constant-time comparison of two SHA-256 digests (equal length by construction). */

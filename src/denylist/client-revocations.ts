@@ -1,4 +1,4 @@
-import type { ClientEntry, ClientsFile } from '../clients/registry.js'
+import type { ClientRegistry } from '../clients/registry.js'
 import type { Deps } from '../deps.js'
 import { MAX_TOKEN_TTL } from '../keys/key-store.js'
 
@@ -16,6 +16,9 @@ export interface ClientRevocation {
  */
 export const clientRevocationLifetime = (clockTolerance: number) => MAX_TOKEN_TTL + clockTolerance
 
+/** What the sync needs of one CLIENTS_FILE load: who is in it, and who has `tokens_revoked_at`. */
+export type ClientRoster = Pick<ClientRegistry, 'has' | 'ids' | 'tokensRevokedAt'>
+
 /**
  * Which clients need a denylist entry after CLIENTS_FILE went from `previous` to `current`
  * (`previous` undefined: the first load, nothing known before it):
@@ -26,23 +29,19 @@ export const clientRevocationLifetime = (clockTolerance: number) => MAX_TOKEN_TT
  * Each lasts until its last covered token has expired; those already over are left out.
  */
 export function clientRevocations(
-  previous: readonly ClientEntry[] | undefined,
-  current: readonly ClientEntry[],
+  previous: ClientRoster | undefined,
+  current: ClientRoster,
   now: number,
   clockTolerance: number,
 ): ClientRevocation[] {
   const lifetime = clientRevocationLifetime(clockTolerance)
   const revocation = (clientId: string, revokedAt: number) => ({ clientId, revokedAt, until: revokedAt + lifetime })
-  const before = new Map((previous ?? []).map((entry) => [entry.client_id, entry]))
-  const remaining = new Set(current.map((entry) => entry.client_id))
 
   const found: ClientRevocation[] = []
-  for (const clientId of before.keys()) if (!remaining.has(clientId)) found.push(revocation(clientId, now))
-  for (const entry of current) {
-    const at = entry.tokens_revoked_at
-    if (at === undefined) continue
-    const isNew = previous !== undefined && before.get(entry.client_id)?.tokens_revoked_at !== at
-    found.push(revocation(entry.client_id, isNew ? Math.max(at, now) : at))
+  if (previous) for (const clientId of previous.ids()) if (!current.has(clientId)) found.push(revocation(clientId, now))
+  for (const [clientId, at] of current.tokensRevokedAt) {
+    const isNew = previous !== undefined && previous.tokensRevokedAt.get(clientId) !== at
+    found.push(revocation(clientId, isNew ? Math.max(at, now) : at))
   }
   return found.filter((r) => r.until > now)
 }
@@ -53,7 +52,7 @@ export interface ClientRevocationSync {
    * finds, and whatever an earlier call could not write. Throws when a write failed: call again
    * (at the next check) to retry.
    */
-  apply(file: ClientsFile): Promise<void>
+  apply(clients: ClientRoster): Promise<void>
 }
 
 /**
@@ -62,13 +61,14 @@ export interface ClientRevocationSync {
  * which also covers the in-memory denylist. Idempotent.
  */
 export function createClientRevocationSync(deps: Pick<Deps, 'denylist' | 'clock' | 'config' | 'log'>): ClientRevocationSync {
-  let known: readonly ClientEntry[] | undefined
+  // The roster of the last load: the registry in force, so no second copy of the clients is kept.
+  let known: ClientRoster | undefined
   const pending = new Map<string, ClientRevocation>()
 
   return {
-    async apply(file) {
+    async apply(clients) {
       const now = deps.clock()
-      for (const found of clientRevocations(known, file.clients, now, deps.config.clockTolerance)) {
+      for (const found of clientRevocations(known, clients, now, deps.config.clockTolerance)) {
         const earlier = pending.get(found.clientId)
         pending.set(found.clientId, earlier === undefined ? found : {
           clientId: found.clientId,
@@ -76,7 +76,7 @@ export function createClientRevocationSync(deps: Pick<Deps, 'denylist' | 'clock'
           until: Math.max(earlier.until, found.until),
         })
       }
-      known = file.clients
+      known = clients
 
       const failed: string[] = []
       for (const { clientId, revokedAt, until } of pending.values()) {

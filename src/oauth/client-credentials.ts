@@ -23,7 +23,7 @@ export function checkGrantType(client: Client, params: FormParams): void {
  * names no scope-token, so it is refused rather than read as "everything". A scope the client may
  * not have fails the whole request: no token is issued for a subset the client did not ask for.
  */
-export function resolveScopes(client: Client, requested: string | undefined): string[] {
+export function resolveScopes(client: Client, requested: string | undefined): readonly string[] {
   if (requested === undefined || requested === '') return client.scopes
   const scopes = [...new Set(requested.split(' ').filter((scope) => scope !== ''))]
   if (scopes.length === 0) throw invalidScope('scope must name at least one scope')

@@ -5,13 +5,57 @@
  * file is refused instead.
  */
 
-type Frame = { kind: 'object'; names: Set<string>; path: string; name?: string; expectName: boolean } | { kind: 'array'; path: string; index: number }
+/**
+ * One open object or array. Frames are reused from one nesting to the next, and the path of a
+ * value (`clients[1].scopes`) is only spelled out for the duplicate found, so the scan allocates
+ * next to nothing per value whatever the size of the file.
+ */
+interface Frame {
+  isObject: boolean
+  /** Names seen in this object: an array while small (a linear search is cheaper), then a Set. */
+  names: string[]
+  many: Set<string> | undefined
+  /** The member being read (objects), or the element's index (arrays). */
+  name: string
+  index: number
+  expectName: boolean
+}
 
-/** Where a value sits, as `clients[1].scopes`. */
-function childPath(frame: Frame | undefined): string {
-  if (!frame) return ''
-  if (frame.kind === 'array') return `${frame.path}[${frame.index}]`
-  return frame.path ? `${frame.path}.${frame.name}` : frame.name!
+const SMALL = 16
+
+function hasName(frame: Frame, name: string): boolean {
+  if (frame.many) return frame.many.has(name)
+  for (const seen of frame.names) if (seen === name) return true
+  return false
+}
+
+function addName(frame: Frame, name: string): void {
+  if (frame.many) frame.many.add(name)
+  else if (frame.names.length < SMALL) frame.names.push(name)
+  else frame.many = new Set([...frame.names, name])
+}
+
+/** Where the object of `frames[depth]` sits, as `clients[1].secrets[0]` ('' for the top level). */
+function pathOf(frames: readonly Frame[], depth: number): string {
+  let path = ''
+  for (let level = 0; level < depth; level++) {
+    const frame = frames[level]!
+    if (!frame.isObject) path = `${path}[${frame.index}]`
+    else path = path ? `${path}.${frame.name}` : frame.name
+  }
+  return path
+}
+
+/** Index of the quote that closes the string opened at `open` (escaped quotes skipped). */
+function closingQuote(text: string, open: number): number {
+  let at = text.indexOf('"', open + 1)
+  while (at !== -1) {
+    let backslashes = 0
+    while (text.charCodeAt(at - 1 - backslashes) === 0x5c) backslashes++
+    if (backslashes % 2 === 0) return at
+    at = text.indexOf('"', at + 1)
+  }
+  return text.length
 }
 
 /**
@@ -21,25 +65,37 @@ function childPath(frame: Frame | undefined): string {
  * are the same name.
  */
 export function findDuplicateName(text: string): { name: string; path: string } | undefined {
-  const stack: Frame[] = []
+  const frames: Frame[] = []
+  let depth = 0 // frames[depth - 1] is the innermost open value
   for (let i = 0; i < text.length; i++) {
-    const char = text[i]
-    const top = stack.at(-1)
-    if (char === '{' || char === '[') {
-      const path = childPath(top)
-      stack.push(char === '{' ? { kind: 'object', names: new Set(), path, expectName: true } : { kind: 'array', path, index: 0 })
-    } else if (char === '}' || char === ']') {
-      stack.pop()
-    } else if (char === ',') {
-      if (top?.kind === 'object') top.expectName = true
-      else if (top?.kind === 'array') top.index++
-    } else if (char === '"') {
-      let end = i + 1
-      while (end < text.length && text[end] !== '"') end += text[end] === '\\' ? 2 : 1
-      if (top?.kind === 'object' && top.expectName) {
-        const name = JSON.parse(text.slice(i, end + 1)) as string
-        if (top.names.has(name)) return { name, path: top.path }
-        top.names.add(name)
+    const char = text.charCodeAt(i)
+    if (char === 0x7b || char === 0x5b) { // { [
+      let frame = frames[depth]
+      if (!frame) {
+        frame = { isObject: false, names: [], many: undefined, name: '', index: 0, expectName: false }
+        frames.push(frame)
+      }
+      frame.isObject = char === 0x7b
+      frame.names.length = 0
+      frame.many = undefined
+      frame.name = ''
+      frame.index = 0
+      frame.expectName = frame.isObject
+      depth++
+    } else if (char === 0x7d || char === 0x5d) { // } ]
+      depth--
+    } else if (char === 0x2c) { // ,
+      const top = frames[depth - 1]
+      if (top?.isObject) top.expectName = true
+      else if (top) top.index++
+    } else if (char === 0x22) { // "
+      const end = closingQuote(text, i)
+      const top = frames[depth - 1]
+      if (top?.isObject && top.expectName) {
+        const raw = text.slice(i + 1, end)
+        const name = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw
+        if (hasName(top, name)) return { name, path: pathOf(frames, depth - 1) }
+        addName(top, name)
         top.name = name
         top.expectName = false
       }

@@ -1,7 +1,7 @@
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../../scripts/client.js'
+import { run as clientCli } from '../../../src/cli/client.js'
 import { clientsFileWritableByOthers, readClientsFile } from '../../../src/clients/clients-file.js'
 import { runCli, tempDir } from '../../helpers/cli.js'
 import { clientEntry } from '../../helpers/make-deps.js'

@@ -118,9 +118,8 @@ describe('createClientRegistry', () => {
 
   it('finds clients by id and nothing else', () => {
     expect(registry.size).toBe(2)
-    expect(registry.get('svc-a')).toEqual({
+    expect(registry.get('svc-a')).toStrictEqual({
       id: 'svc-a',
-      secrets: [{ digest: digestSecret('tks_a'), expires: null }],
       scopes: ['write', 'read'],
       audiences: ['https://api.example.com'],
       accessTokenTtl: undefined,
@@ -135,6 +134,26 @@ describe('createClientRegistry', () => {
 
   it('lists the union of every scope, sorted, once each', () => {
     expect(registry.scopes).toEqual(['admin', 'read', 'write'])
+  })
+
+  it('lists ids in file order and the tokens_revoked_at of those that have one', () => {
+    const withRevocation = createClientRegistry({
+      clients: [clientEntry({ id: 'svc-b', secret: 'tks_b' }), { ...clientEntry({ id: 'svc-a', secret: 'tks_a' }), tokens_revoked_at: T0 }],
+    })
+    expect([...withRevocation.ids()]).toEqual(['svc-b', 'svc-a'])
+    expect(withRevocation.has('svc-a') && !withRevocation.has('svc-c')).toBe(true)
+    expect([...withRevocation.tokensRevokedAt]).toEqual([['svc-a', T0]])
+  })
+
+  it('shares one frozen copy of the settings between clients that have the same', () => {
+    const many = createClientRegistry({
+      clients: ['svc-1', 'svc-2', 'svc-3'].map((id) => clientEntry({ id, secret: `tks_${id}`, scopes: ['read', 'write'] })),
+    })
+    const [one, two] = [many.get('svc-1')!, many.get('svc-3')!]
+    expect(two.scopes).toBe(one.scopes)
+    expect(two.audiences).toBe(one.audiences)
+    expect(() => (one.scopes as string[]).push('admin')).toThrow(TypeError)
+    expect(many.get('svc-2')!.scopes).toEqual(['read', 'write'])
   })
 })
 
@@ -193,5 +212,13 @@ describe('verifyClientSecret', () => {
   it('compares every live secret without stopping at the first match (SK-4)', () => {
     expect(counts('svc-rot', 'tks_old')).toEqual({ client: 'svc-rot', hashes: 1, compares: 2 })
     expect(counts('svc-rot', 'tks_new')).toEqual({ client: 'svc-rot', hashes: 1, compares: 2 })
+  })
+
+  it('compares only the live secrets once one has expired, and each with its own digest', () => {
+    clock.set(T0 + 60)
+    expect(counts('svc-rot', 'tks_new')).toEqual({ client: 'svc-rot', hashes: 1, compares: 1 })
+    const compared = vi.mocked(digestsEqual).mock.calls[0]!
+    expect(compared[0].equals(digestSecret('tks_new')) && compared[1].equals(digestSecret('tks_new'))).toBe(true)
+    expect(counts('svc-rot', 'tks_old')).toEqual({ client: undefined, hashes: 1, compares: 1 })
   })
 })

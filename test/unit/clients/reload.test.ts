@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { watchClients } from '../../../src/bootstrap.js'
+import { loadClientRegistry } from '../../../src/clients/clients-file.js'
 import { tempDir } from '../../helpers/cli.js'
 import { clientEntry, makeDeps } from '../../helpers/make-deps.js'
 
@@ -49,6 +50,26 @@ describe('client registry hot reload', () => {
     try {
       write(path, ['svc-late'])
       await expect.poll(() => deps.clients.get('svc-late'), { timeout: 2000, interval: 20 }).toBeDefined()
+    } finally {
+      watcher.stop()
+    }
+  })
+
+  it('starts from the registry read at start-up, and reloads a file replaced since that read', async () => {
+    const path = join(tempDir(), 'clients.json')
+    write(path, ['svc-a'])
+    const deps = await makeDeps({ config: { clientsFile: path } })
+    deps.clients = await loadClientRegistry(path)
+    const loaded = deps.clients
+    write(path, ['svc-a', 'svc-late']) // between the read at start-up and the watcher
+    const watcher = await watchClients(deps, 60_000)
+    try {
+      expect(deps.clients).toBe(loaded)
+      await watcher.check()
+      expect(deps.clients.get('svc-late')).toBeDefined()
+      const reloaded = deps.clients
+      await watcher.check()
+      expect(deps.clients).toBe(reloaded) // nothing changed since: no second read
     } finally {
       watcher.stop()
     }

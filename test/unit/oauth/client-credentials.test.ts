@@ -9,7 +9,6 @@ const form = (body = '') => parseForm(new TextEncoder().encode(body))
 
 const client = (overrides: Partial<Client> = {}): Client => ({
   id: 'svc-a',
-  secrets: [],
   scopes: ['read', 'write', 'a:b/c'],
   audiences: ['https://api.example.com', 'urn:api:b', 'plain-audience'],
   accessTokenTtl: undefined,

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { batchedDestination, createLogger, exitOnFatal, flushLogSync } from '../../../src/observability/logger.js'
+import { batchedDestination, createLogger, epochTime, exitOnFatal, flushLogSync, loggerOptions } from '../../../src/observability/logger.js'
 import { tempDir } from '../../helpers/cli.js'
 
 afterEach(() => vi.restoreAllMocks())
@@ -21,7 +21,7 @@ function fileLogger() {
 
 const requestRecord = (i: number) => ({ method: 'POST', path: '/oauth/token', status: 200, ms: 1.2, client_id: 'svc-a', jti: `jti-${i}` })
 
-/** Every record that `log` writes, parsed. */
+/** Every line that `log` writes, as written and parsed. */
 function captured(fields?: Record<string, unknown>) {
   const lines: string[] = []
   const stream = new Writable({
@@ -31,7 +31,7 @@ function captured(fields?: Record<string, unknown>) {
     },
   })
   const log = createLogger('info', stream, fields)
-  return { log, records: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) }
+  return { log, lines: () => lines, records: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) }
 }
 
 describe('the batched destination', () => {
@@ -113,6 +113,23 @@ describe('exitOnFatal', () => {
 })
 
 describe('createLogger', () => {
+  it('writes time as epoch milliseconds, exactly as pino\'s epochTime does', () => {
+    for (const now of [0, 7, 1_796_196_587_123, 4_102_444_800_000]) {
+      vi.spyOn(Date, 'now').mockReturnValue(now)
+      expect(epochTime()).toBe(pino.stdTimeFunctions.epochTime())
+      const { log, records } = captured()
+      log.info('at a known instant')
+      expect(records()[0]!.time).toBe(now)
+    }
+  })
+
+  it('writes a duration in ms as the number pino would write', () => {
+    const { log, lines } = captured()
+    const values = [3.4, 3, 0, 12.3, Number.NaN, -1.5, 1e21, 'not a number']
+    for (const ms of values) log.info({ ms }, 'request')
+    expect(lines().map((line) => /"ms":([^,}]*)/.exec(line)?.[1])).toEqual(['3.4', '3', '0', '12.3', 'null', '-1.5', '1e+21', '"not a number"'])
+  })
+
   it('puts the given fields, such as a cluster worker id, in every line', () => {
     const { log, records } = captured({ worker: 3 })
     log.info('one')
@@ -170,7 +187,8 @@ describe('createLogger', () => {
   // engine: about 7 times the cost of the line itself.
   it('redacts at little cost: a request line costs less than twice one without redaction', () => {
     const sink = { write() {} }
-    const loggers = { plain: pino({ base: { service: 'tokensmith' } }, sink), ours: createLogger('info', sink) }
+    // The same logger without the redacting formatter.
+    const loggers = { plain: pino({ ...loggerOptions('info'), formatters: {} }, sink), ours: createLogger('info', sink) }
     const perLine = (log: pino.Logger) => {
       const n = 2_000
       const started = performance.now()

@@ -27,4 +27,20 @@ describe('findDuplicateName', () => {
     JSON.parse(text)
     expect(findDuplicateName(text)).toEqual(expected)
   })
+
+  it('finds a duplicate among many names, and none among many distinct ones', () => {
+    const names = Array.from({ length: 40 }, (_, i) => `"n${i}": ${i}`)
+    expect(findDuplicateName(`{"o": {${names.join(', ')}}}`)).toBeUndefined()
+    expect(findDuplicateName(`{"o": {${names.join(', ')}, "n3": 0}}`)).toEqual({ name: 'n3', path: 'o' })
+    expect(findDuplicateName(`{"o": {${names.join(', ')}}, "p": [{${names.join(', ')}}, {"a": 1, "a": 2}]}`)).toEqual({ name: 'a', path: 'p[1]' })
+  })
+
+  it('reads names with escaped quotes and backslashes', () => {
+    const distinct = '{"a\\\\": 1, "a\\\\\\"": 2, "\\"": 3}' // a\  a\"  "
+    const same = '{"a\\\\": 1, "a\\u005c": 2}' // a\ twice, once escaped as \u005c
+    JSON.parse(distinct)
+    JSON.parse(same)
+    expect(findDuplicateName(distinct)).toBeUndefined()
+    expect(findDuplicateName(same)).toEqual({ name: 'a\\', path: '' })
+  })
 })
