@@ -11,8 +11,7 @@
  */
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
-import { systemClock } from '../src/clock.js'
-import { createRedisRevocationCheck } from '../src/denylist/feed.js'
+import { createRevocationFeed } from '../src/denylist/revocation-feed.js'
 import { bearerAuth, scopesOf, type BearerAuthVariables, type RevocationCheck } from '../src/verifier/index.js'
 
 export function createResourceServer(options: { issuer: string; audience: string; denylist?: RevocationCheck }) {
@@ -21,7 +20,7 @@ export function createResourceServer(options: { issuer: string; audience: string
     bearerAuth({
       issuer: options.issuer,
       audience: options.audience,
-      jwksUri: `${options.issuer}/.well-known/jwks.json`,
+      jwks: { uri: `${options.issuer}/.well-known/jwks.json` },
       scopes,
       denylist: options.denylist,
     })
@@ -37,10 +36,7 @@ export function createResourceServer(options: { issuer: string; audience: string
 if (process.argv[1]?.endsWith('resource-server.ts')) {
   const issuer = process.env.ISSUER ?? 'http://localhost:3000'
   const redisUrl = process.env.REDIS_URL
-  const log = { info: console.info, warn: console.warn, error: console.error } as never
-  const denylist = redisUrl
-    ? createRedisRevocationCheck({ url: redisUrl, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'tokensmith:', clock: systemClock, log })
-    : undefined
+  const denylist = redisUrl ? createRevocationFeed({ url: redisUrl, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'tokensmith:' }) : undefined
   if (!denylist) console.warn('REDIS_URL unset: revoked tokens stay valid here until they expire')
   const app = createResourceServer({ issuer, audience: process.env.AUDIENCE ?? 'https://api.example.com', denylist })
   const port = Number(process.env.PORT ?? 4000)

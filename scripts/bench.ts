@@ -1,16 +1,16 @@
-import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildIfStale } from '../test/helpers/spawn-server.js'
 import { idleCheck, machine, placeProcesses } from './bench/host.js'
 import { parseBenchOptions, USAGE, type BenchOptions } from './bench/options.js'
 import { formatJson, formatTable } from './bench/report.js'
 import type { Results } from './bench/results.js'
 import { runBench } from './bench/run.js'
 import { createFleet } from './bench/servers.js'
-import { UsageError } from './lib/cli.js'
+import { UsageError } from '../src/cli/cli.js'
 
 /**
  * `npm run bench`: the project's performance report. Builds dist/ if src/ changed, starts its own
@@ -24,10 +24,9 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const report = (message: string) => void process.stderr.write(`bench: ${message}\n`)
 
 /** `npm start` serves dist/: measure that, rebuilt first if any file under src/ is newer. */
-function buildIfStale(): void {
-  const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
-  if (build.status !== 0) throw new Error(`the build failed (scripts/build-if-stale.mjs exited ${build.status ?? build.signal})`)
-  for (const file of ['dist/main.js', 'dist/verifier/index.js', 'dist/denylist/feed.js']) {
+function buildServed(): void {
+  buildIfStale()
+  for (const file of ['dist/main.js', 'dist/verifier/index.js', 'dist/denylist/revocation-feed.js']) {
     if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing after the build`)
   }
 }
@@ -96,7 +95,7 @@ async function main(): Promise<number> {
 
   try {
     report('checking the build (npm start serves dist/)')
-    buildIfStale()
+    buildServed()
     const measured = await runBench({ options, fleet, placement, dir, report, onCleanup: (step) => void cleanupSteps.push(step) })
     const results: Results = {
       startedAt: startedAt.toISOString(),

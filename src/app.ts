@@ -16,7 +16,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
   app.use(requestLog(deps.log))
   app.use(async (c, next) => {
     await next()
-    // During shutdown, tell keep-alive clients to reconnect elsewhere (OF-13).
+    // During shutdown, tell keep-alive clients to reconnect elsewhere (RFC 9112 §9.6: Connection: close).
     if (deps.lifecycle.shuttingDown) c.res.headers.set('Connection', 'close')
   })
 

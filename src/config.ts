@@ -3,12 +3,12 @@ import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { LOG_LEVELS } from './observability/logger.js'
 import { SIGNING_ALGS } from './keys/algorithms.js'
+import type { Env } from './env.js'
 
 /**
  * Configuration from the environment, validated once at start-up. Each variable is declared once,
- * with what is allowed in words, so a bad value stops the process with one line naming the
- * variable, the problem and what is allowed. `.env.example` and the README list the same names
- * (test/unit/config.test.ts checks).
+ * in VARIABLES below, with what is allowed in words, so a bad value stops the process with one line
+ * naming the variable, the problem and what is allowed.
  */
 
 const ipv6Loopback = new BlockList()
@@ -95,101 +95,130 @@ const checked = (problem: (value: string) => string | undefined) =>
     if (message !== undefined) ctx.addIssue({ code: 'custom', message })
   })
 
-const spec = {
-  PORT: { schema: integer(1, 65535), allowed: 'a TCP port from 1 to 65535', default: '3000' },
-  HOST: { schema: z.string().min(1), allowed: 'an interface address or host name to listen on', default: '127.0.0.1' },
-  ISSUER: {
-    schema: checked(issuerProblem),
-    allowed: 'an https URL in canonical form without query, fragment or trailing slash (http only for a loopback host)',
-    default: undefined, // derived from PORT
+/** One configuration variable: where it is read, how it is parsed, and what to say when it is wrong. */
+interface Variable {
+  /** The environment variable (and `.env` name). */
+  name: string
+  /** Parses the raw text. Ends in `.optional()` when the variable may stay unset (no default). */
+  schema: z.ZodType
+  /** What is allowed, in words: the end of the error message for a bad value. */
+  allowed: string
+  /** The raw text used when the variable is unset or empty. */
+  default?: string
+  /** The value may hold a password: an error says `(hidden)` instead. */
+  secret?: boolean
+}
+
+/**
+ * Every configuration variable, once. The key is the `Config` field; the field's type is what the
+ * schema yields and its documentation is the comment here. `.env.example` and the README's
+ * configuration table list the same names (test/unit/config.test.ts checks).
+ */
+const VARIABLES = {
+  port: { name: 'PORT', schema: integer(1, 65535), allowed: 'a TCP port from 1 to 65535', default: '3000' },
+  host: {
+    name: 'HOST',
+    schema: z.string().min(1),
+    allowed: 'an interface address or host name to listen on',
+    default: '127.0.0.1',
   },
-  KEYS_DIR: { schema: z.string().min(1), allowed: 'a directory path', default: './keys' },
-  CLIENTS_FILE: { schema: z.string().min(1), allowed: 'a file path', default: './clients.json' },
-  ACCESS_TOKEN_TTL: {
+  // No default here: unset, it is http://localhost:<PORT> (see Config).
+  issuer: {
+    name: 'ISSUER',
+    schema: checked(issuerProblem).optional(),
+    allowed: 'an https URL in canonical form without query, fragment or trailing slash (http only for a loopback host)',
+  },
+  keysDir: { name: 'KEYS_DIR', schema: z.string().min(1), allowed: 'a directory path', default: './keys' },
+  clientsFile: { name: 'CLIENTS_FILE', schema: z.string().min(1), allowed: 'a file path', default: './clients.json' },
+  accessTokenTtl: {
+    name: 'ACCESS_TOKEN_TTL',
     schema: integer(60, 3600),
     allowed: 'an integer number of seconds from 60 to 3600',
     default: '300',
   },
-  SIGNING_ALG: { schema: z.enum(SIGNING_ALGS), allowed: SIGNING_ALGS.join(', '), default: 'ES256' },
-  LOG_LEVEL: { schema: z.enum(LOG_LEVELS), allowed: LOG_LEVELS.join(', '), default: 'info' },
-  RELOAD_INTERVAL: {
+  signingAlg: { name: 'SIGNING_ALG', schema: z.enum(SIGNING_ALGS), allowed: SIGNING_ALGS.join(', '), default: 'ES256' },
+  logLevel: { name: 'LOG_LEVEL', schema: z.enum(LOG_LEVELS), allowed: LOG_LEVELS.join(', '), default: 'info' },
+  /** Seconds between checks of KEYS_DIR and CLIENTS_FILE for changes (SIGHUP checks at once). */
+  reloadInterval: {
+    name: 'RELOAD_INTERVAL',
     schema: integer(1, 60),
     allowed: 'an integer number of seconds from 1 to 60',
     default: '1',
   },
-  KEY_ACTIVATION_DELAY: {
+  /** Seconds between `keys rotate` and the new key signing: verifiers must have fetched it first. */
+  keyActivationDelay: {
+    name: 'KEY_ACTIVATION_DELAY',
     schema: integer(0, 7 * 86400),
     allowed: 'an integer number of seconds from 0 to 604800',
     default: '900',
   },
-  KEYS_PASSPHRASE: {
-    schema: z.string().min(12),
+  /** Unset: key files hold plain PKCS#8; set: encrypted PKCS#8. Never logged. */
+  keysPassphrase: {
+    name: 'KEYS_PASSPHRASE',
+    schema: z.string().min(12).optional(),
     allowed: 'at least 12 characters (unset: key files are not encrypted)',
-    default: undefined,
     secret: true,
   },
-  REDIS_URL: {
-    schema: checked(redisUrlProblem),
-    allowed: 'a redis:// or rediss:// URL: a host, an optional database number as the path, no query but family=4 or 6 (unset: in-memory denylist, single instance only)',
-    default: undefined,
-    secret: true, // may hold a password: never echoed
+  /** Unset: the in-memory denylist, which serves one instance only. May hold a password: never echoed. */
+  redisUrl: {
+    name: 'REDIS_URL',
+    schema: checked(redisUrlProblem).optional(),
+    allowed:
+      'a redis:// or rediss:// URL: a host, an optional database number as the path, no query but family=4 or 6 (unset: in-memory denylist, single instance only)',
+    secret: true,
   },
-  REDIS_KEY_PREFIX: {
+  redisKeyPrefix: {
+    name: 'REDIS_KEY_PREFIX',
     schema: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/),
     allowed: '1-64 characters of A-Z a-z 0-9 : . _ -',
     default: 'tokensmith:',
   },
-  CLOCK_TOLERANCE: {
+  /** T: the clock skew verifiers allow. Revocations outlive exp by T, so no verifier accepts a revoked token late. */
+  clockTolerance: {
+    name: 'CLOCK_TOLERANCE',
     schema: integer(0, 300),
     allowed: 'an integer number of seconds from 0 to 300',
     default: '30',
   },
-  REVOCATIONS_PER_CLIENT: {
+  /** Live revocations one client may hold in the shared denylist; past it revocation answers 429. */
+  revocationsPerClient: {
+    name: 'REVOCATIONS_PER_CLIENT',
     schema: integer(1, 1_000_000),
     allowed: 'an integer from 1 to 1000000',
     default: '10000',
   },
-  PUBLISH_SCOPES: {
+  /** Whether the metadata's scopes_supported lists the union of every client's scopes (RFC 8414 §2). */
+  publishScopes: {
+    name: 'PUBLISH_SCOPES',
     schema: z.enum(['true', 'false']).transform((value) => value === 'true'),
     allowed: 'true or false',
     default: 'false',
   },
-  WORKERS: {
-    schema: z.union([z.literal('auto').transform(() => Math.min(availableParallelism(), MAX_WORKERS)), integer(1, MAX_WORKERS)]),
+  /** Server processes on the one port: 1 serves from this process; more run a cluster primary that forks them. */
+  workers: {
+    name: 'WORKERS',
+    schema: z.union([
+      z.literal('auto').transform(() => Math.min(availableParallelism(), MAX_WORKERS)),
+      integer(1, MAX_WORKERS),
+    ]),
     allowed: `an integer from 1 to ${MAX_WORKERS}, or auto (one per CPU, at most ${MAX_WORKERS}); other than 1 needs REDIS_URL`,
     default: '1',
   },
-} as const satisfies Record<string, { schema: z.ZodType; allowed: string; default: string | undefined; secret?: boolean }>
+} as const satisfies Record<string, Variable>
 
-export const CONFIG_VARIABLES = Object.keys(spec) as (keyof typeof spec)[]
+type Variables = typeof VARIABLES
 
-export interface Config {
-  port: number
-  host: string
+/** What each variable's schema yields (undefined for one left unset that has no default). */
+type Settings = { -readonly [K in keyof Variables]: z.output<Variables[K]['schema']> }
+
+/** The validated configuration: one field per variable. */
+export type Config = Omit<Settings, 'issuer'> & {
+  /** The token `iss` and the base of every endpoint URL (RFC 8414 §2). Unset: `http://localhost:<PORT>`. */
   issuer: string
-  keysDir: string
-  clientsFile: string
-  accessTokenTtl: number
-  signingAlg: (typeof SIGNING_ALGS)[number]
-  logLevel: (typeof LOG_LEVELS)[number]
-  /** Seconds between checks of KEYS_DIR and CLIENTS_FILE for changes (SIGHUP checks at once). */
-  reloadInterval: number
-  /** Seconds between `keys rotate` and the new key signing: verifiers must have fetched it first. */
-  keyActivationDelay: number
-  /** Unset: key files hold plain PKCS#8; set: encrypted PKCS#8. Never logged. */
-  keysPassphrase: string | undefined
-  /** Unset: the in-memory denylist, which serves one instance only. */
-  redisUrl: string | undefined
-  redisKeyPrefix: string
-  /** T: the clock skew verifiers allow. Revocations outlive exp by T, so no verifier accepts a revoked token late. */
-  clockTolerance: number
-  /** Live revocations one client may hold in the shared denylist; past it revocation answers 429. */
-  revocationsPerClient: number
-  /** Whether the metadata's scopes_supported lists the union of every client's scopes (RFC 8414 §2). */
-  publishScopes: boolean
-  /** Server processes on the one port: 1 serves from this process; more run a cluster primary that forks them. */
-  workers: number
 }
+
+/** The names of the environment variables, in the order of the table above. */
+export const CONFIG_VARIABLES = Object.values(VARIABLES).map((variable) => variable.name)
 
 export class ConfigError extends Error {
   readonly problems: string[]
@@ -200,70 +229,39 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Record<string, string | undefined>
-
 /** Parses and validates; throws ConfigError with one line per bad variable. */
 export function loadConfig(env: Env): Config {
   const problems: string[] = []
-  const read = <K extends keyof typeof spec>(name: K): z.output<(typeof spec)[K]['schema']> | undefined => {
-    const { schema, allowed, default: fallback } = spec[name]
-    const secret = 'secret' in spec[name] && spec[name].secret
-    const raw = env[name] === undefined || env[name] === '' ? fallback : env[name]
-    if (raw === undefined) return undefined
+  const values: Record<string, unknown> = {}
+  for (const [field, variable] of Object.entries<Variable>(VARIABLES)) {
+    const { name, schema, allowed, secret } = variable
+    // An empty value means unset, as in .env.example.
+    const raw = env[name] || variable.default
     const parsed = schema.safeParse(raw)
-    if (parsed.success) return parsed.data as z.output<(typeof spec)[K]['schema']>
+    if (parsed.success) {
+      values[field] = parsed.data
+      continue
+    }
     // Our own checks say why (never quoting the value); zod's generic messages add nothing.
     const why = parsed.error.issues.find((issue) => issue.code === 'custom')?.message
-    problems.push(`${name}=${secret ? '(hidden)' : JSON.stringify(raw)} is not valid${why ? ` (${why})` : ''}: allowed is ${allowed}`)
-    return undefined
+    problems.push(
+      `${name}=${secret ? '(hidden)' : JSON.stringify(raw)} is not valid${why ? ` (${why})` : ''}: allowed is ${allowed}`,
+    )
   }
-
-  const port = read('PORT')
-  const host = read('HOST')
-  const issuer = read('ISSUER') ?? (env.ISSUER ? undefined : `http://localhost:${port ?? 3000}`)
-  const keysDir = read('KEYS_DIR')
-  const clientsFile = read('CLIENTS_FILE')
-  const accessTokenTtl = read('ACCESS_TOKEN_TTL')
-  const signingAlg = read('SIGNING_ALG')
-  const logLevel = read('LOG_LEVEL')
-  const reloadInterval = read('RELOAD_INTERVAL')
-  const keyActivationDelay = read('KEY_ACTIVATION_DELAY')
-  const keysPassphrase = read('KEYS_PASSPHRASE')
-  const redisUrl = read('REDIS_URL')
-  const redisKeyPrefix = read('REDIS_KEY_PREFIX')
-  const clockTolerance = read('CLOCK_TOLERANCE')
-  const revocationsPerClient = read('REVOCATIONS_PER_CLIENT')
-  const publishScopes = read('PUBLISH_SCOPES')
-  const workers = read('WORKERS')
   // The in-memory denylist lives in one process: with several, a revocation would reach only the
   // worker that took it, and the others would keep accepting the token. `auto` is refused too, even
   // where it means one CPU, so that one configuration behaves alike on every machine.
-  if (workers !== undefined && (workers > 1 || env.WORKERS === 'auto') && !env.REDIS_URL) {
+  const workers = values.workers
+  if (typeof workers === 'number' && (workers > 1 || env.WORKERS === 'auto') && !env.REDIS_URL) {
     problems.push(
       `WORKERS=${JSON.stringify(env.WORKERS)} needs REDIS_URL: without it each worker keeps its own in-memory denylist, and a revocation would reach only the worker that took it; set REDIS_URL or WORKERS=1`,
     )
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
-  return {
-    port: port!,
-    host: host!,
-    issuer: issuer!,
-    keysDir: keysDir!,
-    clientsFile: clientsFile!,
-    accessTokenTtl: accessTokenTtl!,
-    signingAlg: signingAlg!,
-    logLevel: logLevel!,
-    reloadInterval: reloadInterval!,
-    keyActivationDelay: keyActivationDelay!,
-    keysPassphrase,
-    redisUrl,
-    redisKeyPrefix: redisKeyPrefix!,
-    clockTolerance: clockTolerance!,
-    revocationsPerClient: revocationsPerClient!,
-    publishScopes: publishScopes!,
-    workers: workers!,
-  }
+  // No problem: every field holds what its schema yields.
+  const settings = values as Settings
+  return { ...settings, issuer: settings.issuer ?? `http://localhost:${settings.port}` }
 }
 
 /**

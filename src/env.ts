@@ -44,21 +44,23 @@ export function parseDotenv(text: string, names: readonly string[], file = '.env
   const values: Record<string, string> = {}
   const seenOn = new Map<string, number>()
   const problems: string[] = []
-  text
-    .replace(/^\uFEFF/, '')
-    .split(/\r?\n/)
-    .forEach((line, index) => {
-      const number = index + 1
-      const parsed = parseLine(line, names)
-      if (parsed === undefined) return
-      if (typeof parsed === 'string') return void problems.push(`${file} line ${number}: ${parsed}`)
-      const earlier = seenOn.get(parsed.name)
-      if (earlier !== undefined) {
-        return void problems.push(`${file} line ${number}: ${parsed.name} is already set on line ${earlier}`)
-      }
-      seenOn.set(parsed.name, number)
-      values[parsed.name] = parsed.value
-    })
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/)
+  for (const [index, line] of lines.entries()) {
+    const number = index + 1
+    const parsed = parseLine(line, names)
+    if (parsed === undefined) continue
+    if (typeof parsed === 'string') {
+      problems.push(`${file} line ${number}: ${parsed}`)
+      continue
+    }
+    const earlier = seenOn.get(parsed.name)
+    if (earlier !== undefined) {
+      problems.push(`${file} line ${number}: ${parsed.name} is already set on line ${earlier}`)
+      continue
+    }
+    seenOn.set(parsed.name, number)
+    values[parsed.name] = parsed.value
+  }
   if (problems.length > 0) throw new ConfigError(problems)
   return values
 }
@@ -89,7 +91,7 @@ function parseValue(raw: string): string | { problem: string } {
   if (quote === '"') {
     let value = ''
     for (let i = 1; i < raw.length; i++) {
-      const char = raw[i]!
+      const char = raw.charAt(i)
       if (char === '"') {
         return raw.slice(i + 1).trim() === '' ? value : { problem: 'text after the closing quote' }
       }
@@ -123,13 +125,22 @@ function closest(name: string, names: readonly string[]): string | undefined {
 }
 
 function editDistance(a: string, b: string): number {
+  // Levenshtein, one row of the table at a time: `previous` holds the edits from the first i - 1
+  // characters of `a` to each prefix of `b`.
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  let distance = b.length
   for (let i = 1; i <= a.length; i++) {
     const current = [i]
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    let diagonal = i - 1
+    let left = i
+    // `above` is previous[j + 1]; b[j] is the character that column adds.
+    for (const [j, above] of previous.slice(1).entries()) {
+      left = Math.min(above + 1, left + 1, diagonal + (a[i - 1] === b[j] ? 0 : 1))
+      diagonal = above
+      current.push(left)
     }
     previous = current
+    distance = left
   }
-  return previous[b.length]!
+  return distance
 }

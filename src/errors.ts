@@ -3,7 +3,11 @@
  * the client, `detail` and `cause` only to the log. Rendering lives in http/render-error.ts.
  */
 
-/** RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8707 §2, plus the checklist's decision 6 for 413/429/503. */
+/**
+ * RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 8707 §2, plus the codes this server also answers in the same
+ * shape: 413 `invalid_request` (body too large), and `temporarily_unavailable` (RFC 6749 §4.1.2.1)
+ * for 503 and for 429 (RFC 6585 §4).
+ */
 export type OAuthErrorCode =
   | 'invalid_request'
   | 'invalid_client'

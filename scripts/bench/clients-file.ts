@@ -1,6 +1,7 @@
 import { rename, writeFile } from 'node:fs/promises'
 import type { ClientEntry } from '../../src/clients/registry.js'
 import { digestSecret, generateSecret } from '../../src/clients/secret.js'
+import { basic } from '../../test/helpers/make-deps.js'
 
 /**
  * CLIENTS_FILE with many clients, written directly (the client CLI takes a lock and rewrites the
@@ -18,13 +19,9 @@ export interface BenchClient {
   authorization: string
 }
 
-export function basicAuthorization(id: string, secret: string): string {
-  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`
-}
-
 export function createBenchClient(id: string): BenchClient {
   const secret = generateSecret()
-  return { id, secret, authorization: basicAuthorization(id, secret) }
+  return { id, secret, authorization: basic(id, secret) }
 }
 
 export function clientEntry(id: string, secret: string): ClientEntry {

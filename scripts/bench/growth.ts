@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { rename } from 'node:fs/promises'
 import { Redis } from 'ioredis'
-import { entryKey } from '../../src/denylist/redis.js'
+import { entryKey } from '../../src/denylist/protocol.js'
 import { waitFor } from '../../test/helpers/wait-for.js'
 import { clientEntries, clientEntry, createBenchClient, serializeClients, writeBeside, type BenchClient } from './clients-file.js'
 import type { BenchOptions } from './options.js'

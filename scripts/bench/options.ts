@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { UsageError } from '../lib/cli.js'
+import { UsageError } from '../../src/cli/cli.js'
 
 export const USAGE = `usage:
   npm run bench [-- --quick] [-- --rounds N] [-- --duration SECONDS] [-- --soak SECONDS] [-- --out FILE]
@@ -44,10 +44,10 @@ function positiveInteger(value: string | undefined, name: string, max: number): 
   return Number(value)
 }
 
-export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
-  let flags
+/** The command line's flags; a usage error for anything parseArgs refuses. */
+function parseFlags(argv: string[]) {
   try {
-    flags = parseArgs({
+    return parseArgs({
       args: argv,
       options: {
         quick: { type: 'boolean' },
@@ -63,6 +63,10 @@ export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
   } catch (error) {
     throw new UsageError((error as Error).message)
   }
+}
+
+export function parseBenchOptions(argv: string[]): BenchOptions | 'help' {
+  const flags = parseFlags(argv)
   if (flags.help) return 'help'
   if (flags.out === '') throw new UsageError('--out needs a file name')
   const quick = flags.quick === true

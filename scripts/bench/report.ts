@@ -57,7 +57,7 @@ function table(title: string, rows: readonly MeasuredRow[]): string[] {
 
 const busyText = (busy: unknown) =>
   busy && typeof busy === 'object' && Object.keys(busy).length > 0
-    ? Object.entries(busy as Record<string, number>).map(([cpu, pct]) => `CPU ${cpu} ${pct}%`).join(', ') + ' (a quiet machine: ~0%)'
+    ? `${Object.entries(busy as Record<string, number>).map(([cpu, pct]) => `CPU ${cpu} ${pct}%`).join(', ')} (a quiet machine: ~0%)`
     : 'unknown'
 /** The human summary: set-up, one table per section, ratios, notes, problems. */
 export function formatTable(results: Results): string {

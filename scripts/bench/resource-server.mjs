@@ -13,19 +13,19 @@
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { systemClock } from '../../dist/clock.js'
-import { createRedisRevocationCheck } from '../../dist/denylist/feed.js'
+import { createRevocationFeed } from '../../dist/denylist/revocation-feed.js'
 import { bearerAuth, scopesOf } from '../../dist/verifier/index.js'
 
 const env = process.env
 const write = (level) => (...args) => process.stderr.write(`resource-server ${level}: ${args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg))).join(' ')}\n`)
 const log = { info: write('info'), warn: write('warn'), error: write('error') }
 
-const denylist = createRedisRevocationCheck({ url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, clock: systemClock, log })
+const denylist = createRevocationFeed({ url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, clock: systemClock, log })
 const auth = (scopes) =>
   bearerAuth({
     issuer: env.ISSUER,
     audience: env.AUDIENCE,
-    jwksUri: `${env.ISSUER}/.well-known/jwks.json`,
+    jwks: { uri: `${env.ISSUER}/.well-known/jwks.json` },
     scopes,
     denylist,
     ...(env.TOKEN_CACHE === 'off' ? { tokenCache: false } : {}),

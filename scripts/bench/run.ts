@@ -1,7 +1,6 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startRedisServer, type RedisServer } from '../../test/helpers/redis-server.js'
-import { waitFor } from '../../test/helpers/wait-for.js'
 import { AUDIENCE, clientEntries, createBenchClient, writeClientsFile } from './clients-file.js'
 import { measureReload, writeRevokedIds } from './growth.js'
 import { totalPeak, totalRss, type Placement } from './host.js'
@@ -12,7 +11,7 @@ import { computeRatios } from './ratios.js'
 import { getStatus, requestToken, tokenTarget } from './requests.js'
 import { singleRow, type MeasuredRow, type Results, type Section } from './results.js'
 import { measureRevocation } from './revocation.js'
-import { FLOOR, MAIN, RESOURCE, shippedEnv, type BenchServer, type Fleet } from './servers.js'
+import { FLOOR, MAIN, RESOURCE, shippedEnv, untilReady, type BenchServer, type Fleet } from './servers.js'
 import { checkSameToken, joseSigner, joseVerifier, nodeSigner, readServerKey, type ServerKey } from './signing.js'
 import { measureSoak } from './soak.js'
 import { integer, round, summarize } from './stats.js'
@@ -116,10 +115,7 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
   const startResourceServer = async (name: string, prefix: string, extra: Record<string, string> = {}) => {
     const server = await fleet.start({ name, entry: RESOURCE, env: { ...resourceEnv(prefix), ...extra }, log: 'null' })
     const started = performance.now()
-    await waitFor(async () => {
-      const response = await fetch(`${server.url}/readyz`)
-      if (response.status !== 200) throw new Error(`${name}: the revocation feed is not live (${response.status}): ${server.output()}`)
-    }, 60_000)
+    await untilReady(server, 60_000)
     return { server, liveMs: performance.now() - started, idleMemory: server.memory() }
   }
   const rsEmpty = await startResourceServer('resource-0-revoked', ISSUER_PREFIX)

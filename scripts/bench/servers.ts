@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CONFIG_VARIABLES } from '../../src/config.js'
 import { spawnServer, type SpawnedServer } from '../../test/helpers/spawn-server.js'
+import { waitFor } from '../../test/helpers/wait-for.js'
 import { memoryOf, type ProcessMemory } from './host.js'
 
 /**
@@ -119,4 +120,19 @@ export function createFleet(options: { dir: string; prefix: readonly string[]; r
       await Promise.all([...running].map((server) => server.stop()))
     },
   }
+}
+
+/**
+ * Waits until `server` answers /readyz with 200: for a resource server, its revocation feed is live
+ * (subscribed and fully loaded). On a starved machine the feed's heartbeat can time out, and until
+ * it is back the middleware asks Redis directly, so the figures would not be the feed's.
+ */
+export function untilReady(server: BenchServer, timeoutMs: number): Promise<void> {
+  return waitFor(async () => {
+    const response = await fetch(`${server.url}/readyz`)
+    await response.arrayBuffer()
+    if (response.status !== 200) {
+      throw new Error(`${server.name}: /readyz still answers ${response.status} after ${timeoutMs / 1000} s (the revocation feed is not live): ${server.output()}`)
+    }
+  }, timeoutMs)
 }

@@ -1,11 +1,13 @@
 /**
  * The revocation denylist (RFC 7009 revocation for self-contained RFC 9068 tokens): a token stays
  * valid until `exp`, so revoking it means remembering its `jti` until `exp` plus the verifiers'
- * clock tolerance (checklist decision 5). Revoking a `kid` revokes every token signed by that key.
- * Revoking a client revokes every token issued to it up to an instant.
+ * clock tolerance, since a verifier still accepts it that long after `exp`. Revoking a `kid`
+ * revokes every token signed by that key. Revoking a client revokes every token issued to it up to
+ * an instant.
  *
- * Implementations: `memory.ts` (single instance, RV-8) and `redis.ts` (shared; `feed.ts` is the
- * resource-server side that answers from a local copy kept current over pub/sub).
+ * Implementations: `memory.ts` (a single instance) and `redis.ts` (shared, written in the format
+ * of `protocol.ts`); `revocation-feed.ts` is the resource-server side that answers from a local
+ * copy kept current over pub/sub.
  */
 
 /** What a verifier knows of a token when it asks whether the token is revoked. */
@@ -35,7 +37,7 @@ export interface Denylist extends RevocationCheck {
   readonly kind: 'memory' | 'redis'
   /**
    * Revoke one token until `until` (epoch seconds; the caller already added the verifiers' clock
-   * tolerance: entry lives until exp + T, checklist decision 5). Idempotent; a second call never
+   * tolerance: the entry lives until exp + tolerance). Idempotent; a second call never
    * shortens the remaining lifetime. `until` <= now is a no-op. Throws DenylistUnavailableError if
    * the write cannot be confirmed.
    *
@@ -62,7 +64,8 @@ export interface Denylist extends RevocationCheck {
 
 /**
  * The denylist cannot answer or cannot confirm a write. Callers map it to 503
- * `temporarily_unavailable` (checklist decision 4): never to 401, never to a silent pass.
+ * `temporarily_unavailable`: "don't know" is never "not revoked" (so never a silent pass), and
+ * never the client's fault (so never a 401).
  */
 export class DenylistUnavailableError extends Error {
   override name = 'DenylistUnavailableError'
@@ -85,7 +88,7 @@ export class RevocationLimitError extends Error {
 /** Entries for tokens, keys and clients never share a namespace: a jti equal to some kid revokes nothing else. */
 export type EntryKind = 'jti' | 'kid' | 'client'
 
-/** `until` comes from our own code (exp + T), so a non-finite value is a bug, not an outage. */
+/** `until` comes from our own code (exp + clock tolerance), so a non-finite value is a bug, not an outage. */
 export function assertUntil(until: number): void {
   if (!Number.isFinite(until)) throw new RangeError(`revocation "until" must be a finite number, got ${until}`)
 }

@@ -1,3 +1,5 @@
+import { DenylistUnavailableError } from './denylist.js'
+
 /**
  * What may be logged of a Redis error. ioredis attaches the failed command to its errors
  * (`err.command = { name: 'auth', args: [user, password] }`), and a logger that prints the whole
@@ -45,8 +47,13 @@ export function describeRedisError(error: unknown): RedisErrorSummary {
     if (typeof message === 'string' && message !== '') messages.push(scrub(message))
     // The innermost code names the actual problem (WRONGPASS rather than a wrapper's).
     if (typeof ownCode === 'string' && ownCode !== '') code = ownCode
-    else if (typeof message === 'string' && REPLY_CODE.test(message)) code = REPLY_CODE.exec(message)![1]
+    else if (typeof message === 'string') code = REPLY_CODE.exec(message)?.[1] ?? code
     current = (current as { cause?: unknown }).cause
   }
   return { type: typeOf(error), ...(code !== undefined && { code }), message: messages.join(': ') }
+}
+
+/** The cause is kept only as its summary: an ioredis error carries the failed command, AUTH's password included. */
+export function unavailable(message: string, cause?: unknown): DenylistUnavailableError {
+  return new DenylistUnavailableError(message, cause === undefined ? undefined : { cause: describeRedisError(cause) })
 }

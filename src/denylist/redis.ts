@@ -1,165 +1,21 @@
 import { createHash } from 'node:crypto'
-import { Redis, type RedisOptions } from 'ioredis'
-import type { Logger } from 'pino'
+import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
 import {
   assertRevokedAt,
   assertUntil,
-  clientRevocationCovers,
-  DenylistUnavailableError,
   RevocationLimitError,
   type Denylist,
-  type EntryKind,
   type RevocationOwner,
-  type RevocationQuery,
 } from './denylist.js'
-import { describeRedisError } from './redis-error.js'
+import { encodeRevocation, entryKey, isRevokedInRedis, ownedKey, revocationChannel } from './protocol.js'
+import { closeRedisClient, createRedisClient, type RedisConnectionOptions } from './redis-client.js'
+import { unavailable } from './redis-error.js'
 
-/** Structural subset of pino's Logger, so tests can pass a recorder. */
-export type DenylistLog = Pick<Logger, 'info' | 'warn' | 'error'>
-
-export interface RedisConnectionOptions {
-  /** redis:// or rediss:// URL. Never logged: it may carry a password. */
-  url: string
-  /** Prepended to every key and to the pub/sub channel, e.g. `tokensmith:`. */
+export interface RedisDenylistOptions extends RedisConnectionOptions {
+  /** Prepended to every key and to the pub/sub channel, e.g. `tokensmith:` (key names: `protocol.ts`). */
   keyPrefix: string
   clock: Clock
-  log: DenylistLog
-  /** A command without a reply after this long fails (checklist E: default ioredis waits forever). Default 500 ms. */
-  commandTimeoutMs?: number
-  /** A TCP connect + handshake that takes longer is abandoned and retried. Default 1000 ms. */
-  connectTimeoutMs?: number
-}
-
-export type RedisDenylistOptions = RedisConnectionOptions
-
-export const DEFAULT_COMMAND_TIMEOUT_MS = 500
-export const DEFAULT_CONNECT_TIMEOUT_MS = 1_000
-const MAX_RECONNECT_DELAY_MS = 1_000
-
-/**
- * A revocation as published on `${keyPrefix}revocations`; `until` and `revokedAt` are epoch
- * seconds. A client entry carries its instant: tokens of that client with `iat <= revokedAt`.
- */
-export type RevocationMessage =
-  | { t: 'jti' | 'kid'; id: string; until: number }
-  | { t: 'client'; id: string; until: number; revokedAt: number }
-
-/**
- * `${prefix}jti:${id}`, `${prefix}kid:${id}`, `${prefix}client:${id}`. The id is only ever a
- * suffix: never parsed, never a pattern. A jti or kid entry holds `1`; a client entry holds its
- * revocation instant (epoch seconds).
- */
-export function entryKey(keyPrefix: string, kind: EntryKind, id: string): string {
-  return `${keyPrefix}${kind}:${id}`
-}
-
-/**
- * `${prefix}revoked-by:${clientId}`: the jtis a client revoked, scored by their `until`, to cap
- * how many live revocations one client holds. Not an entry: verifiers and feeds never read it.
- */
-export function ownedKey(keyPrefix: string, clientId: string): string {
-  return `${keyPrefix}revoked-by:${clientId}`
-}
-
-/**
- * A client entry's value as a revocation instant. Anything but a plain number (written by hand,
- * say) is NaN, which revokes every token of the client: the safe reading of a value we cannot read.
- */
-export function parseRevokedAt(value: string): number {
-  return /^\d{1,15}(\.\d+)?$/.test(value) ? Number(value) : Number.NaN
-}
-
-export function revocationChannel(keyPrefix: string): string {
-  return `${keyPrefix}revocations`
-}
-
-/** The cause is kept only as its summary: an ioredis error carries the failed command, AUTH's password included. */
-export function unavailable(message: string, cause?: unknown): DenylistUnavailableError {
-  return new DenylistUnavailableError(message, cause === undefined ? undefined : { cause: describeRedisError(cause) })
-}
-
-/**
- * An ioredis client that fails fast and never gives up reconnecting (checklist E, OF-1/2/5):
- * - `enableOfflineQueue: false`: while disconnected a command is rejected at once instead of queued;
- * - `commandTimeout`: a frozen server (SIGSTOP, OF-2) fails each command after this long;
- * - `maxRetriesPerRequest: 0` and `autoResendUnfulfilledCommands: false`: a command in flight when
- *   the connection drops fails; it is never replayed after the caller was told it failed;
- * - `connectTimeout`: a connect that hangs is abandoned and retried;
- * - `retryStrategy`: reconnect forever with capped exponential backoff plus jitter, so the service
- *   is ready again within about a second of Redis coming back and many instances do not reconnect
- *   in lockstep.
- * Constructing never throws and never rejects, even with Redis down (OF-5).
- */
-export function createRedisClient(
-  options: RedisConnectionOptions & { connectionName: string; extra?: RedisOptions },
-): Redis {
-  const redis = new Redis(options.url, {
-    connectionName: options.connectionName,
-    enableOfflineQueue: false,
-    commandTimeout: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
-    connectTimeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    enableReadyCheck: true,
-    retryStrategy: (attempt) => {
-      const delay = Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS)
-      return Math.round(delay * (0.8 + Math.random() * 0.4)) // ±20 % jitter
-    },
-    ...options.extra,
-  })
-  logConnectionState(redis, options.log, options.connectionName)
-  return redis
-}
-
-/**
- * One log line per state change, not one per failed reconnect attempt. The 'error' listener is also
- * what keeps ioredis from emitting an unhandled 'error' event, which would crash the process.
- */
-function logConnectionState(redis: Redis, log: DenylistLog, connection: string): void {
-  let state: 'starting' | 'up' | 'down' = 'starting'
-  redis.on('ready', () => {
-    if (state !== 'up') log.info({ connection }, 'redis connection ready')
-    state = 'up'
-  })
-  redis.on('error', (err: unknown) => {
-    if (state !== 'down') log.error({ redisError: describeRedisError(err), connection }, 'redis unreachable; retrying in the background')
-    state = 'down'
-  })
-  redis.on('close', () => {
-    if (state === 'up') log.warn({ connection }, 'redis connection lost; reconnecting')
-    if (state !== 'starting') state = 'down'
-  })
-}
-
-/** Graceful when possible (QUIT waits for replies in flight), bounded by commandTimeout; idempotent. */
-export async function closeRedisClient(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') {
-    try {
-      await redis.quit()
-      return
-    } catch {
-      // Frozen or gone: fall through to dropping the socket.
-    }
-  }
-  redis.disconnect()
-}
-
-/** Every namespace in one round trip. Any failure means "don't know", never "not revoked". */
-export async function isRevokedInRedis(redis: Redis, keyPrefix: string, token: RevocationQuery): Promise<boolean> {
-  const keys = [entryKey(keyPrefix, 'jti', token.jti)]
-  if (token.kid !== undefined) keys.push(entryKey(keyPrefix, 'kid', token.kid))
-  if (token.client_id !== undefined) keys.push(entryKey(keyPrefix, 'client', token.client_id))
-  let values: (string | null)[]
-  try {
-    values = await redis.mget(...keys)
-  } catch (err) {
-    throw unavailable('cannot check the revocation denylist', err)
-  }
-  if (values.length !== keys.length) throw unavailable('cannot check the revocation denylist: short reply')
-  const clientValue = token.client_id === undefined ? null : values.pop()!
-  if (values.some((value) => value !== null)) return true
-  return clientValue !== null && clientRevocationCovers(parseRevokedAt(clientValue), token.iat)
 }
 
 /**
@@ -223,9 +79,10 @@ const REVOKE_OWNED_TOKEN_SCRIPT = script(REVOKE_OWNED_TOKEN)
 const REVOKE_CLIENT_SCRIPT = script(REVOKE_CLIENT)
 
 /**
- * Shared denylist in Redis. Each entry is a key whose TTL is the remaining revocation lifetime, so
- * Redis expires it (RV-5: PTTL = exp + T - now). Every write is also published so that feeds
- * (`feed.ts`) learn about it within milliseconds.
+ * Shared denylist in Redis, in the format of `protocol.ts`. Each entry is a key whose TTL is the
+ * remaining revocation lifetime (PTTL = exp + clock tolerance - now), so Redis expires it. Every
+ * write is also published so that revocation feeds (`revocation-feed.ts`) learn of it within
+ * milliseconds.
  */
 export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
   const { keyPrefix, clock } = options
@@ -238,16 +95,15 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
     const ttlMs = Math.ceil((until - clock()) * 1000)
     if (ttlMs <= 0) return // already outside every verifier's window: nothing to remember
     const key = entryKey(keyPrefix, kind, id)
-    const message: RevocationMessage = { t: kind, id, until }
     let results: [Error | null, unknown][] | null
     try {
       // One transaction: create with the TTL if absent (NX), otherwise only ever lengthen it (GT,
-      // Redis >= 7), so a second revocation never shortens the first (RV-6); then tell the feeds.
+      // Redis >= 7), so a second revocation never shortens the first; then tell the feeds.
       results = await redis
         .multi()
         .set(key, '1', 'PX', ttlMs, 'NX')
         .pexpire(key, ttlMs, 'GT')
-        .publish(channel, JSON.stringify(message))
+        .publish(channel, encodeRevocation({ kind, id, until }))
         .exec()
     } catch (err) {
       throw unavailable('cannot store the revocation', err)
@@ -262,11 +118,11 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
     const now = clock()
     const ttlMs = Math.ceil((until - now) * 1000)
     if (ttlMs <= 0) return
-    const message: RevocationMessage = { t: 'jti', id: jti, until }
     const keys = [entryKey(keyPrefix, 'jti', jti), ownedKey(keyPrefix, owner.clientId)]
     let reply: unknown
     try {
-      reply = await runScript(redis, REVOKE_OWNED_TOKEN_SCRIPT, keys, [ttlMs, now, until, owner.limit, jti, channel, JSON.stringify(message)])
+      const message = encodeRevocation({ kind: 'jti', id: jti, until })
+      reply = await runScript(redis, REVOKE_OWNED_TOKEN_SCRIPT, keys, [ttlMs, now, until, owner.limit, jti, channel, message])
     } catch (err) {
       throw unavailable('cannot store the revocation', err)
     }
@@ -279,9 +135,9 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
     assertRevokedAt(revokedAt)
     const ttlMs = Math.ceil((until - clock()) * 1000)
     if (ttlMs <= 0) return
-    const message: RevocationMessage = { t: 'client', id: clientId, until, revokedAt }
     try {
-      await runScript(redis, REVOKE_CLIENT_SCRIPT, [entryKey(keyPrefix, 'client', clientId)], [String(revokedAt), ttlMs, channel, JSON.stringify(message)])
+      const message = encodeRevocation({ kind: 'client', id: clientId, until, revokedAt })
+      await runScript(redis, REVOKE_CLIENT_SCRIPT, [entryKey(keyPrefix, 'client', clientId)], [String(revokedAt), ttlMs, channel, message])
     } catch (err) {
       throw unavailable('cannot store the client revocation', err)
     }

@@ -9,7 +9,8 @@ import type { AppEnv, Deps } from './types.js'
 /**
  * The first steps of every client-facing endpoint (token RFC 6749 §3.2, revocation RFC 7009 §2.1,
  * introspection RFC 7662 §2.1): read the form strictly, refuse repeated parameters, then
- * authenticate the client before anything else is looked at (BI-23).
+ * authenticate the client before anything else is looked at: an unauthenticated caller learns
+ * nothing about tokens or parameters.
  */
 export async function authenticatedForm(
   c: Context<AppEnv>,
@@ -19,7 +20,8 @@ export async function authenticatedForm(
   const params = await readForm(c)
   rejectRepeatedParams(params, repeatErrors)
   const credentials = extractClientCredentials(c.req.header('authorization'), params)
-  // The claimed id goes to the request log for failures too (SK-14), cut short: it is the caller's text.
+  // The claimed id goes to the request log for failures too (failed logins are worth watching), cut
+  // short: it is the caller's text.
   if (credentials) c.set('clientId', credentials.clientId.slice(0, 128))
   const client = authenticateClient(deps, credentials)
   c.set('clientId', client.id)

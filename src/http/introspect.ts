@@ -2,7 +2,8 @@ import type { Context } from 'hono'
 import type { Client } from '../clients/registry.js'
 import { invalidRequest } from '../errors.js'
 import { single } from '../oauth/form.js'
-import { verifyOwnToken, type OwnTokenClaims } from '../oauth/verify-token.js'
+import { verifyOwnToken } from '../oauth/verify-token.js'
+import type { AccessTokenClaims } from '../verifier/types.js'
 import { authenticatedForm } from './authenticated-form.js'
 import { NO_STORE } from './render-error.js'
 import type { AppEnv, Deps } from './types.js'
@@ -10,10 +11,10 @@ import type { AppEnv, Deps } from './types.js'
 const INACTIVE = '{"active":false}'
 
 /**
- * RFC 7662 §2.1 leaves it to the server who may introspect what (decision 3): a client its own
- * tokens; a client flagged as a resource server the tokens meant for one of its audiences.
+ * RFC 7662 §2.1 leaves it to the server who may introspect what. Here: a client its own tokens, and
+ * a client flagged as a resource server the tokens meant for one of its audiences; nobody else's.
  */
-function mayIntrospect(caller: Client, claims: OwnTokenClaims): boolean {
+function mayIntrospect(caller: Client, claims: Pick<AccessTokenClaims, 'client_id' | 'aud'>): boolean {
   if (claims.client_id === caller.id) return true
   const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud]
   return caller.resourceServer && audiences.some((aud) => caller.audiences.includes(aud))

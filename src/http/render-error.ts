@@ -20,7 +20,8 @@ const safeDescription = (text: string) => text.replace(/[^\x20-\x21\x23-\x5B\x5D
 
 /**
  * Any thrown value to an OAuthError. A denylist that cannot answer is 503 with Retry-After, never
- * a 401 or a false success (checklist decision 4, SK-17); anything else unknown is a fault of ours.
+ * a 401 or a false success (README, Security: a denylist that cannot answer fails closed); anything
+ * else unknown is a fault of ours.
  */
 export function toOAuthError(error: unknown): OAuthError {
   if (error instanceof OAuthError) return error

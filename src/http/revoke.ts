@@ -11,7 +11,8 @@ const EMPTY_OK = { 'Cache-Control': 'no-store', Pragma: 'no-cache' }
 
 /**
  * POST /oauth/revoke — RFC 7009. The token is self-contained, so revoking it means denylisting its
- * `jti` until `exp` + T, the last moment any verifier would still accept it (decision 5).
+ * `jti` until `exp` + T, the last moment any verifier would still accept it; after that the entry has
+ * nothing left to refuse.
  */
 export function revokeHandler(deps: Deps) {
   return async (c: Context<AppEnv>) => {
@@ -24,7 +25,8 @@ export function revokeHandler(deps: Deps) {
     const claims = await verifyOwnToken({ keys: deps.keys, clock: deps.clock, issuer: deps.config.issuer }, token, tolerance)
     // RFC 7009 §2.2: invalid, expired or unknown tokens still get 200; there is nothing to revoke.
     if (!claims) return c.body(null, 200, EMPTY_OK)
-    // RFC 7009 §2.1: a client may revoke only its own tokens; others are refused, not revoked (decision 2).
+    // RFC 7009 §2.1: a client may revoke only its own tokens. For another client's token the request
+    // is refused and the client told so; nothing is revoked.
     if (claims.client_id !== client.id) throw invalidRequest('the token was not issued to this client')
 
     await revokeCounted(deps, claims.jti, claims.exp + tolerance, client.id)

@@ -1,8 +1,10 @@
+import { DEFAULT_ALGORITHMS } from '../verifier/algorithms.js'
+
 /**
- * The signing algorithms tokensmith issues with, and accepts back. RFC 8725 §3.1: an allowlist,
- * never the token's own say. RS256 is listed because RFC 9068 §4 requires verifiers to support it.
+ * The signing algorithms tokensmith issues with, and accepts back: the verifier's default allowlist,
+ * defined once there (RFC 8725 §3.1; RS256 because RFC 9068 §4 requires verifiers to support it).
  */
-export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
+export const SIGNING_ALGS = DEFAULT_ALGORITHMS
 export type SigningAlg = (typeof SIGNING_ALGS)[number]
 
 export const isSigningAlg = (value: unknown): value is SigningAlg =>

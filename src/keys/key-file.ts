@@ -53,7 +53,7 @@ export interface Tombstone {
 
 const generate = promisify(generateKeyPair)
 
-/** RSA keys are 3072 bits (NIST SP 800-57 for use beyond 2030; checklist SK-13). */
+/** RSA keys are 3072 bits (NIST SP 800-57 for use beyond 2030). */
 async function generatePrivateKey(alg: SigningAlg): Promise<KeyObject> {
   switch (alg) {
     case 'ES256':
@@ -126,13 +126,14 @@ export async function parseKeyFile(text: string, passphrase?: string): Promise<K
   }
   const parsed = keyFileSchema.safeParse(json)
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    throw new Error(`field ${issue.path.join('.') || '(root)'}: ${issue.message}`)
+    const [issue] = parsed.error.issues
+    throw new Error(`field ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`)
   }
   const file = parsed.data
   if (file.revoked !== undefined) return { kid: file.kid, alg: file.alg, created: file.created, revoked: file.revoked }
 
-  const pem = file.privateKey!
+  const pem = file.privateKey
+  if (pem === undefined) throw new Error('a key file holds a privateKey unless it is revoked') // the schema's rule
   const encrypted = pem.startsWith('-----BEGIN ENCRYPTED ') // encrypted PKCS#8 (RFC 5958 §3)
   if (encrypted && !passphrase) throw new Error('the private key is encrypted: set KEYS_PASSPHRASE')
   let privateKey: KeyObject

@@ -1,6 +1,6 @@
 /**
  * The signing-key lifecycle, decided by timestamps alone so that every instance sharing KEYS_DIR
- * agrees without talking (OIDC Core §10.1.1 rotation; checklist SK-12):
+ * agrees without talking (OIDC Core §10.1.1 rotation; rotation.ts writes the timestamps):
  *
  *   standby ── promoted ──▶ next ── activates ──▶ current ── successor activates ──▶ retired ──▶ expired
  *   (published,            (published,            (signs)                           (published until
@@ -38,26 +38,28 @@ const byActivationDesc = (a: KeyTimes, b: KeyTimes) =>
  * token lifetime plus the verifiers' clock tolerance plus the reload lag.
  */
 export function keyTimelines(keys: readonly KeyTimes[], now: number, retention: number): KeyTimeline[] {
-  const active = keys.filter((k) => k.activates !== null && k.activates <= now).sort(byActivationDesc)
+  const active = keys
+    .filter((k): k is KeyTimes & { activates: number } => k.activates !== null && k.activates <= now)
+    .sort(byActivationDesc)
   const timelines = new Map<string, KeyTimeline>()
-  active.forEach((key, i) => {
-    if (i === 0) return void timelines.set(key.kid, { kid: key.kid, state: 'current', retired: null, unpublishes: null })
-    const retired = active[i - 1]!.activates!
-    const unpublishes = retired + retention
-    timelines.set(key.kid, { kid: key.kid, state: now < unpublishes ? 'retired' : 'expired', retired, unpublishes })
-  })
-  for (const key of keys) {
-    if (!timelines.has(key.kid)) {
-      timelines.set(key.kid, { kid: key.kid, state: key.activates === null ? 'standby' : 'next', retired: null, unpublishes: null })
+  // The first is current; each other one retired when the key before it in this order activated.
+  let successor: number | undefined
+  for (const key of active) {
+    if (successor === undefined) timelines.set(key.kid, { kid: key.kid, state: 'current', retired: null, unpublishes: null })
+    else {
+      const unpublishes = successor + retention
+      timelines.set(key.kid, { kid: key.kid, state: now < unpublishes ? 'retired' : 'expired', retired: successor, unpublishes })
     }
+    successor = key.activates
   }
-  if (active.length === 0 && keys.length > 0) {
-    // Nothing has activated yet (a clock far behind the files): sign with the key due first, or the
-    // oldest standby, rather than not at all.
-    const fallback = [...keys].sort((a, b) => (a.activates ?? Infinity) - (b.activates ?? Infinity) || a.created - b.created)[0]!
-    timelines.set(fallback.kid, { kid: fallback.kid, state: 'current', retired: null, unpublishes: null })
-  }
-  return keys.map((key) => timelines.get(key.kid)!)
+  // Nothing has activated yet (a clock far behind the files): sign with the key due first, or the
+  // oldest standby, rather than not at all.
+  const [fallback] = active.length === 0 ? [...keys].sort((a, b) => (a.activates ?? Infinity) - (b.activates ?? Infinity) || a.created - b.created) : []
+  if (fallback) timelines.set(fallback.kid, { kid: fallback.kid, state: 'current', retired: null, unpublishes: null })
+  return keys.map(
+    (key) =>
+      timelines.get(key.kid) ?? { kid: key.kid, state: key.activates === null ? 'standby' : 'next', retired: null, unpublishes: null },
+  )
 }
 
 /** The next instant after `now` at which some key changes state (to cache views until then). */

@@ -54,7 +54,8 @@ export function createKeyStore(records: readonly KeyRecord[], clock: Clock, opti
     const published = new Map<string, KeyRecord>()
     let current: KeyRecord | undefined
     for (const timeline of timelines) {
-      const record = byKid.get(timeline.kid)!
+      const record = byKid.get(timeline.kid)
+      if (!record) continue // keyTimelines gives one timeline per record
       if (isPublished(timeline.state)) published.set(record.kid, record)
       if (timeline.state === 'current') current = record
     }
@@ -64,7 +65,9 @@ export function createKeyStore(records: readonly KeyRecord[], clock: Clock, opti
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
     const publishedAlgs = new Set([...published.values()].map((record) => record.alg))
     const algorithms = SIGNING_ALGS.filter((alg) => publishedAlgs.has(alg))
-    return { from: now, until: nextTransition(records, timelines, now), current: current!, published, timelines, jwks: { body, etag }, algorithms }
+    // keyTimelines names one current key whenever there are keys, and there are (checked above).
+    if (!current) throw new Error('no signing key is current')
+    return { from: now, until: nextTransition(records, timelines, now), current, published, timelines, jwks: { body, etag }, algorithms }
   }
 
   const at = (): View => {

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, stat, open, unlink } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat, open, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Clock } from '../clock.js'
@@ -103,7 +103,7 @@ const INIT_LOCK = '.init.lock'
  * message of keysDirAccessProblem), and that it holds a usable key. An empty directory gets a
  * current key and a published standby key (so that `keys rotate --now` can switch to a key that
  * verifiers already have). When several instances start on the same empty directory, an O_EXCL
- * lock file makes exactly one of them generate them; the others wait and read (checklist SK-11).
+ * lock file makes exactly one of them generate them; the others wait and read.
  */
 export async function ensureKeys(
   dir: string,
@@ -121,7 +121,7 @@ export async function ensureKeys(
     if (!empty) return contents
 
     const lock = join(dir, INIT_LOCK)
-    let handle
+    let handle: FileHandle
     try {
       handle = await open(lock, 'wx', 0o600)
     } catch (error) {

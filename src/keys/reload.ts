@@ -3,7 +3,7 @@ import type { KeysDirContents } from './keys-dir.js'
 
 /**
  * Why a freshly read KEYS_DIR must not replace the keys in force, or undefined if it may.
- * A reload is all or nothing (checklist OF-8): a broken file, or a published key that vanished
+ * A reload is all or nothing: a broken file, or a published key that vanished
  * without being revoked (deleted, truncated into oblivion), keeps the last good keys signing and
  * published. Expired keys may go (that is what `keys prune` does), and so may unused standby keys.
  */

@@ -1,18 +1,14 @@
-import { errors as joseErrors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTPayload } from 'jose'
 import type { Context, MiddlewareHandler } from 'hono'
 
 import { bareChallenge, errorResponseParts } from './challenge.js'
-import { checkAccessTokenClaims, scopesOf } from './claims.js'
-import { assertCompactJws, readProtectedHeader } from './compact-jws.js'
+import { scopesOf } from './claims.js'
 import { extractBearerToken } from './credentials.js'
-import { BearerError, insufficientScope, invalidToken, temporarilyUnavailable, type RejectReason } from './errors.js'
+import { BearerError, insufficientScope, invalidToken, temporarilyUnavailable } from './errors.js'
 import { createLocalKeySource, createRemoteKeySource, type KeySource } from './key-source.js'
-import { createTokenCache } from './token-cache.js'
 import { DENYLIST_RETRY_AFTER, resolveOptions, type ResolvedOptions } from './options.js'
+import { createTokenCache } from './token-cache.js'
 import type { AccessTokenClaims, BearerAuthOptions, BearerAuthStats, BearerAuthVariables } from './types.js'
-
-/** RFC 9068 §2.2: every claim tokensmith issues, besides the optional `scope`. */
-const REQUIRED_CLAIMS = ['iss', 'aud', 'exp', 'iat', 'jti', 'sub', 'client_id']
+import { verifyAccessToken, type AccessTokenVerifierDeps } from './verify-access-token.js'
 
 /** The middleware, plus counters for metrics. */
 export type BearerAuthMiddleware = MiddlewareHandler<{ Variables: BearerAuthVariables }> & {
@@ -20,77 +16,68 @@ export type BearerAuthMiddleware = MiddlewareHandler<{ Variables: BearerAuthVari
 }
 
 function createKeySource(options: ResolvedOptions): KeySource {
-  if (options.keys.kind === 'local') return createLocalKeySource(options.keys.set)
-  return createRemoteKeySource({
-    url: options.keys.url,
-    fetch: options.fetch,
-    clock: options.clock,
-    cacheMaxAge: options.jwksCacheMaxAge,
-    cooldown: options.jwksCooldown,
-    timeout: options.jwksTimeout,
-    maxBytes: options.jwksMaxBytes,
-    maxStale: options.jwksMaxStale,
-  })
-}
-
-/**
- * jose's local set throws `JWKSMultipleMatchingKeys` when a `kid` is published twice (say, once per
- * algorithm); it then yields each candidate, and the first whose signature verifies wins.
- */
-async function verifyWithSet(token: string, getKey: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
-  try {
-    return (await jwtVerify(token, getKey, options)).payload
-  } catch (error) {
-    if (!(error instanceof joseErrors.JWKSMultipleMatchingKeys)) throw error
-    for await (const key of error) {
-      try {
-        return (await jwtVerify(token, key, options)).payload
-      } catch (inner) {
-        if (!(inner instanceof joseErrors.JWSSignatureVerificationFailed)) throw inner
-      }
-    }
-    throw new joseErrors.JWSSignatureVerificationFailed()
-  }
-}
-
-/** A fixed label for a jose failure, so operators can tell a clock problem from a forgery (`onReject`). */
-function joseReason(error: unknown): RejectReason {
-  if (error instanceof joseErrors.JWTExpired) return 'expired'
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad_signature'
-  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'no_matching_key'
-  if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    if (error.reason === 'missing') return 'claim_missing'
-    if (error.claim === 'typ') return 'typ_mismatch'
-    if (error.claim === 'iss') return 'iss_mismatch'
-    if (error.claim === 'aud') return 'aud_mismatch'
-    if (error.claim === 'nbf') return 'nbf_in_future'
-    return 'claims_invalid'
-  }
-  return 'signature_or_claims'
+  if (options.jwks.kind === 'local') return createLocalKeySource(options.jwks.set)
+  return createRemoteKeySource({ ...options.jwks, fetch: options.fetch, clock: options.clock })
 }
 
 /**
  * Hono middleware for resource servers: verifies tokensmith's RFC 9068 JWT access tokens offline and puts
- * the verified claims on the context as `auth`.
+ * the verified claims on the context as `auth`. This comment is the verifier's contract; the README
+ * summarises it.
  *
- * Answers (RFC 6750 §3, §3.1; decisions 4 and 8 of the security checklist), all with `Cache-Control: no-store`:
- * - no Bearer credentials (no header, another scheme, a token only in `?access_token=` or in the
- *   body) → 401, `WWW-Authenticate: Bearer realm="…"` without `error`, empty body;
- * - a malformed header (empty value, characters outside `b64token`), or a header token and
- *   `?access_token=` together → 400 `invalid_request`. The request body is never read: the
- *   middleware reads no unauthenticated body of unknown size, and leaves the body to the handler;
- * - a token that is not exactly a canonical JWS compact serialization, or fails any check → 401
- *   `invalid_token`. The checks are the RFC 9068 §4 / RFC 8725 set: `alg` on the allowlist, `typ` `at+jwt`
- *   (jose: case-insensitive, `application/` prefix allowed), signature, exact `iss`, `aud` containing one
- *   configured audience, `exp`/`nbf`/`iat` with `clockTolerance`, every claim present, integer times,
- *   `sub === client_id`, then the denylist;
+ * **Credentials** (RFC 6750 §2). Only the `Authorization: Bearer` header carries a token (the scheme is
+ * case-insensitive, RFC 9110 §11.1). The request body is never read: it is unauthenticated and may be
+ * of any size, so the middleware leaves it, `access_token` included, to the handler.
+ *
+ * **Checks**, in order; the first that fails decides the answer. Nothing in the payload is read before
+ * the signature verified.
+ * 1. The token is exactly a canonical JWS compact serialization of at most 8 KiB (RFC 7515 §7.1): not
+ *    2, 4 or 5 segments, no `=` padding, no `+` or `/`, no trailing dot, no non-zero trailing bits.
+ * 2. The protected header names an `alg` on the allowlist (RFC 8725 §3.1; `DEFAULT_ALGORITHMS`, never
+ *    `none` or `HS*`) and a printable-ASCII `kid` of at most 256 characters; `jku`, `x5u`, `jwk`, `x5c`,
+ *    `crit` and `b64` are refused outright (the issuer never emits them; RFC 8725 §3.10).
+ * 3. The `kid` is in the JWK Set (`jwks`), and the key's own algorithm matches.
+ * 4. The signature, `typ` `at+jwt` (RFC 9068 §4, RFC 8725 §3.11; case-insensitive, `application/`
+ *    prefix allowed), the exact `iss`, an `aud` containing one configured audience, `exp` and `nbf` with
+ *    `clockTolerance`.
+ * 5. Every RFC 9068 §2.2 claim is present (`iss aud exp iat jti sub client_id`), times are non-negative
+ *    integers, `iat` is not beyond now plus the tolerance, `sub === client_id`, `scope` is a string.
+ * 6. The `denylist`, asked with the token's `jti`, its `kid`, and its `client_id` and `iat` (a client
+ *    deleted, or whose tokens were revoked, has every token issued up to that instant refused).
+ * 7. Every scope in `scopes` is granted (RFC 6749 §3.3: `scope` is space-delimited).
+ *
+ * **Answers**, all with `Cache-Control: no-store` (RFC 6750 §3):
+ * - no Bearer credentials (no header, another scheme, a token only in `?access_token=` or in the body)
+ *   → 401, `WWW-Authenticate: Bearer realm="…"` without `error` (§3.1), empty body;
+ * - a malformed header (empty value, characters outside `b64token`, §2.1), or a header token and
+ *   `?access_token=` together (§2: one method per request) → 400 `invalid_request`;
+ * - a token failing checks 1 to 6 → 401 `invalid_token`;
  * - a required scope missing → 403 `insufficient_scope` with `scope="…"`;
- * - denylist or JWKS unable to answer → 503 `temporarily_unavailable` with `Retry-After`, unless
- *   `failOpen` (denylist only), which passes, calls `onFailOpen` and counts.
+ * - the denylist cannot answer, or no trustworthy JWK Set can be had → 503 `temporarily_unavailable`
+ *   with `Retry-After` and no challenge: never 401, which would make clients discard good tokens, and
+ *   never a silent pass. With `failOpen` (denylist only) the request passes instead, `onFailOpen` is
+ *   called and the pass counted in `stats().failOpenPasses`.
+ * The JSON body is `{"error":"<code>"}`; `onReject` gets a fixed `reason` label, never token bytes.
  *
- * Defaults: algorithms ES256, EdDSA, RS256, PS256; clockTolerance 30 s; realm `tokensmith`; JWKS cache
- * max age 600 s, cooldown 30 s, timeout 5 s, 64 KiB cap, max stale age 3,600 s. Throws `TypeError` on bad
- * options, at start-up.
+ * **Remote JWK Set** (`jwks: { uri }`). A fetched set is refreshed on the next request once older than
+ * `cacheMaxAge`. A token naming an unknown `kid` (a key published since the last fetch) triggers a
+ * refetch; fetch attempts, whatever their cause, are at least `cooldown` apart and concurrent requests
+ * share one, so random `kid`s cannot drive fetches. A fetch follows no redirect, is aborted after
+ * `timeout` and cut at `maxBytes`. The whole set is refused when a key has `use` other than `sig`, is
+ * symmetric or holds private material; keys without `kid` are ignored. After failed refreshes the last
+ * good set stays in use until it is `maxStale` old, then 503; an unknown `kid` while the latest fetch
+ * failed is 503 too. A clock stepped backwards counts as the timers having run out.
+ *
+ * **Token cache** (`tokenCache`). A token that verified is remembered by its exact text and key set; a
+ * repeat skips only the signature check. Its times, key set, denylist entry and scopes are checked on
+ * every request, and its claims are frozen.
+ *
+ * **Recorded behaviours.** ECDSA signatures are not normalised to low-S: `(r, n − s)` verifies too,
+ * and since revocation keys on `jti`, both spellings share the token's fate. Duplicate JSON members are
+ * last-wins, as in `JSON.parse` and jose; the signature covers the text either way.
+ *
+ * Defaults are in `BEARER_AUTH_DEFAULTS` and `DEFAULT_ALGORITHMS`. Bad options throw a `TypeError` at
+ * start-up; creating the middleware does no I/O.
  *
  * @example
  * ```ts
@@ -101,7 +88,7 @@ function joseReason(error: unknown): RejectReason {
  * app.use('/reports/*', bearerAuth({
  *   issuer: 'https://auth.example.com',
  *   audience: 'https://api.example.com',
- *   jwksUri: 'https://auth.example.com/.well-known/jwks.json',
+ *   jwks: { uri: 'https://auth.example.com/.well-known/jwks.json' },
  *   scopes: ['reports:read'],
  * }))
  * app.get('/reports/latest', (c) => c.json({ client: c.get('auth').client_id }))
@@ -111,41 +98,18 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   const config = resolveOptions(options)
   const keys = createKeySource(config)
   const cache = config.tokenCacheEntries > 0 ? createTokenCache(config.tokenCacheEntries, config.clockTolerance) : undefined
-  let failOpenPasses = 0
-
-  const verifyOptions = (now: number): JWTVerifyOptions => ({
-    algorithms: [...config.algorithms],
-    typ: 'at+jwt', // RFC 9068 §4: explicit typing (RFC 8725 §3.11)
+  const verifier: AccessTokenVerifierDeps = {
     issuer: config.issuer,
     audience: config.audience,
-    requiredClaims: REQUIRED_CLAIMS,
+    algorithms: config.algorithms,
     clockTolerance: config.clockTolerance,
-    currentDate: new Date(now * 1000),
-  })
-
-  /**
-   * Signature first, then claims: nothing in the payload is read before jose has verified it. A token
-   * verified before against the same key set skips the signature; its times are checked again.
-   */
-  async function verify(token: string): Promise<{ claims: AccessTokenClaims; kid: string }> {
-    assertCompactJws(token)
-    const { kid } = readProtectedHeader(token, config.algorithms)
-    const set = await keys.setFor(kid)
-    const now = Math.floor(config.clock())
-    const remembered = cache?.get(token, set, now)
-    if (remembered) return remembered
-    let payload: JWTPayload
-    try {
-      payload = await verifyWithSet(token, set.getKey, verifyOptions(now))
-    } catch (cause) {
-      throw invalidToken(joseReason(cause), cause)
-    }
-    const verified = { claims: checkAccessTokenClaims(payload, now, config.clockTolerance), kid }
-    cache?.remember(token, set, verified)
-    return verified
+    clock: config.clock,
+    resolveKey: ({ kid }) => keys.setFor(kid),
+    cache,
   }
+  let failOpenPasses = 0
 
-  /** Revocation keys on `jti` (TF-9): every spelling of a token's signature shares its fate. */
+  /** Revocation keys on `jti`: every spelling of a token's signature shares its fate. */
   async function checkRevocation(claims: AccessTokenClaims, kid: string): Promise<void> {
     if (!config.denylist) return
     let revoked: boolean
@@ -195,7 +159,7 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
         queryHasToken: c.req.query('access_token') !== undefined,
       })
       if (token === undefined) return reject(c, undefined)
-      const verified = await verify(token)
+      const verified = await verifyAccessToken(verifier, token)
       claims = verified.claims
       await checkRevocation(claims, verified.kid)
       checkScopes(claims)
@@ -204,7 +168,7 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
       return reject(c, error instanceof BearerError ? error : invalidToken('signature_or_claims', error))
     }
     c.set('auth', claims)
-    await next()
+    return next()
   }
 
   return Object.assign(middleware, {

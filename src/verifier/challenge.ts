@@ -12,7 +12,10 @@ export function errorChallenge(realm: string, error: BearerError, requiredScopes
   return `Bearer realm="${realm}", error="${error.code}"${scope}`
 }
 
-/** Headers and JSON body for a refusal. 503 carries `Retry-After` and no challenge (decision 4, 6). */
+/**
+ * Headers and JSON body for a refusal. A 503 carries `Retry-After` (RFC 9110 §10.2.3) and no challenge:
+ * the token was not judged, so there is nothing to say about it.
+ */
 export function errorResponseParts(
   realm: string,
   error: BearerError,

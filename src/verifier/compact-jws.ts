@@ -11,8 +11,9 @@ const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 /**
  * Header parameters refused outright. jose never dereferences `jku`/`x5u` nor trusts `jwk`/`x5c` without
- * `EmbeddedJWK`, but tokensmith never emits them, so their presence alone marks a forgery (RFC 8725 §3.10,
- * TF-11). `crit` and `b64` (RFC 7515 §4.1.11, RFC 7797) are never emitted either (TF-12).
+ * `EmbeddedJWK`, but tokensmith never emits them, so their presence alone marks a forgery: a key must
+ * come from the verifier's own configuration, never from the token (RFC 8725 §3.10). `crit` and `b64`
+ * (RFC 7515 §4.1.11, RFC 7797) are never emitted either.
  */
 const FORBIDDEN_HEADER_PARAMETERS = ['jku', 'x5u', 'jwk', 'x5c', 'crit', 'b64'] as const
 
@@ -31,7 +32,10 @@ function isCanonicalBase64url(segment: string): boolean {
   return Buffer.from(segment, 'base64url').toString('base64url') === segment
 }
 
-/** Throws unless `token` is a JWS in canonical compact serialization (TF-18). */
+/**
+ * Throws unless `token` is a JWS in canonical compact serialization (RFC 7515 §7.1) of at most 8 KiB:
+ * no JSON serialization, no padding, no `+` or `/`, no second spelling of the same bytes.
+ */
 export function assertCompactJws(token: string): void {
   if (token.length > MAX_TOKEN_LENGTH) throw invalidToken('token_too_long')
   if (!COMPACT_JWS.test(token)) throw invalidToken('jws_format')

@@ -1,6 +1,7 @@
 /**
- * The verifier's one error type. `code` is the RFC 6750 §3.1 error code (or `temporarily_unavailable`,
- * decision 4), `status` the HTTP status, and `reason` a fixed, token-free label for logs (`onReject`).
+ * The verifier's one error type. `code` is the RFC 6750 §3.1 error code (or `temporarily_unavailable`
+ * when a dependency cannot answer), `status` the HTTP status, and `reason` a fixed, token-free label for
+ * logs (`onReject`).
  * Nothing in here ever holds token bytes.
  */
 
@@ -47,7 +48,7 @@ export class BearerError extends Error {
   readonly code: BearerErrorCode
   readonly status: 400 | 401 | 403 | 503
   readonly reason: RejectReason
-  /** Seconds, only for 503 (decision 4: `Retry-After`). */
+  /** Seconds, only for 503: the `Retry-After` value (RFC 9110 §10.2.3). */
   readonly retryAfter?: number
   constructor(
     code: BearerErrorCode,

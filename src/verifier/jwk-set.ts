@@ -1,11 +1,13 @@
 import { createLocalJWKSet, type JWK, type JWTVerifyGetKey } from 'jose'
 
+import type { VerificationKey } from './verify-access-token.js'
+
 /** A validated JWK Set, ready for lookups by `kid`. */
-export interface JwkSet {
+export interface JwkSet extends VerificationKey {
   /** The `kid`s present, so an unknown one can be told apart from a bad signature. */
   readonly kids: ReadonlySet<string>
   /** jose's key resolver over the same keys (it matches `kid`, `alg`, `kty`, `crv` and `use`). */
-  readonly getKey: JWTVerifyGetKey
+  readonly key: JWTVerifyGetKey
 }
 
 /** JWK members that only private or symmetric keys carry (RFC 7518 §6.2.2, §6.3.2, §6.4.1). */
@@ -43,5 +45,5 @@ export function parseJwkSet(value: unknown): JwkSet {
     keys.push(key as JWK)
   }
   const jwks = { keys }
-  return { kids: new Set(keys.map((key) => key.kid as string)), getKey: createLocalJWKSet(jwks) }
+  return { kids: new Set(keys.map((key) => key.kid as string)), key: createLocalJWKSet(jwks) }
 }

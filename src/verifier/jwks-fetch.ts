@@ -1,4 +1,8 @@
-/** Fetches a JWK Set over HTTP with hard limits on redirects, time and size (decision 10). */
+/**
+ * Fetches a JWK Set over HTTP with hard limits: no redirect followed, a time limit for the whole
+ * exchange, a size cap on the body. A slow, huge or redirected answer costs the resource server no more
+ * than those limits.
+ */
 
 export interface JwksFetchOptions {
   fetch: typeof fetch
@@ -66,8 +70,9 @@ async function readCapped(response: Response, maxBytes: number, signal: AbortSig
 }
 
 /**
- * GETs `url` and returns the parsed JSON. A redirect is an error, never followed (decision 10):
- * `redirect: 'manual'` hands the 3xx back and anything but 200 is refused.
+ * GETs `url` and returns the parsed JSON. A redirect is an error, never followed (a JWKS moved
+ * elsewhere is not the configured one): `redirect: 'manual'` hands the 3xx back and anything but 200
+ * is refused.
  */
 export async function fetchJwksJson(url: URL, options: JwksFetchOptions): Promise<unknown> {
   const signal = AbortSignal.timeout(options.timeoutMs)

@@ -6,7 +6,7 @@ import { parseJwkSet, type JwkSet } from './jwk-set.js'
 export interface KeySource {
   /**
    * The set that holds `kid`. Throws `invalid_token` when no set has it, and `temporarily_unavailable`
-   * when no trustworthy set can be had right now (decision 10 → decision 4).
+   * when no trustworthy set can be had right now (the token cannot be judged, so it is not refused).
    */
   setFor(kid: string): Promise<JwkSet>
   /** JWKS fetches started so far. */
@@ -23,20 +23,20 @@ export function createLocalKeySource(set: JwkSet): KeySource {
   }
 }
 
-export interface RemoteKeySourceOptions {
+/** The validated `jwks: { uri, … }` option (see `RemoteJwks`); times in seconds. */
+export interface RemoteJwksSettings {
   url: URL
+  cacheMaxAge: number
+  cooldown: number
+  timeout: number
+  maxBytes: number
+  maxStale: number
+}
+
+export interface RemoteKeySourceOptions extends RemoteJwksSettings {
   fetch: typeof fetch
   /** Epoch seconds. */
   clock: () => number
-  /** Seconds. */
-  cacheMaxAge: number
-  /** Seconds. */
-  cooldown: number
-  /** Seconds. */
-  timeout: number
-  maxBytes: number
-  /** Seconds. */
-  maxStale: number
 }
 
 interface CachedSet {
@@ -47,13 +47,13 @@ interface CachedSet {
 
 /**
  * A remote JWK Set with its own cache, instead of jose's `createRemoteJWKSet`, which has no size cap and
- * forgets the set after a failed refresh (decision 10).
+ * forgets the set after a failed refresh.
  *
  * - A set older than `cacheMaxAge` is refreshed on the next request; requests wait for that fetch.
  * - Fetch attempts, whatever their cause or outcome, are at least `cooldown` apart; concurrent callers
- *   share the one in flight. So random `kid`s cost at most one fetch per cooldown (OF-11).
+ *   share the one in flight. So tokens with random `kid`s cost at most one fetch per cooldown.
  * - After failed refreshes the last good set stays in use until it is `maxStale` old; after that, and
- *   before any set was ever fetched, the answer is 503 (decision 4), never 401.
+ *   before any set was ever fetched, the answer is 503, never 401 (clients would discard good tokens).
  * - An unknown `kid` is 401 once a fetch made no earlier than the cooldown allows still lacks it. While
  *   the latest fetch failed, it is 503 instead: the key may simply be one the RS could not load.
  */
@@ -65,8 +65,8 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
   let inFlight: Promise<void> | undefined
   let fetches = 0
 
-  // The clock may be stepped (OF-15). A negative elapsed time means it went backwards: treat the timer
-  // as expired rather than waiting out the step, which could block key rotation for minutes.
+  // The clock may be stepped (NTP, a resumed VM). A negative elapsed time means it went backwards: treat
+  // the timer as expired rather than waiting out the step, which could block key rotation for minutes.
   const since = (then: number) => {
     const elapsed = options.clock() - then
     return elapsed < 0 ? Number.POSITIVE_INFINITY : elapsed

@@ -1,55 +1,38 @@
-import type { JwkSet } from './jwk-set.js'
-import { parseJwkSet } from './jwk-set.js'
+import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js'
+import { SCOPE_TOKEN } from './grammar.js'
+import { parseJwkSet, type JwkSet } from './jwk-set.js'
+import type { RemoteJwksSettings } from './key-source.js'
 import { DEFAULT_TOKEN_CACHE_ENTRIES } from './token-cache.js'
 import type { BearerAuthOptions, FailOpenInfo, RejectInfo, RevocationCheck } from './types.js'
-
-/**
- * The default allowlist: what tokensmith signs with (SK-13).
- *
- * @example
- * ```ts
- * bearerAuth({ issuer, audience, jwksUri, algorithms: ['ES256'] }) // narrower than DEFAULT_ALGORITHMS
- * ```
- */
-export const DEFAULT_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'] as const
-
-/** Asymmetric JWS algorithms jose verifies. `none` and `HS*` are absent on purpose (RFC 8725 §3.1, §3.2). */
-const SUPPORTED_ALGORITHMS = new Set([
-  'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
-])
 
 /**
  * Defaults of `bearerAuth`; times in seconds.
  *
  * @example
  * ```ts
- * bearerAuth({ issuer, audience, jwksUri, jwksCooldown: BEARER_AUTH_DEFAULTS.jwksCooldown * 2 })
+ * bearerAuth({ issuer, audience, jwks: { uri, cooldown: BEARER_AUTH_DEFAULTS.jwks.cooldown * 2 } })
  * ```
  */
-export const BEARER_AUTH_DEFAULTS = {
+export const BEARER_AUTH_DEFAULTS = Object.freeze({
   clockTolerance: 30,
   realm: 'tokensmith',
-  jwksCacheMaxAge: 600,
-  jwksCooldown: 30,
-  jwksTimeout: 5,
-  jwksMaxBytes: 64 * 1024,
-  jwksMaxStale: 3600,
-} as const
+  jwks: Object.freeze({ cacheMaxAge: 600, cooldown: 30, timeout: 5, maxBytes: 64 * 1024, maxStale: 3600 } as const),
+  tokenCache: Object.freeze({ maxEntries: DEFAULT_TOKEN_CACHE_ENTRIES }),
+} as const)
 
-/** Seconds a client is told to wait when the denylist cannot answer (decision 4). */
+/** Seconds a client is told to wait when the denylist cannot answer. */
 export const DENYLIST_RETRY_AFTER = 5
-
-/** RFC 6749 §3.3 scope-token: 1*NQCHAR. */
-const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 
 /** RFC 9110 §5.6.4 quoted-string content, minus `"` and `\` so no escaping is ever needed. */
 const REALM = /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/
 
+/** Options of a remote JWK Set that mean nothing for a local one. */
+const REMOTE_ONLY = ['cacheMaxAge', 'cooldown', 'timeout', 'maxBytes', 'maxStale'] as const
+
 export interface ResolvedOptions {
   issuer: string
   audience: string[]
-  keys: { kind: 'remote'; url: URL } | { kind: 'local'; set: JwkSet }
+  jwks: ({ kind: 'remote' } & RemoteJwksSettings) | { kind: 'local'; set: JwkSet }
   scopes: string[]
   denylist: RevocationCheck | undefined
   algorithms: ReadonlySet<string>
@@ -58,11 +41,6 @@ export interface ResolvedOptions {
   failOpen: boolean
   onFailOpen: ((info: FailOpenInfo) => void) | undefined
   onReject: ((info: RejectInfo) => void) | undefined
-  jwksCacheMaxAge: number
-  jwksCooldown: number
-  jwksTimeout: number
-  jwksMaxBytes: number
-  jwksMaxStale: number
   clock: () => number
   fetch: typeof fetch
   /** 0: no token cache. */
@@ -81,23 +59,37 @@ function seconds(name: string, value: number | undefined, fallback: number, max 
   return value
 }
 
-function resolveKeys(options: BearerAuthOptions): ResolvedOptions['keys'] {
-  if ((options.jwksUri === undefined) === (options.jwks === undefined)) fail('give exactly one of jwksUri and jwks')
-  if (options.jwks !== undefined) {
+function resolveJwks(jwks: BearerAuthOptions['jwks']): ResolvedOptions['jwks'] {
+  if (typeof jwks !== 'object' || jwks === null) {
+    return fail('jwks is required: { uri } to fetch a JWK Set, or { keys } for a local one')
+  }
+  if ((jwks.uri === undefined) === (jwks.keys === undefined)) return fail('jwks needs exactly one of uri and keys')
+  if (jwks.keys !== undefined) {
+    const remoteOnly = REMOTE_ONLY.find((name) => Reflect.get(jwks, name) !== undefined)
+    if (remoteOnly !== undefined) fail(`jwks.${remoteOnly} applies only to a remote set (jwks.uri)`)
     try {
-      return { kind: 'local', set: parseJwkSet(options.jwks) }
+      return { kind: 'local', set: parseJwkSet({ keys: jwks.keys }) }
     } catch (error) {
-      return fail(`jwks is invalid: ${(error as Error).message}`)
+      return fail(`jwks.keys is invalid: ${(error as Error).message}`)
     }
   }
   let url: URL
   try {
-    url = new URL(options.jwksUri as string | URL)
+    url = new URL(jwks.uri)
   } catch {
-    return fail('jwksUri must be an absolute URL')
+    return fail('jwks.uri must be an absolute URL')
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') fail('jwksUri must be http(s)')
-  return { kind: 'remote', url }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') fail('jwks.uri must be http(s)')
+  const defaults = BEARER_AUTH_DEFAULTS.jwks
+  const cacheMaxAge = seconds('jwks.cacheMaxAge', jwks.cacheMaxAge, defaults.cacheMaxAge)
+  const maxStale = seconds('jwks.maxStale', jwks.maxStale, defaults.maxStale)
+  if (maxStale < cacheMaxAge) fail('jwks.maxStale must be at least jwks.cacheMaxAge')
+  const timeout = seconds('jwks.timeout', jwks.timeout, defaults.timeout, 60)
+  if (timeout === 0) fail('jwks.timeout must be positive')
+  const maxBytes = jwks.maxBytes ?? defaults.maxBytes
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) fail('jwks.maxBytes must be a positive integer')
+  const cooldown = seconds('jwks.cooldown', jwks.cooldown, defaults.cooldown)
+  return { kind: 'remote', url, cacheMaxAge, cooldown, timeout, maxBytes, maxStale }
 }
 
 function resolveAlgorithms(algorithms: string[] | undefined): ReadonlySet<string> {
@@ -139,19 +131,12 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
   if (options.denylist !== undefined && typeof options.denylist?.isRevoked !== 'function') {
     fail('denylist must have isRevoked()')
   }
-  const jwksCacheMaxAge = seconds('jwksCacheMaxAge', options.jwksCacheMaxAge, BEARER_AUTH_DEFAULTS.jwksCacheMaxAge)
-  const jwksMaxStale = seconds('jwksMaxStale', options.jwksMaxStale, BEARER_AUTH_DEFAULTS.jwksMaxStale)
-  if (jwksMaxStale < jwksCacheMaxAge) fail('jwksMaxStale must be at least jwksCacheMaxAge')
-  const jwksTimeout = seconds('jwksTimeout', options.jwksTimeout, BEARER_AUTH_DEFAULTS.jwksTimeout, 60)
-  if (jwksTimeout === 0) fail('jwksTimeout must be positive')
-  const jwksMaxBytes = options.jwksMaxBytes ?? BEARER_AUTH_DEFAULTS.jwksMaxBytes
-  if (!Number.isSafeInteger(jwksMaxBytes) || jwksMaxBytes < 1) fail('jwksMaxBytes must be a positive integer')
   const customFetch = options.fetch
   return {
     tokenCacheEntries: resolveTokenCache(options.tokenCache),
     issuer: options.issuer,
     audience: audience as string[],
-    keys: resolveKeys(options),
+    jwks: resolveJwks(options.jwks),
     scopes,
     denylist: options.denylist,
     algorithms: resolveAlgorithms(options.algorithms),
@@ -160,11 +145,6 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
     failOpen: options.failOpen === true,
     onFailOpen: options.onFailOpen,
     onReject: options.onReject,
-    jwksCacheMaxAge,
-    jwksCooldown: seconds('jwksCooldown', options.jwksCooldown, BEARER_AUTH_DEFAULTS.jwksCooldown),
-    jwksTimeout,
-    jwksMaxBytes,
-    jwksMaxStale,
     clock: options.clock ?? (() => Date.now() / 1000),
     // Looked up per call, so a fetch patched after start-up (msw, instrumentation) is honoured.
     fetch: customFetch ?? ((input, init) => globalThis.fetch(input, init)),

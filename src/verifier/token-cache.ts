@@ -1,15 +1,13 @@
 import { invalidToken } from './errors.js'
-import type { JwkSet } from './jwk-set.js'
 import type { AccessTokenClaims } from './types.js'
+import type { VerificationKey, VerifiedAccessToken } from './verify-access-token.js'
 
 /** Default bound on remembered tokens: at most 8 KiB each, so a few MiB at worst. */
 export const DEFAULT_TOKEN_CACHE_ENTRIES = 1000
 
-interface Entry {
-  claims: AccessTokenClaims
-  kid: string
-  /** The key set the signature was verified against; another set (a JWKS refresh) means verify again. */
-  set: JwkSet
+interface Entry extends VerifiedAccessToken {
+  /** The key the signature was verified against; another one (a JWKS refresh) means verify again. */
+  key: VerificationKey
 }
 
 /**
@@ -17,16 +15,17 @@ interface Entry {
  *
  * A machine client sends the same token on every call until it nears expiry, and the signature check is
  * by far the largest cost of a protected request. The outcome of that check depends only on the token's
- * bytes and the key, so it is remembered per token and per key set; everything that depends on the
- * moment is checked again on every request: the time claims (`exp`, `nbf`, `iat` with the tolerance,
- * RFC 7519 §4.1.4, §4.1.5), the key set still in use, and, by the caller, the denylist and the scopes.
+ * bytes and the key, so it is remembered per token and per key (a whole JWK Set, for `bearerAuth`);
+ * everything that depends on the moment is checked again on every request: the time claims (`exp`,
+ * `nbf`, `iat` with the tolerance, RFC 7519 §4.1.4, §4.1.5), the key still in use, and, by the caller,
+ * the denylist and the scopes.
  * Only tokens that verified are remembered, so a forged token never takes a place; the oldest entry
  * makes room for a new one.
  */
 export interface TokenCache {
-  /** The claims of a remembered token if they may be used at `now` with this `set`; else undefined. */
-  get(token: string, set: JwkSet, now: number): { claims: AccessTokenClaims; kid: string } | undefined
-  remember(token: string, set: JwkSet, verified: { claims: AccessTokenClaims; kid: string }): void
+  /** The claims of a remembered token if they may be used at `now` with this `key`; else undefined. */
+  get(token: string, key: VerificationKey, now: number): VerifiedAccessToken | undefined
+  remember(token: string, key: VerificationKey, verified: VerifiedAccessToken): void
   readonly size: number
 }
 
@@ -53,10 +52,10 @@ function deepFreeze<T>(value: T): T {
 export function createTokenCache(maxEntries: number, tolerance: number): TokenCache {
   const entries = new Map<string, Entry>()
   return {
-    get(token, set, now) {
+    get(token, key, now) {
       const entry = entries.get(token)
       if (entry === undefined) return undefined
-      if (entry.set !== set) {
+      if (entry.key !== key) {
         entries.delete(token)
         return undefined
       }
@@ -69,9 +68,10 @@ export function createTokenCache(maxEntries: number, tolerance: number): TokenCa
       }
       return entry
     },
-    remember(token, set, { claims, kid }) {
-      if (entries.size >= maxEntries) entries.delete(entries.keys().next().value as string)
-      entries.set(token, { claims: deepFreeze(claims), kid, set })
+    remember(token, key, { claims, kid }) {
+      const oldest = entries.keys().next()
+      if (entries.size >= maxEntries && !oldest.done) entries.delete(oldest.value)
+      entries.set(token, { claims: deepFreeze(claims), kid, key })
     },
     get size() {
       return entries.size

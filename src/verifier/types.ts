@@ -5,7 +5,7 @@ import type { RejectReason } from './errors.js'
 /**
  * What the verifier needs from a denylist. Structurally identical to `RevocationCheck` in
  * `src/denylist/denylist.ts`; declared here so the exported verifier has no dependency on server code.
- * Any exception from `isRevoked` means "cannot answer" (decision 4).
+ * Any exception from `isRevoked` means "cannot answer": 503, never a pass (unless `failOpen`).
  *
  * The middleware passes the token's `jti`, the `kid` it was signed with, and its `client_id` and
  * `iat`: a token is revoked by its id, by its key, or because every token its client was issued
@@ -70,10 +70,40 @@ export interface RejectInfo {
 export interface BearerAuthStats {
   /** Requests passed under `failOpen` while the denylist could not answer. */
   failOpenPasses: number
-  /** JWKS fetches started (successful or not). Always 0 with a local `jwks`. */
+  /** JWKS fetches started (successful or not). Always 0 with a local `jwks: { keys }`. */
   jwksFetches: number
   /** Verified tokens remembered now (see `tokenCache`). */
   cachedTokens: number
+}
+
+/**
+ * The issuer's JWK Set, fetched over HTTP and cached by the middleware (how: see `bearerAuth`). Times in
+ * seconds; defaults in `BEARER_AUTH_DEFAULTS.jwks`.
+ */
+export interface RemoteJwks {
+  /** The issuer's `jwks_uri` (RFC 8414 §2), http or https. */
+  uri: string | URL
+  /** Seconds before a fetched set is refreshed on the next request. Default 600. */
+  cacheMaxAge?: number
+  /** Minimum seconds between fetch attempts (unknown `kid`, refresh, retry). Default 30. */
+  cooldown?: number
+  /** Seconds allowed for one fetch, body included (fractions allowed, at most 60). Default 5. */
+  timeout?: number
+  /** Maximum body size in bytes. Default 65,536. */
+  maxBytes?: number
+  /** Seconds a fetched set may still be used while refreshes fail; at least `cacheMaxAge`. Default 3,600. */
+  maxStale?: number
+  keys?: never
+}
+
+/**
+ * A fixed JWK Set (RFC 7517 §5), such as the issuer's `jwks.json` read at start-up. Keys without a
+ * `kid` are ignored; a key that is symmetric, holds private material or has `use` other than `sig`
+ * makes the whole set refused at start-up.
+ */
+export interface LocalJwks {
+  keys: readonly JWK[]
+  uri?: never
 }
 
 export interface BearerAuthOptions {
@@ -81,15 +111,13 @@ export interface BearerAuthOptions {
   issuer: string
   /** The token's `aud` (string or array) must contain one of these (RFC 9068 §4). */
   audience: string | string[]
-  /** Remote JWK Set, fetched and cached by the middleware. Exactly one of `jwksUri` / `jwks`. */
-  jwksUri?: string | URL
-  /** Local JWK Set. Exactly one of `jwksUri` / `jwks`. */
-  jwks?: { keys: JWK[] }
+  /** Where the verification keys come from: `{ uri, … }` for the issuer's JWK Set, or `{ keys }`. */
+  jwks: RemoteJwks | LocalJwks
   /** All required; a token lacking any → 403 `insufficient_scope` (RFC 6750 §3.1). */
   scopes?: string[]
   /** Consulted after signature and claims verify, with `jti`, `kid`, `client_id` and `iat`. */
   denylist?: RevocationCheck
-  /** Signature algorithm allowlist. Default `['ES256', 'EdDSA', 'RS256', 'PS256']`. `none` and `HS*` throw. */
+  /** Signature algorithm allowlist. Default `DEFAULT_ALGORITHMS`. `none` and `HS*` throw. */
   algorithms?: string[]
   /** Seconds of leeway for `exp`, `nbf` and a future `iat`. Default 30. */
   clockTolerance?: number
@@ -101,16 +129,6 @@ export interface BearerAuthOptions {
   onFailOpen?: (info: FailOpenInfo) => void
   /** Called for each refused request, for logs and metrics. */
   onReject?: (info: RejectInfo) => void
-  /** Seconds before a fetched JWKS is refreshed on the next request. Default 600. */
-  jwksCacheMaxAge?: number
-  /** Minimum seconds between JWKS fetch attempts (unknown `kid`, refresh, retry). Default 30. */
-  jwksCooldown?: number
-  /** Seconds allowed for one JWKS fetch, body included (fractions allowed, at most 60). Default 5. */
-  jwksTimeout?: number
-  /** Maximum JWKS body size in bytes. Default 65,536. */
-  jwksMaxBytes?: number
-  /** Seconds a fetched JWKS may still be used while refreshes fail; beyond it → 503. Default 3,600. */
-  jwksMaxStale?: number
   /** Epoch seconds. Default `Date.now() / 1000`. Also drives the JWKS cache timers. */
   clock?: () => number
   /** Default `globalThis.fetch`, looked up at call time. */

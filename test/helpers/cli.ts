@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { CliIo } from '../../scripts/lib/cli.js'
+import type { CliIo } from '../../src/cli/cli.js'
 
 export function tempDir(prefix = 'tokensmith-'): string {
   return mkdtempSync(join(tmpdir(), prefix))
@@ -15,6 +15,14 @@ export async function runCli(
 ) {
   let stdout = ''
   let stderr = ''
-  const code = await run(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t), env })
+  const code = await run(argv, {
+    stdout: (text) => {
+      stdout += text
+    },
+    stderr: (text) => {
+      stderr += text
+    },
+    env,
+  })
   return { code, stdout, stderr, json: () => JSON.parse(stdout) }
 }

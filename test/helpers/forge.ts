@@ -1,5 +1,5 @@
 /**
- * Test-only token signer and forger for the verifier suites (checklist section B). It signs with
+ * Test-only token signer and forger for the verifier suites. It signs with
  * node:crypto over raw base64url text, so it can produce what no honest library would: any header,
  * any payload bytes, any signature bytes.
  */
@@ -18,7 +18,7 @@ export interface TestKey {
   publicJwk: JWK
 }
 
-/** P-256 group order n (SEC 2 §2.4.2), for TF-8 and TF-9. */
+/** P-256 group order n (SEC 2 §2.4.2), for malleated and re-encoded ECDSA signatures. */
 export const P256_N = BigInt('0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551')
 
 export function makeKey(alg: TestAlg, kid: string = `${alg.toLowerCase()}-key`): TestKey {
@@ -137,7 +137,7 @@ export function signToken(
 export const withSignature = (token: string, signature: Uint8Array | string): string =>
   `${token.split('.').slice(0, 2).join('.')}.${typeof signature === 'string' ? signature : b64u(signature)}`
 
-/** TF-9: ES256 signature r‖s → r‖(n − s), still valid under plain ECDSA verification. */
+/** ES256 signature r‖s → r‖(n − s), still valid under plain ECDSA verification (no low-S rule). */
 export function malleateEs256(token: string): string {
   const signature = fromB64u(token.split('.')[2] ?? '')
   const s = BigInt(`0x${signature.subarray(32).toString('hex')}`)
@@ -145,7 +145,7 @@ export function malleateEs256(token: string): string {
   return withSignature(token, malleated)
 }
 
-/** Re-encodes ECDSA r‖s as ASN.1 DER (TF-8: the wrong encoding for JOSE). */
+/** Re-encodes ECDSA r‖s as ASN.1 DER: the wrong encoding for JOSE (RFC 7518 §3.4 asks for r‖s). */
 export function p1363ToDer(signature: Uint8Array): Buffer {
   const int = (bytes: Uint8Array) => {
     let b = Buffer.from(bytes)

@@ -18,8 +18,12 @@ export const T0 = 1_800_000_000
 export function fixedClock(start = T0): Clock & { set(t: number): void; advance(s: number): void } {
   let now = start
   const clock = (() => now) as Clock & { set(t: number): void; advance(s: number): void }
-  clock.set = (t) => void (now = t)
-  clock.advance = (s) => void (now += s)
+  clock.set = (t) => {
+    now = t
+  }
+  clock.advance = (s) => {
+    now += s
+  }
   return clock
 }
 
@@ -71,7 +75,10 @@ const keyCache = new Map<SigningAlg, Promise<KeyRecord>>()
 /** One generated key per algorithm per test file (RSA generation is slow). */
 export function testKey(alg: SigningAlg = 'ES256'): Promise<KeyRecord> {
   let key = keyCache.get(alg)
-  if (!key) keyCache.set(alg, (key = generateKeyRecord(alg, T0 - 1000, T0 - 1000)))
+  if (!key) {
+    key = generateKeyRecord(alg, T0 - 1000, T0 - 1000)
+    keyCache.set(alg, key)
+  }
   return key
 }
 

@@ -1,6 +1,6 @@
 /**
  * msw wiring for verifier tests: a fake AS serving its JWKS, an attacker host, and request counters.
- * Every unhandled request is an error (STYLE: an unhandled request fails the test).
+ * Every unhandled request is an error: a test that reaches for the network by mistake fails.
  */
 import { setupServer, type SetupServer } from 'msw/node'
 import type { RequestHandler } from 'msw'

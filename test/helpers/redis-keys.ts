@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { escapeGlob } from '../../src/denylist/feed.js'
+import { escapeGlob } from '../../src/denylist/protocol.js'
 
 /** Every key under `prefix` (glob characters escaped): tests count only their own keys, never FLUSH. */
 export async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {

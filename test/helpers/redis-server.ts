@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './free-port.js'
+import { GiveUp, waitFor } from './wait-for.js'
 
 export interface RedisServer {
   readonly url: string
@@ -11,7 +11,7 @@ export interface RedisServer {
   stop(): Promise<void>
   /** Send a signal (default SIGKILL) and wait for the process to exit. */
   kill(signal?: NodeJS.Signals): Promise<void>
-  /** SIGSTOP: the port stays open and connections stay up, but nothing is answered (OF-2). */
+  /** SIGSTOP: the port stays open and connections stay up, but nothing is answered: a frozen Redis. */
   pause(): void
   /** SIGCONT. */
   resume(): void
@@ -40,10 +40,6 @@ function installExitHook(): void {
   })
 }
 
-/** A port that was free a moment ago: bind to port 0 on loopback, read it, close. */
-/** Kept under this name for the fault tests; one implementation in free-port.ts. */
-export const getFreePort = freePort
-
 /** Raw RESP PING, so waiting for a server needs no client library and logs nothing. */
 export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
@@ -68,22 +64,24 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   installExitHook()
   const startTimeoutMs = options.startTimeoutMs ?? 10_000
   const fixedPort = options.port !== undefined
-  let port = options.port ?? (await getFreePort())
+  let port = options.port ?? (await freePort())
   let child: ChildProcess | undefined
   let paused = false
 
   async function launch(): Promise<void> {
-    // A port picked by getFreePort can be taken before redis binds it; pick another and retry.
+    // A port picked by freePort can be taken before redis binds it; pick another and retry.
     for (let attempt = 1; ; attempt++) {
-      const started = spawnServer(port, options.args ?? [])
+      const started = spawnRedis(port, options.args ?? [])
       child = started.child
-      const outcome = await waitUntilAnswering(port, started, startTimeoutMs)
-      if (outcome === 'ready') return
-      await terminate(started.child, 'SIGKILL')
-      if (fixedPort || attempt >= 3) {
-        throw new Error(`redis-server did not start on port ${port}: ${outcome}\n${started.output()}`)
+      try {
+        return await waitUntilAnswering(port, started, startTimeoutMs)
+      } catch (error) {
+        await terminate(started.child, 'SIGKILL')
+        if (fixedPort || attempt >= 3) {
+          throw new Error(`redis-server did not start on port ${port}: ${(error as Error).message}\n${started.output()}`)
+        }
       }
-      port = await getFreePort()
+      port = await freePort()
     }
   }
 
@@ -121,7 +119,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   }
 }
 
-function spawnServer(port: number, extraArgs: string[]) {
+function spawnRedis(port: number, extraArgs: string[]) {
   const child = spawn(
     'redis-server',
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs],
@@ -141,25 +139,27 @@ function spawnServer(port: number, extraArgs: string[]) {
   return { child, exited, output: () => output }
 }
 
+/** Resolves once our redis-server answers PING; rejects when it exits or stays silent for `timeoutMs`. */
 async function waitUntilAnswering(
   port: number,
   started: { child: ChildProcess; exited: Promise<void> },
   timeoutMs: number,
-): Promise<'ready' | string> {
+): Promise<void> {
   let exited = false
   void started.exited.then(() => {
     exited = true
   })
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    if (exited) return `exited with code ${started.child.exitCode}`
-    if (await pingRedis(port, 200)) {
+  const gone = () => new GiveUp(`exited with code ${started.child.exitCode}`)
+  await waitFor(
+    async () => {
+      if (exited) throw gone()
+      if (!(await pingRedis(port, 200))) throw new Error(`no PING reply within ${timeoutMs} ms`)
       // Someone else may own the port: make sure our process is still the one alive.
-      return exited ? `exited with code ${started.child.exitCode}` : 'ready'
-    }
-    await sleep(25)
-  }
-  return `no PING reply within ${timeoutMs} ms`
+      if (exited) throw gone()
+    },
+    timeoutMs,
+    25,
+  )
 }
 
 async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {

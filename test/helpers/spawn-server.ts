@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './free-port.js'
+import { GiveUp, waitFor } from './wait-for.js'
 
 export interface SpawnedServer {
   proc: ChildProcess
@@ -46,6 +47,17 @@ const SOURCE_COMMAND = [
   fileURLToPath(new URL('../../src/main.ts', import.meta.url)),
 ] as const
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+
+/**
+ * What `npm start` does before it serves (its `prestart`): build dist/ if a file under src/ changed
+ * since the last build. Run it before spawning `compiled` servers.
+ */
+export function buildIfStale(): void {
+  const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
+  if (build.status !== 0) throw new Error(`the build failed (scripts/build-if-stale.mjs exited ${build.status ?? build.signal})`)
+}
+
 /** `node` with the arguments `npm start` gives it: the compiled build, no TypeScript loader. */
 const COMPILED_COMMAND = [process.execPath, fileURLToPath(new URL('../../dist/main.js', import.meta.url))] as const
 
@@ -83,20 +95,25 @@ export async function spawnServer(env: Record<string, string>, options: SpawnSer
   proc.once('error', (error) => (spawnError = error))
   const url = `http://127.0.0.1:${port}`
   // Listening is when /healthz answers (whatever LOG_LEVEL hides).
-  for (const deadline = Date.now() + timeoutMs; ; ) {
-    if (spawnError !== undefined) throw new Error(`cannot start ${program}: ${spawnError.message}`)
-    if (exitCode !== undefined) {
-      // Its last lines may still be in the pipe.
-      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))])
-      throw new Error(`server exited with ${exitCode}:\n${output.join('\n')}`)
-    }
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL')
-      throw new Error(`server did not start:\n${output.join('\n')}`)
-    }
-    const up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false)
-    if (up) break
-    await new Promise((resolve) => setTimeout(resolve, pollIntervalMs))
+  try {
+    await waitFor(
+      async () => {
+        if (spawnError !== undefined) throw new GiveUp(`cannot start ${program}: ${spawnError.message}`)
+        if (exitCode !== undefined) {
+          // Its last lines may still be in the pipe.
+          await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 1000))])
+          throw new GiveUp(`server exited with ${exitCode}:\n${output.join('\n')}`)
+        }
+        const health = await fetch(`${url}/healthz`)
+        if (!health.ok) throw new Error(`/healthz answered ${health.status}`)
+      },
+      timeoutMs,
+      pollIntervalMs,
+    )
+  } catch (error) {
+    if (error instanceof GiveUp) throw error
+    proc.kill('SIGKILL')
+    throw new Error(`server did not start:\n${output.join('\n')}`)
   }
   return { proc, url, port, output, exited, closed, kill: (signal = 'SIGTERM') => void proc.kill(signal) }
 }

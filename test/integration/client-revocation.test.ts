@@ -1,48 +1,36 @@
-import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Hono } from 'hono'
-import { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
+import { describe, expect, it } from 'vitest'
+import { run as clientCli } from '../../src/cli/client.js'
 import { createApp } from '../../src/app.js'
 import { watchClients } from '../../src/bootstrap.js'
 import { readClientsFile } from '../../src/clients/clients-file.js'
 import { createClientRegistry } from '../../src/clients/registry.js'
 import type { RevocationCheck } from '../../src/denylist/denylist.js'
-import { createRedisRevocationCheck } from '../../src/denylist/feed.js'
-import { createRedisDenylist, entryKey } from '../../src/denylist/redis.js'
+import { entryKey } from '../../src/denylist/protocol.js'
+import { createRevocationFeed } from '../../src/denylist/revocation-feed.js'
 import { bearerAuth } from '../../src/verifier/index.js'
 import { runCli, tempDir } from '../helpers/cli.js'
+import { expectError } from '../helpers/oauth-error.js'
 import { FORM, T0, basic, captureLog, fixedClock, makeDeps } from '../helpers/make-deps.js'
-import { keysUnder } from '../helpers/redis-keys.js'
+import { useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 // Deleting a client, or `rotate-secret --revoke-tokens`, ends the tokens it already holds: the
 // denylist gets a client entry (tokens with iat <= the instant) that introspection and the
 // resource-server middleware honour, written by the CLI to Redis and by each server on reload.
 
-const redisUrl = inject('redisUrl')
 const API = 'https://api.example.com'
 const T = 30
 
-let admin: Redis
-const cleanups: (() => Promise<unknown> | unknown)[] = []
-beforeAll(() => {
-  admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
-})
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-afterAll(async () => {
-  await admin.quit()
-})
+const shared = useSharedRedis()
 
 /** CLIENTS_FILE with `billing` and a resource server `rs-api` for API, made by the CLI; Redis env optional. */
 async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
   const clock = fixedClock(T0)
   const file = join(tempDir(), 'clients.json')
-  const keyPrefix = `test:${randomBytes(6).toString('hex')}:`
-  const env: Record<string, string> = { CLIENTS_FILE: file, ...(options.redis && { REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix }) }
+  const keyPrefix = shared.prefix()
+  const env: Record<string, string> = { CLIENTS_FILE: file, ...(options.redis && { REDIS_URL: shared.url, REDIS_KEY_PREFIX: keyPrefix }) }
   const cli = async (argv: string[]) => {
     const out = await runCli((args, io) => clientCli(args, io, clock), argv, env)
     expect(out.stderr).not.toMatch(/^error/m)
@@ -52,20 +40,11 @@ async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
   const billing = (await cli(['create', '--id', 'billing', '--scope', 'read', '--audience', API])).client_secret as string
   const rsSecret = (await cli(['create', '--id', 'rs-api', '--scope', 'read', '--audience', API, '--resource-server'])).client_secret as string
 
-  let denylist
-  if (options.redis) {
-    denylist = createRedisDenylist({ url: redisUrl, keyPrefix, clock, log: captureLog().log })
-    cleanups.push(async () => {
-      await denylist!.close()
-      const keys = await keysUnder(admin, keyPrefix)
-      if (keys.length > 0) await admin.del(...keys)
-    })
-    await waitFor(() => denylist!.ping())
-  }
+  const denylist = options.redis ? await shared.denylist(keyPrefix, clock, captureLog().log) : undefined
   const deps = await makeDeps({ clock, ...(denylist && { denylist }), config: { clientsFile: file, redisKeyPrefix: keyPrefix } })
   deps.clients = createClientRegistry(await readClientsFile(file))
   const watcher = options.watch === false ? undefined : await watchClients(deps, 60_000)
-  if (watcher) cleanups.push(() => watcher.stop())
+  if (watcher) shared.defer(() => watcher.stop())
   const app = createApp(deps)
 
   const post = (path: string, body: string, authorization: string) =>
@@ -85,8 +64,8 @@ async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
     return async (token: string) => (await rs.request('/api', { headers: { authorization: `Bearer ${token}` } })).status
   }
   const feed = async () => {
-    const check = createRedisRevocationCheck({ url: redisUrl, keyPrefix, clock, log: captureLog().log })
-    cleanups.push(() => check.close())
+    const check = createRevocationFeed({ url: shared.url, keyPrefix, clock, log: captureLog().log })
+    shared.defer(() => check.close())
     await check.ready()
     return check
   }
@@ -130,15 +109,12 @@ describe('client delete ends the tokens the client holds', () => {
 
     clock.advance(10)
     expect((await cli(['delete', '--id', 'billing'])).tokens_revoked).toEqual({ revoked_at: T0 + 10, until: T0 + 10 + 3600 + T, denylisted: 'redis' })
-    expect(await admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
-    expect(Math.abs((await admin.pttl(entryKey(keyPrefix, 'client', 'billing'))) - (3600 + T) * 1000)).toBeLessThanOrEqual(1_000)
+    expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
+    expect(Math.abs((await shared.admin.pttl(entryKey(keyPrefix, 'client', 'billing'))) - (3600 + T) * 1000)).toBeLessThanOrEqual(1_000)
     await waitFor(async () => expect(await callApi(token)).toBe(401), 1_000)
     expect(await introspect(token)).toBe(INACTIVE)
     // The middleware asking Redis directly (no feed) refuses it too.
-    const direct = createRedisDenylist({ url: redisUrl, keyPrefix, clock, log: captureLog().log })
-    cleanups.push(() => direct.close())
-    await waitFor(() => direct.ping())
-    expect(await resourceServer(direct)(token)).toBe(401)
+    expect(await resourceServer(await shared.denylist(keyPrefix, clock, captureLog().log))(token)).toBe(401)
   })
 
   it('a server that loads the deletion writes the Redis entry itself (the CLI had no REDIS_URL)', async () => {
@@ -148,10 +124,10 @@ describe('client delete ends the tokens the client holds', () => {
     clock.advance(10)
     const out = await runCli((args, io) => clientCli(args, io, clock), ['delete', '--id', 'billing'], { CLIENTS_FILE: file })
     expect(out.code).toBe(0)
-    expect(await admin.exists(entryKey(keyPrefix, 'client', 'billing'))).toBe(0)
+    expect(await shared.admin.exists(entryKey(keyPrefix, 'client', 'billing'))).toBe(0)
     await watcher!.check()
     expect(deps.clients.get('billing')).toBeUndefined()
-    expect(await admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
+    expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
     await waitFor(async () => expect(await callApi(token)).toBe(401), 1_000)
   })
 })
@@ -170,12 +146,12 @@ describe('client rotate-secret --revoke-tokens', () => {
     const rotated = await cli(['rotate-secret', '--id', 'billing', '--revoke-tokens'])
     expect(rotated).toMatchObject({ previous_secret_expires: T0 + 10, tokens_revoked: { revoked_at: T0 + 10, until: T0 + 10 + 3600 + T } })
     expect((await readClientsFile(deps.config.clientsFile)).clients.find((c) => c.client_id === 'billing')?.tokens_revoked_at).toBe(T0 + 10)
-    if (redis) expect(await admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
+    if (redis) expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
     await watcher!.check()
     const secret = rotated.client_secret as string
     // The old secret ends at once: otherwise it would simply mint new tokens.
     const old = await createApp(deps).request('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('billing', billing) }, body: 'grant_type=client_credentials' })
-    expect(old.status).toBe(401)
+    await expectError(old, 401, 'invalid_client')
 
     await waitFor(async () => expect(await callApi(before)).toBe(401), 1_000)
     expect(await introspect(before)).toBe(INACTIVE)

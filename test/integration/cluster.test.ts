@@ -1,19 +1,19 @@
-import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
+import { run as clientCli } from '../../src/cli/client.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { requestOnNewConnection, type PlainResponse } from '../helpers/fresh-connection.js'
 import { basic } from '../helpers/make-deps.js'
-import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
+import { buildIfStale, spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 // WORKERS=2: a cluster primary and two workers on one port, as `npm start` runs them (compiled).
 // Each new connection goes to the next worker, so a handful of requests reach both.
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const CRASH_HOOK = fileURLToPath(new URL('../helpers/crash-on-signal.mjs', import.meta.url))
+
+const GRANT = 'grant_type=client_credentials'
 
 type LogRecord = Record<string, unknown> & { msg?: string; worker?: number }
 
@@ -24,10 +24,7 @@ afterEach(async () => {
   servers = []
 })
 
-beforeAll(() => {
-  // What `npm start` does before it serves: build dist/ if a source changed since the last build.
-  execFileSync(process.execPath, ['scripts/build-if-stale.mjs'], { cwd: root, stdio: 'inherit' })
-}, 120_000)
+beforeAll(buildIfStale, 120_000)
 
 const records = (server: SpawnedServer): LogRecord[] =>
   server.output.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogRecord)
@@ -64,6 +61,18 @@ async function requestEach(count: number, url: string, options: Parameters<typeo
   return responses
 }
 
+/**
+ * `count` token requests, each on a connection of its own, sent but for their last bytes until
+ * `release()`: requests in flight, given 300 ms to reach their workers.
+ */
+async function tokenRequestsInFlight(server: SpawnedServer, authorization: string, count: number) {
+  let release!: () => void
+  const hold = new Promise<void>((resolve) => (release = resolve))
+  const inFlight = Array.from({ length: count }, () => requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: GRANT, hold }))
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  return { release, inFlight }
+}
+
 /** The workers that logged a request for `path` after the first `skip` log records. */
 async function workersThatServed(server: SpawnedServer, path: string, count: number, skip = 0) {
   // Lines reach stdout within 100 ms (they are written in batches).
@@ -87,7 +96,7 @@ describe('WORKERS=2', () => {
     expect(workers.map((r) => r.pid)).not.toContain(server.proc.pid)
     expect(new Set(workers.map((r) => r.worker))).toEqual(new Set([1, 2]))
 
-    await requestEach(8, `${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials' })
+    await requestEach(8, `${server.url}/oauth/token`, { authorization, form: GRANT })
     expect(await workersThatServed(server, '/oauth/token', 8)).toEqual(new Set([1, 2]))
     // Every line a worker writes names it; only the primary's own lines have no worker id.
     const primaryMessages = ['tokensmith primary starting workers', 'generated a signing key and a standby key in an empty KEYS_DIR']
@@ -99,7 +108,7 @@ describe('WORKERS=2', () => {
   it('refuses a token at every worker once one worker revoked it (the denylist is in Redis)', async () => {
     const { env, authorization } = await setup()
     const server = await startCluster(env)
-    const issued = await requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials' })
+    const issued = await requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: GRANT })
     const token = issued.json().access_token as string
 
     const introspect = { authorization, form: `token=${token}` }
@@ -118,7 +127,7 @@ describe('WORKERS=2', () => {
     const { env } = await setup({ RELOAD_INTERVAL: '60' })
     const server = await startCluster(env)
     const created = await runCli(clientCli, ['create', '--id', 'svc-new', '--scope', 'read', '--audience', 'https://api.example.com'], env)
-    const options = { authorization: basic('svc-new', created.json().client_secret as string), form: 'grant_type=client_credentials' }
+    const options = { authorization: basic('svc-new', created.json().client_secret as string), form: GRANT }
     // Polling waits 60 s: until the SIGHUP, no worker knows the client.
     await requestEach(4, `${server.url}/oauth/token`, options, 401)
 
@@ -138,10 +147,7 @@ describe('WORKERS=2', () => {
     const { env, authorization } = await setup()
     const server = await startCluster(env)
 
-    let release!: () => void
-    const hold = new Promise<void>((resolve) => (release = resolve))
-    const inFlight = Array.from({ length: 4 }, () => requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials', hold }))
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    const { release, inFlight } = await tokenRequestsInFlight(server, authorization, 4)
     server.kill('SIGTERM')
     await waitFor(() => expect(records(server).filter((r) => r.msg === 'shutting down')).toHaveLength(3))
     release()
@@ -158,10 +164,7 @@ describe('WORKERS=2', () => {
     const { env, authorization } = await setup()
     const server = await startCluster(env)
 
-    let release!: () => void
-    const hold = new Promise<void>((resolve) => (release = resolve))
-    const inFlight = Array.from({ length: 4 }, () => requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials', hold }))
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    const { release, inFlight } = await tokenRequestsInFlight(server, authorization, 4)
     server.kill('SIGINT')
     await waitFor(() => expect(records(server).filter((r) => r.msg === 'shutting down')).toHaveLength(3))
     // The workers' own SIGINT, after the primary's shutdown: not a second signal.
@@ -177,7 +180,7 @@ describe('WORKERS=2', () => {
   it('exits at once on a second signal, a worker in the middle of a request writing out its log first', async () => {
     const { env, authorization } = await setup()
     const server = await startCluster(env)
-    const held = requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials', hold: new Promise(() => {}) }).catch(() => undefined)
+    const held = requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: GRANT, hold: new Promise(() => {}) }).catch(() => undefined)
     await new Promise((resolve) => setTimeout(resolve, 300))
     server.kill('SIGTERM')
     await waitFor(() => expect(records(server).filter((r) => r.msg === 'shutting down')).toHaveLength(3))
@@ -205,14 +208,14 @@ describe('WORKERS=2', () => {
     })
     expect(died).toMatchObject({ level: 50, workerId: victim!.worker, workerPid: victim!.pid, signal: 'SIGKILL' })
     // The other worker answers while the new one starts.
-    await requestEach(4, `${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials' })
+    await requestEach(4, `${server.url}/oauth/token`, { authorization, form: GRANT })
 
     await waitFor(() => expect(listening(server)).toHaveLength(3), 15_000)
     const replacement = listening(server)[2]!
     expect(replacement.pid).not.toBe(victim!.pid)
     expect(replacement.worker).not.toBe(victim!.worker)
     const mark = records(server).length
-    await requestEach(6, `${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials' })
+    await requestEach(6, `${server.url}/oauth/token`, { authorization, form: GRANT })
     expect(await workersThatServed(server, '/oauth/token', 6, mark)).toEqual(new Set([survivor!.worker, replacement.worker]))
   })
 

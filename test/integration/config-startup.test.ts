@@ -88,7 +88,7 @@ describe('scripts', () => {
   it('report a .env mistake as a configuration failure and exit 1', () => {
     const dir = tempDir()
     writeFileSync(join(dir, '.env'), `CLIENTS_FILE=./clients.json\nTODO: x\nKEYS_PASSPHRASE=${PASSPHRASE}\n`)
-    const script = fileURLToPath(new URL('../../scripts/client.ts', import.meta.url))
+    const script = fileURLToPath(new URL('../../src/cli/client.ts', import.meta.url))
     const { status, stdout, stderr } = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), script, 'list'], {
       cwd: dir,
       encoding: 'utf8',

@@ -2,17 +2,20 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Clock } from '../../src/clock.js'
 import { DenylistUnavailableError } from '../../src/denylist/denylist.js'
-import { createRedisRevocationCheck, type RedisRevocationCheck } from '../../src/denylist/feed.js'
-import { createRedisDenylist, type DenylistLog } from '../../src/denylist/redis.js'
+import { createRedisDenylist } from '../../src/denylist/redis.js'
+import type { DenylistLog } from '../../src/denylist/redis-client.js'
+import { createRevocationFeed, type RevocationFeed } from '../../src/denylist/revocation-feed.js'
 import type { Denylist } from '../../src/denylist/denylist.js'
-import { getFreePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
+import { useCleanups } from '../helpers/cleanups.js'
+import { freePort } from '../helpers/free-port.js'
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { waitFor } from '../helpers/wait-for.js'
 
-// Checklist E (OF-1, OF-2, OF-5): every operation gives up within about a second while Redis is
-// gone or frozen, and everything recovers on its own once Redis is back. Each test owns its server.
+// Every operation gives up within about a second while Redis is gone or frozen, and everything
+// recovers on its own once Redis is back. Each test owns its server.
 
 const clock: Clock = () => Date.now() / 1000
 const FAIL_FAST_MS = 1_500
@@ -28,14 +31,11 @@ afterAll(() => {
   expect(unhandled).toEqual([])
 })
 
-const cleanups: (() => Promise<void>)[] = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+const defer = useCleanups()
 
 async function server(options: { port?: number } = {}): Promise<RedisServer> {
   const started = await startRedisServer(options)
-  cleanups.push(() => started.stop())
+  defer(() => started.stop())
   return started
 }
 
@@ -52,13 +52,13 @@ function recordingLog() {
 
 function denylist(url: string, log: DenylistLog = recordingLog().log): Denylist {
   const created = createRedisDenylist({ url, keyPrefix: prefix(), clock, log })
-  cleanups.push(() => created.close())
+  defer(() => created.close())
   return created
 }
 
-function feed(url: string, keyPrefix: string, log: DenylistLog = recordingLog().log): RedisRevocationCheck {
-  const created = createRedisRevocationCheck({ url, keyPrefix, clock, log })
-  cleanups.push(() => created.close())
+function feed(url: string, keyPrefix: string, log: DenylistLog = recordingLog().log): RevocationFeed {
+  const created = createRevocationFeed({ url, keyPrefix, clock, log })
+  defer(() => created.close())
   return created
 }
 
@@ -125,7 +125,7 @@ describe('redis denylist under faults', () => {
     redis.pause()
     try {
       const revokeMs = await expectFastUnavailable(() => d.revokeToken(id(), clock() + 60))
-      // OF-2: bounded by commandTimeout (500 ms), where default ioredis settings would hang.
+      // Bounded by commandTimeout (500 ms), where default ioredis settings would hang.
       expect(revokeMs).toBeLessThan(1_000)
       await expectAllUnavailable(d)
     } finally {
@@ -134,8 +134,8 @@ describe('redis denylist under faults', () => {
     await waitFor(() => expectWorks(d))
   })
 
-  it('starts with Redis down, fails fast, and becomes ready within 5 s of Redis appearing (OF-5)', async () => {
-    const port = await getFreePort()
+  it('starts with Redis down, fails fast, and becomes ready within 5 s of Redis appearing', async () => {
+    const port = await freePort()
     const url = `redis://127.0.0.1:${port}`
     const keyPrefix = prefix()
     const d = denylist(url)
@@ -160,7 +160,7 @@ describe('redis revocation feed under faults', () => {
     const redis = await server()
     const keyPrefix = prefix()
     const writer = createRedisDenylist({ url: redis.url, keyPrefix, clock, log: recordingLog().log })
-    cleanups.push(() => writer.close())
+    defer(() => writer.close())
     const check = feed(redis.url, keyPrefix)
     await check.ready()
     const revoked = id()
@@ -176,7 +176,8 @@ describe('redis revocation feed under faults', () => {
     const started = performance.now()
     await check.ready()
     expect(performance.now() - started).toBeLessThan(RECOVERY_MS)
-    // Redis restarted without persistence (decision 13), but what the feed already knew stays known.
+    // Redis restarted without persistence (the README asks for it; this one has none), but what the
+    // feed already knew stays known.
     expect(await check.isRevoked({ jti: revoked })).toBe(true)
     const after = id()
     await waitFor(() => writer.revokeToken(after, clock() + 60))
@@ -207,9 +208,9 @@ describe('redis revocation feed under faults', () => {
     const redis = await server()
     const keyPrefix = prefix()
     const proxy = await startTcpProxy(redis.port)
-    cleanups.push(() => proxy.close())
+    defer(() => proxy.close())
     const writer = createRedisDenylist({ url: redis.url, keyPrefix, clock, log: recordingLog().log })
-    cleanups.push(() => writer.close())
+    defer(() => writer.close())
     const check = feed(proxy.url, keyPrefix)
     await check.ready()
     await waitFor(() => writer.ping())

@@ -1,45 +1,44 @@
-import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { Hono } from 'hono'
 import { decodeProtectedHeader } from 'jose'
-import { afterEach, describe, expect, inject, it } from 'vitest'
-import { run as keysCli } from '../../scripts/keys.js'
+import { describe, expect, it } from 'vitest'
+import { run as keysCli } from '../../src/cli/keys.js'
 import { createApp } from '../../src/app.js'
 import { watchKeys } from '../../src/bootstrap.js'
 import { systemClock } from '../../src/clock.js'
-import { createRedisRevocationCheck } from '../../src/denylist/feed.js'
+import { createRevocationFeed } from '../../src/denylist/revocation-feed.js'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
 import { ensureKeys } from '../../src/keys/keys-dir.js'
 import { bearerAuth } from '../../src/verifier/index.js'
 import { runCli, tempDir } from '../helpers/cli.js'
+import { freePort } from '../helpers/free-port.js'
 import { FORM, basic, captureLog, makeDeps } from '../helpers/make-deps.js'
+import { startRedisServer } from '../helpers/redis-server.js'
+import { useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
-// Issue 4, emergency path: `keys revoke --kid K` unpublishes K at once, and tokens K signed are
-// refused by introspection and by the middleware through the denylist feed, although the
-// middleware's cached JWKS still holds K.
-const cleanups: (() => Promise<unknown> | void)[] = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+// README, emergency: a signing key is compromised. `keys revoke --kid K` unpublishes K at once, and
+// tokens K signed are refused by introspection and by the middleware through the denylist feed,
+// although the middleware's cached JWKS still holds K.
+const shared = useSharedRedis()
 
 describe('a compromised signing key', () => {
   it('is refused everywhere within 1 s of keys revoke, while signing moves to the standby key', async () => {
-    const url = inject('redisUrl')
-    const keyPrefix = `test:${randomBytes(6).toString('hex')}:`
+    const url = shared.url
+    const keyPrefix = shared.prefix()
     const keysDir = join(tempDir(), 'keys')
     const log = captureLog().log
     const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log })
     const denylist = createRedisDenylist({ url, keyPrefix, clock: systemClock, log })
-    cleanups.push(() => denylist.close())
+    shared.defer(() => denylist.close())
     const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir, redisUrl: url, redisKeyPrefix: keyPrefix } })
     const watcher = await watchKeys(deps, 60_000)
-    cleanups.push(() => watcher.stop())
+    shared.defer(() => watcher.stop())
     const app = createApp(deps)
     await waitFor(() => denylist.ping())
 
-    const feed = createRedisRevocationCheck({ url, keyPrefix, clock: systemClock, log })
-    cleanups.push(() => feed.close())
+    const feed = createRevocationFeed({ url, keyPrefix, clock: systemClock, log })
+    shared.defer(() => feed.close())
     await feed.ready()
     const rs = new Hono()
     rs.use(bearerAuth({ issuer: deps.config.issuer, audience: 'https://api.example.com', jwks: JSON.parse(deps.keys.jwks().body), denylist: feed }))
@@ -78,8 +77,6 @@ describe('a compromised signing key', () => {
 
 describe('a key revoked while Redis is down', () => {
   it('is denylisted by the server as soon as Redis is back, retried at every check', async () => {
-    const { startRedisServer } = await import('../helpers/redis-server.js')
-    const { freePort } = await import('../helpers/free-port.js')
     const keysDir = join(tempDir(), 'keys')
     const { log } = captureLog()
     const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log })
@@ -90,15 +87,15 @@ describe('a key revoked while Redis is down', () => {
 
     const port = await freePort()
     const denylist = createRedisDenylist({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'late:', clock: systemClock, log })
-    cleanups.push(() => denylist.close())
+    shared.defer(() => denylist.close())
     const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir } })
     const watcher = await watchKeys(deps, 50)
-    cleanups.push(() => watcher.stop())
+    shared.defer(() => watcher.stop())
     // The keys apply at once (the revoked key is no longer published) even though Redis is down.
     expect(JSON.parse(deps.keys.jwks().body).keys.map((k: { kid: string }) => k.kid)).not.toContain(current!.kid)
 
     const redis = await startRedisServer({ port })
-    cleanups.push(() => redis.stop())
+    shared.defer(() => redis.stop())
     await waitFor(async () => expect(await denylist.isRevoked({ jti: 'any', kid: current!.kid })).toBe(true), 5000)
     const failures = deps.logLines.map((l) => JSON.parse(l)).filter((r) => r.msg === 'reload failed; keeping the last good state')
     expect(failures).toHaveLength(1)

@@ -2,8 +2,8 @@ import { chmodSync, chownSync, readFileSync, truncateSync, unlinkSync, writeFile
 import { join } from 'node:path'
 import { decodeProtectedHeader } from 'jose'
 import { afterEach, describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
-import { run as keysCli } from '../../scripts/keys.js'
+import { run as clientCli } from '../../src/cli/client.js'
+import { run as keysCli } from '../../src/cli/keys.js'
 import { createApp } from '../../src/app.js'
 import { watchKeys } from '../../src/bootstrap.js'
 import { systemClock } from '../../src/clock.js'
@@ -17,8 +17,9 @@ import { runCli, tempDir } from '../helpers/cli.js'
 import { FORM, T0, basic, captureLog, fixedClock, makeDeps } from '../helpers/make-deps.js'
 import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 
-// OF-8: a KEYS_DIR reload is all or nothing. A broken, truncated, undecryptable or vanished key
-// file is refused and logged; the last good keys keep signing and stay published, /readyz stays 200.
+// A KEYS_DIR reload is all or nothing (README, operator's runbook). A broken, truncated,
+// undecryptable or vanished key file is refused and logged; the last good keys keep signing and
+// stay published, /readyz stays 200.
 const PASSPHRASE = 'correct horse battery staple'
 const WRONG = 'wrong passphrase, not the one'
 const RETENTION = keyRetention(30)
@@ -100,7 +101,7 @@ describe('KEYS_DIR hot reload', () => {
     ['deletion', () => undefined, (kid) => `published key ${kid} (current) disappeared without being revoked`],
   ]
 
-  it.each(breakages)('refuses a reload after %s of the current key file, keeps signing, and applies the fixed file (OF-8)', async (_, breakText, problem) => {
+  it.each(breakages)('refuses a reload after %s of the current key file, keeps signing, and applies the fixed file', async (_, breakText, problem) => {
     const { keysDir, deps, watcher, current, file } = await setup()
     const original = readFileSync(file(current.kid), 'utf8')
     const before = deps.keys
@@ -301,7 +302,7 @@ describe('KEYS_DIR permissions on reload', () => {
 })
 
 describe('SIGHUP', () => {
-  it('applies keys rotate --now at once: the token kid and the JWKS change within 1 s (OF-14)', async () => {
+  it('applies keys rotate --now at once: the token kid and the JWKS change within 1 s', async () => {
     const root = tempDir()
     // A slow poll, so only SIGHUP can explain a switch within 1 s.
     const env = { KEYS_DIR: join(root, 'keys'), CLIENTS_FILE: join(root, 'clients.json'), REDIS_URL: '', LOG_LEVEL: 'info', RELOAD_INTERVAL: '60' }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.js'
 import { FORM, basic, makeDeps } from '../helpers/make-deps.js'
 
-// SK-14, SK-15: one JSON record per request with the outcome, client and token id; never a
+// One JSON record per request with the outcome, client and token id; never a
 // secret, a token or an Authorization value; caller-supplied text cannot forge a record.
 describe('request logs', () => {
   it('record every authentication outcome with client_id and jti, and never a secret or a token', async () => {

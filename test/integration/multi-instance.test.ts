@@ -3,8 +3,8 @@ import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { createApp } from '../../src/app.js'
 import { systemClock } from '../../src/clock.js'
-import { createRedisRevocationCheck, type RedisRevocationCheck } from '../../src/denylist/feed.js'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
+import { createRevocationFeed, type RevocationFeed } from '../../src/denylist/revocation-feed.js'
 import type { Deps } from '../../src/deps.js'
 import { bearerAuth, type BearerAuthVariables } from '../../src/verifier/index.js'
 import { waitFor } from '../helpers/wait-for.js'
@@ -22,7 +22,7 @@ describe('two instances sharing Redis', () => {
   const keyPrefix = `test:${randomBytes(6).toString('hex')}:`
   const log = captureLog().log
   const instances: { deps: Deps; app: ReturnType<typeof createApp> }[] = []
-  const feeds: RedisRevocationCheck[] = []
+  const feeds: RevocationFeed[] = []
   const resourceServers: Hono<{ Variables: BearerAuthVariables }>[] = []
 
   beforeAll(async () => {
@@ -35,7 +35,7 @@ describe('two instances sharing Redis', () => {
     await Promise.all(instances.map(({ deps }) => waitFor(() => deps.denylist.ping())))
     const jwks = JSON.parse(instances[0]!.deps.keys.jwks().body)
     for (let i = 0; i < 2; i++) {
-      const feed = createRedisRevocationCheck({ url, keyPrefix, clock: systemClock, log })
+      const feed = createRevocationFeed({ url, keyPrefix, clock: systemClock, log })
       await feed.ready()
       feeds.push(feed)
       const rs = new Hono<{ Variables: BearerAuthVariables }>()
@@ -85,7 +85,7 @@ describe('two instances sharing Redis', () => {
     const { access_token: token } = (await issued.json()) as { access_token: string }
     expect((await post(1, '/oauth/revoke', `token=${token}`, basic('svc-a', 'tks_secret-of-a'))).status).toBe(200)
 
-    const late = createRedisRevocationCheck({ url, keyPrefix, clock: systemClock, log })
+    const late = createRevocationFeed({ url, keyPrefix, clock: systemClock, log })
     try {
       await late.ready()
       const rs = new Hono()

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
+import { run as clientCli } from '../../src/cli/client.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { requestOnNewConnection } from '../helpers/fresh-connection.js'
 import { basic } from '../helpers/make-deps.js'

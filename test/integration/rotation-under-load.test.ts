@@ -2,17 +2,17 @@ import { join } from 'node:path'
 import { Hono } from 'hono'
 import { decodeProtectedHeader } from 'jose'
 import { afterEach, describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
-import { run as keysCli } from '../../scripts/keys.js'
+import { run as clientCli } from '../../src/cli/client.js'
+import { run as keysCli } from '../../src/cli/keys.js'
 import { bearerAuth } from '../../src/verifier/index.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 
-// Zero-downtime rotation (issue 4): tokens are requested and verified without pause, through the
-// middleware with a remote JWKS and through introspection, while `keys rotate` and
-// `keys rotate --now` run against a real server process. Time is compressed: the verifier caches
-// the JWKS for 1 s and the activation delay is 3 s, keeping the rule the README states (the
-// delay outlasts the verifiers' cache) at a scale a test can wait for.
+// Zero-downtime rotation (README, routine signing-key rotation): tokens are requested and verified
+// without pause, through the middleware with a remote JWKS and through introspection, while
+// `keys rotate` and `keys rotate --now` run against a real server process. Time is compressed: the
+// verifier caches the JWKS for 1 s and the activation delay is 3 s, keeping the rule the README
+// states (the delay outlasts the verifiers' cache) at a scale a test can wait for.
 const ACTIVATION_DELAY = '3'
 
 let servers: SpawnedServer[] = []
@@ -42,7 +42,7 @@ describe('signing-key rotation under load', () => {
     servers.push(server)
 
     const rs = new Hono()
-    rs.use(bearerAuth({ issuer: server.url, audience: 'https://api.example.com', jwksUri: `${server.url}/.well-known/jwks.json`, jwksCacheMaxAge: 1, jwksCooldown: 1 }))
+    rs.use(bearerAuth({ issuer: server.url, audience: 'https://api.example.com', jwks: { uri: `${server.url}/.well-known/jwks.json`, cacheMaxAge: 1, cooldown: 1 } }))
     rs.get('/api', (c) => c.text('ok'))
 
     const failures: string[] = []

@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
+import { run as clientCli } from '../../src/cli/client.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 

@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../scripts/client.js'
+import { run as clientCli } from '../../src/cli/client.js'
 import { ensureKeys } from '../../src/keys/keys-dir.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { captureLog, fixedClock } from '../helpers/make-deps.js'
@@ -68,7 +68,7 @@ describe('start-up', () => {
     const { clientsFile, env } = await setup()
     writeFileSync(
       clientsFile,
-      '{"clients": [{"client_id": "svc-a", "secrets": [{"sha256": "' + 'A'.repeat(43) + '", "created": 1}], "scopes": ["admin"], "scopes": ["read"], "audiences": ["aud"]}]}',
+      `{"clients": [{"client_id": "svc-a", "secrets": [{"sha256": "${'A'.repeat(43)}", "created": 1}], "scopes": ["admin"], "scopes": ["read"], "audiences": ["aud"]}]}`,
     )
     const { first, failed } = await startFailure(env)
     expect(first).toBe('server exited with 1:')

@@ -5,7 +5,7 @@ import { createApp } from '../../src/app.js'
 import { FORM, ISSUER, T0, basic, captureLog, makeDeps } from '../helpers/make-deps.js'
 
 /**
- * Checklist BI-30: whatever arrives at the token endpoint, the answer is never a 5xx, every 4xx is
+ * Whatever arrives at the token endpoint, the answer is never a 5xx, every 4xx is
  * JSON with a known RFC error code, and error_description stays within RFC 6749 §5.2's characters.
  */
 
@@ -166,7 +166,7 @@ async function checkAnswer(res: Response, requestMethod: string): Promise<void> 
   }
 }
 
-describe('token endpoint under random input (BI-30)', () => {
+describe('token endpoint under random input', () => {
   it(`never answers 5xx and only with allowed errors for ${RUNS} random form bodies from an authenticated client`, async () => {
     const { app } = await setup()
     await fc.assert(

@@ -4,6 +4,7 @@ import { createApp } from '../../src/app.js'
 import type { SigningAlg } from '../../src/keys/algorithms.js'
 import { generateKeyRecord } from '../../src/keys/key-file.js'
 import { FORM, ISSUER, T0, basic, makeDeps } from '../helpers/make-deps.js'
+import { expectError } from '../helpers/oauth-error.js'
 
 const JWKS = '/.well-known/jwks.json'
 const METADATA = '/.well-known/oauth-authorization-server'
@@ -24,7 +25,7 @@ async function getJwks(alg: SigningAlg) {
   return { deps, app, res }
 }
 
-describe('GET /.well-known/jwks.json (SK-7)', () => {
+describe('GET /.well-known/jwks.json (RFC 7517 §5: public members only)', () => {
   for (const alg of ['ES256', 'EdDSA', 'RS256', 'PS256'] as const) {
     it(`publishes only the public members of the ${alg} key, with kid, alg and use`, async () => {
       const { res, deps } = await getJwks(alg)
@@ -74,7 +75,7 @@ describe('GET /.well-known/jwks.json (SK-7)', () => {
   })
 })
 
-describe('GET /.well-known/oauth-authorization-server (SK-8)', () => {
+describe('GET /.well-known/oauth-authorization-server (RFC 8414 §3)', () => {
   async function metadata() {
     const deps = await makeDeps()
     const app = createApp(deps)
@@ -209,14 +210,7 @@ describe('methods on the GET endpoints (RFC 9110 §15.5.6)', () => {
         const deps = await makeDeps()
         const init: RequestInit = { method }
         if (method !== 'OPTIONS') Object.assign(init, { headers: { 'content-type': FORM }, body: 'a=1' })
-        const res = await createApp(deps).request(path, init)
-        expect(res.status).toBe(405)
-        expect(res.headers.get('allow')).toBe('GET, HEAD')
-        expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8')
-        expect(res.headers.get('cache-control')).toBe('no-store')
-        const body = (await res.json()) as Record<string, unknown>
-        expect(Object.keys(body).sort()).toEqual(['error', 'error_description'])
-        expect(body.error).toBe('invalid_request')
+        await expectError(await createApp(deps).request(path, init), 405, 'invalid_request', { allow: 'GET, HEAD' })
       })
     }
 

@@ -36,6 +36,10 @@ describe('configuration', () => {
     expect(loadConfig({ ISSUER: '', PORT: '' }).issuer).toBe('http://localhost:3000')
   })
 
+  it('treats an empty value as unset for every variable', () => {
+    expect(loadConfig(Object.fromEntries(CONFIG_VARIABLES.map((name) => [name, ''])))).toEqual(loadConfig({}))
+  })
+
   it.each([
     ['ACCESS_TOKEN_TTL', '5'],
     ['ACCESS_TOKEN_TTL', '3601'],

@@ -91,20 +91,20 @@ function collectDescriptions(): { descriptions: Description[]; unchecked: string
     const isErrorsModule = file === ERRORS_MODULE
     const resolveName = (name: string) => (isErrorsModule ? name : imported.get(name))
 
-    const record = (argument: ts.Expression | undefined, node: ts.Node) => {
+    const record = (argument: ts.Expression | undefined, node: ts.Node): void => {
       const where = `${file.slice(SRC.length + 1)}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1}`
-      if (argument === undefined) return unchecked.push(`${where}: no description`)
-      if (ts.isStringLiteral(argument) || ts.isNoSubstitutionTemplateLiteral(argument)) {
-        return descriptions.push({ where, text: argument.text, interpolated: [] })
-      }
-      if (ts.isTemplateExpression(argument)) {
+      if (argument === undefined) {
+        unchecked.push(`${where}: no description`)
+      } else if (ts.isStringLiteral(argument) || ts.isNoSubstitutionTemplateLiteral(argument)) {
+        descriptions.push({ where, text: argument.text, interpolated: [] })
+      } else if (ts.isTemplateExpression(argument)) {
         const parts = [argument.head.text, ...argument.templateSpans.map((span) => span.literal.text)]
         const interpolated = argument.templateSpans.map((span) => span.expression.getText(source))
-        return descriptions.push({ where, text: parts.join('x'), interpolated })
+        descriptions.push({ where, text: parts.join('x'), interpolated })
+      } else if (!(isErrorsModule && ts.isIdentifier(argument) && argument.text === 'description')) {
+        // A helper's own parameter (errors.ts) is checked where the helper is called.
+        unchecked.push(`${where}: ${argument.getText(source)}`)
       }
-      // A helper's own parameter (errors.ts) is checked where the helper is called.
-      if (isErrorsModule && ts.isIdentifier(argument) && argument.text === 'description') return
-      unchecked.push(`${where}: ${argument.getText(source)}`)
     }
 
     const visit = (node: ts.Node): void => {

@@ -4,7 +4,7 @@ import type { AppEnv } from '../types.js'
 
 /**
  * One log line per request: method, path (never the query string: a client_secret put there by
- * mistake must not reach the logs, BI-21), status, duration, and the client and token involved.
+ * mistake must not reach the logs), status, duration, and the client and token involved.
  * Monitoring of usage starts here.
  */
 export function requestLog(log: Logger): MiddlewareHandler<AppEnv> {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { DenylistUnavailableError } from '../../../src/denylist/denylist.js'
 import { createMemoryDenylist } from '../../../src/denylist/memory.js'
-import { denylistContract, uniqueId } from './contract.js'
+import { denylistContract, uniqueId } from '../../helpers/denylist-contract.js'
 
 /** A clock the test moves by hand. */
 function fakeClock(start = 1_700_000_000) {

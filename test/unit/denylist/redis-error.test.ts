@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { DenylistUnavailableError } from '../../../src/denylist/denylist.js'
-import { describeRedisError } from '../../../src/denylist/redis-error.js'
-import { unavailable } from '../../../src/denylist/redis.js'
+import { describeRedisError, unavailable } from '../../../src/denylist/redis-error.js'
 import { captureLog } from '../../helpers/make-deps.js'
 
 /** What ioredis rejects with when Redis refuses AUTH: the command, password included, rides along. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { isPublished, keyTimelines, nextTransition, type KeyTimeline, type KeyTimes } from '../../../src/keys/key-states.js'
 
 // The key lifecycle is a pure function of the key timestamps and `now`; every instance sharing
-// KEYS_DIR must compute the same states (checklist SK-12). Times are small offsets from T.
+// KEYS_DIR must compute the same states (OIDC Core §10.1.1 rotation). Times are small offsets from T.
 const T = 1_800_000_000
 const RETENTION = 3690 // keyRetention(30): 3600 + 30 + 60
 

@@ -5,7 +5,7 @@ import { generateKeyRecord, type KeyRecord } from '../../../src/keys/key-file.js
 import { createKeyStore, keyRetention, type KeyStore } from '../../../src/keys/key-store.js'
 import { ISSUER, T0, fixedClock } from '../../helpers/make-deps.js'
 
-// SK-12 through the store the server holds: a rotated key is published before it signs, signs
+// Rotation through the store the server holds: a rotated key is published before it signs, signs
 // from its activation, and the old key stays published until every token it signed has expired
 // plus the clock tolerance T plus the reload lag.
 const T = 30
@@ -35,7 +35,7 @@ describe('key store', () => {
     expect(() => createKeyStore([], fixedClock(), { retention: RETENTION })).toThrow('no signing keys')
   })
 
-  it('publishes a rotated key as next before it signs, and signs with it from exactly its activation (SK-12)', () => {
+  it('publishes a rotated key as next before it signs, and signs with it from exactly its activation', () => {
     const clock = fixedClock(T0)
     const store = createKeyStore([old, rotated], clock, { retention: RETENTION })
     expect(store.signingKey()).toEqual({ kid: old.kid, alg: 'ES256', privateKey: old.privateKey })
@@ -53,7 +53,7 @@ describe('key store', () => {
     ])
   })
 
-  it('keeps the old key in the JWKS and for verification until its last exp + T + lag, then drops it from both (SK-12)', () => {
+  it('keeps the old key in the JWKS and for verification until its last exp + T + lag, then drops it from both', () => {
     const clock = fixedClock(ACTIVATES)
     const store = createKeyStore([old, rotated], clock, { retention: RETENTION })
     // The last token the old key signed was issued at ACTIVATES - 1 and lives at most 3600 s.

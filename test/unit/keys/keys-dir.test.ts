@@ -26,7 +26,7 @@ describe('KEYS_DIR', () => {
     expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([]) // no temp or lock left
   })
 
-  it('never generates a key while valid keys exist, and kids stay stable across restarts (OF-9)', async () => {
+  it('never generates a key while valid keys exist, and kids stay stable across restarts', async () => {
     const dir = tempDir()
     const deps = { clock: fixedClock(), log: captureLog().log }
     const first = await ensureKeys(dir, 'ES256', deps)
@@ -35,7 +35,7 @@ describe('KEYS_DIR', () => {
     expect(keyFiles(dir)).toHaveLength(2)
   })
 
-  it('five instances starting on one empty directory create exactly one key (SK-11)', async () => {
+  it('five instances starting on one empty directory create exactly one key', async () => {
     const dir = tempDir()
     const results = await Promise.all(
       Array.from({ length: 5 }, () => ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log })),

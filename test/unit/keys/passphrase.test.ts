@@ -1,14 +1,14 @@
 import { chmodSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../../scripts/client.js'
+import { run as clientCli } from '../../../src/cli/client.js'
 import { generateKeyRecord, parseKeyFile, serializeKeyRecord, type KeyRecord } from '../../../src/keys/key-file.js'
 import { ensureKeys, readKeysDir } from '../../../src/keys/keys-dir.js'
 import { runCli, tempDir } from '../../helpers/cli.js'
 import { T0, captureLog, fixedClock } from '../../helpers/make-deps.js'
 import { spawnServer, type SpawnedServer } from '../../helpers/spawn-server.js'
 
-// SK-10: with KEYS_PASSPHRASE, private keys are encrypted PKCS#8 at rest, and a wrong or missing
+// With KEYS_PASSPHRASE, private keys are encrypted PKCS#8 at rest, and a wrong or missing
 // passphrase stops the server without generating a key or touching the files.
 // A key file readable by others is loaded and logged as an error; readable by its group only, it is fine.
 const PASSPHRASE = 'correct horse battery staple'
@@ -24,7 +24,7 @@ afterEach(async () => {
   servers = []
 })
 
-describe('encrypted key files (SK-10)', () => {
+describe('encrypted key files', () => {
   it('ensureKeys writes encrypted PKCS#8 and no plain private key', async () => {
     const dir = join(tempDir(), 'keys')
     const { records } = await ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log, passphrase: PASSPHRASE })
@@ -62,7 +62,7 @@ describe('encrypted key files (SK-10)', () => {
     await expect(parseKeyFile(serializeKeyRecord(record))).rejects.toThrow(/^the private key is encrypted: set KEYS_PASSPHRASE$/)
   })
 
-  it('restarts on an encrypted directory with the same kids and no new key (OF-9)', async () => {
+  it('restarts on an encrypted directory with the same kids and no new key', async () => {
     const dir = join(tempDir(), 'keys')
     const first = await ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log, passphrase: PASSPHRASE })
     const before = snapshot(dir)
@@ -137,7 +137,7 @@ describe('server start-up with key file problems', () => {
     expect(snapshot(keysDir)).toEqual(before)
   })
 
-  it('starts with a world-readable key file and logs an error naming it (SK-9)', async () => {
+  it('starts with a world-readable key file and logs an error naming it', async () => {
     const { keysDir, clientsFile } = await encryptedDir()
     const { records } = await readKeysDir(keysDir, PASSPHRASE)
     const exposed = records.find((r) => r.activates !== null)!

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { issueAccessToken, newJti } from '../../../src/oauth/access-token.js'
 import { ISSUER, T0, makeDeps } from '../../helpers/make-deps.js'
 
-// Watch which CSPRNG calls newJti makes (checklist decision 9).
+// Watch which CSPRNG calls newJti makes: every jti comes from crypto.randomBytes, never randomUUID.
 vi.mock('node:crypto', async (importOriginal) => {
   const original = await importOriginal<typeof import('node:crypto')>()
   return { ...original, randomBytes: vi.fn(original.randomBytes), randomUUID: vi.fn(original.randomUUID) }
@@ -17,7 +17,7 @@ beforeEach(() => {
   vi.mocked(randomUUID).mockClear()
 })
 
-describe('newJti (SK-6)', () => {
+describe('newJti (RFC 7519 §4.1.7: a unique, unguessable jti)', () => {
   it('gives 10,000 unique base64url values of at least 16 bytes, none UUID-shaped', () => {
     const jtis = Array.from({ length: 10_000 }, newJti)
     expect(new Set(jtis).size).toBe(10_000)

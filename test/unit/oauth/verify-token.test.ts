@@ -97,7 +97,7 @@ describe('verifyOwnToken accepts', () => {
     expect(await laterVerify(await sign())).toMatchObject({ jti: JTI, kid: key.kid })
   })
 
-  it('a TF-9 malleated ES256 signature (OpenSSL does not enforce low-S), with the same jti', async () => {
+  it('a malleated ES256 signature (r, n − s): OpenSSL does not enforce low-S; the jti is the same', async () => {
     const token = await sign()
     const malleated = malleateEs256(token)
     expect(malleated).not.toBe(token)

@@ -2,7 +2,12 @@ import { SignJWT } from 'jose'
 import { describe, expect, it, vi } from 'vitest'
 
 import { DenylistUnavailableError, type RevocationCheck as DenylistRevocationCheck } from '../../../src/denylist/denylist.js'
-import { bearerAuth, type FailOpenInfo, type RevocationCheck } from '../../../src/verifier/index.js'
+import {
+  BEARER_AUTH_DEFAULTS,
+  bearerAuth,
+  type FailOpenInfo,
+  type RevocationCheck,
+} from '../../../src/verifier/index.js'
 import { jwksOf, makeKey, signToken, type TestAlg } from '../../helpers/forge.js'
 import {
   AUDIENCE,
@@ -58,22 +63,22 @@ describe('bearerAuth: a valid token', () => {
 describe('bearerAuth: RFC 6750 credentials', () => {
   const { app } = makeApp({ jwks: jwksOf(es) })
 
-  it('BI-26: no Authorization header → 401 bare challenge without error', async () => {
+  it('no Authorization header → 401 bare challenge without error (RFC 6750 §3.1)', async () => {
     await expectBareChallenge(await app.request('/api/whoami'))
   })
 
   it.each(['Basic Y2xpZW50OnNlY3JldA==', 'Digest username="a"', 'DPoP abc', 'Bearerx abc', 'Token'])(
-    'BI-26: another scheme (%s) → 401 bare challenge',
+    'another scheme (%s) → 401 bare challenge (RFC 6750 §3.1)',
     async (authorization) => {
       await expectBareChallenge(await app.request('/api/whoami', { headers: { authorization } }))
     },
   )
 
-  it('BI-28: a token only in ?access_token= counts as no credentials', async () => {
+  it('a token only in ?access_token= counts as no credentials (only the header is supported)', async () => {
     await expectBareChallenge(await app.request(`/api/whoami?access_token=${token}`))
   })
 
-  it('BI-28: a token only in the form body counts as no credentials', async () => {
+  it('a token only in the form body counts as no credentials (the body is never read)', async () => {
     const response = await app.request('/api/form', {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -82,7 +87,7 @@ describe('bearerAuth: RFC 6750 credentials', () => {
     await expectBareChallenge(response)
   })
 
-  it.each(['bearer', 'BEARER', 'BeArEr'])('BI-29: scheme %s is accepted (RFC 9110 §11.1)', async (scheme) => {
+  it.each(['bearer', 'BEARER', 'BeArEr'])('scheme %s is accepted (case-insensitive, RFC 9110 §11.1)', async (scheme) => {
     await expectAccepted(await app.request('/api/whoami', { headers: { authorization: `${scheme} ${token}` } }))
   })
 
@@ -100,18 +105,18 @@ describe('bearerAuth: RFC 6750 credentials', () => {
     ['a tab instead of a space', `Bearer\t${token}`],
     ['a backslash', `Bearer ${token}\\`],
     ['a non-ASCII character', `Bearer ${token.slice(0, 10)}é${token.slice(10)}`],
-  ])('BI-27: %s → 400 invalid_request', async (_name, authorization) => {
+  ])('%s → 400 invalid_request (RFC 6750 §2.1 b64token)', async (_name, authorization) => {
     const response = await app.request('/api/whoami', { headers: { authorization } })
     const challenge = response.headers.get('www-authenticate') ?? ''
     await expectInvalidRequest(response)
     expect(challenge).not.toContain(token.slice(0, 10))
   })
 
-  it('BI-27: an empty Authorization header → 400 invalid_request', async () => {
+  it('an empty Authorization header → 400 invalid_request', async () => {
     await expectInvalidRequest(await app.request('/api/whoami', { headers: { authorization: '' } }))
   })
 
-  it('BI-28: a token in the header and in ?access_token= → 400 invalid_request', async () => {
+  it('a token in the header and in ?access_token= → 400 invalid_request (RFC 6750 §2: one method)', async () => {
     await expectInvalidRequest(await app.request(`/api/whoami?access_token=${token}`, bearer(token)))
   })
 
@@ -181,7 +186,7 @@ describe('bearerAuth: scopes (RFC 6750 §3.1 insufficient_scope)', () => {
   })
 })
 
-describe('bearerAuth: denylist (decision 4)', () => {
+describe('bearerAuth: denylist (a denylist that cannot answer is 503, never a pass)', () => {
   it('refuses a revoked token with 401 invalid_token, asking with jti, kid, client_id and iat', async () => {
     const denylist = denylistOf(async () => true)
     await expectInvalidToken(await callWith(makeApp({ jwks: jwksOf(es), denylist }).app, token))
@@ -254,7 +259,7 @@ describe('bearerAuth: denylist (decision 4)', () => {
   })
 })
 
-describe('bearerAuth: algorithms (SK-13, RFC 9068 §4)', () => {
+describe('bearerAuth: algorithms (RFC 8725 §3.1 allowlist, RFC 9068 §4)', () => {
   const algs: TestAlg[] = ['ES256', 'EdDSA', 'RS256', 'PS256']
   const keys = Object.fromEntries(algs.map((alg) => [alg, makeKey(alg, `${alg}-kid`)])) as Record<TestAlg, ReturnType<typeof makeKey>>
   const everyKey = jwksOf(...Object.values(keys))
@@ -278,7 +283,7 @@ describe('bearerAuth: algorithms (SK-13, RFC 9068 §4)', () => {
   })
 })
 
-describe('bearerAuth: RL-6', () => {
+describe('bearerAuth: no lockout (refusals keep no per-client state)', () => {
   it('never locks anyone out: 1,000 invalid tokens, then a valid one passes', async () => {
     const reasons = new Map<string, number>()
     const { app } = makeApp({
@@ -302,19 +307,27 @@ describe('bearerAuth: configuration is checked at start-up', () => {
     ['HS256', { algorithms: ['ES256', 'HS256'] }],
     ['an empty allowlist', { algorithms: [] }],
     ['an unknown algorithm', { algorithms: ['ES257'] }],
-    ['both jwks and jwksUri', { jwksUri: 'https://as.test/jwks' }],
+    ['both jwks.keys and jwks.uri', { jwks: { ...jwksOf(es), uri: 'https://as.test/jwks' } }],
+    ['jwks with neither keys nor uri', { jwks: {} }],
+    ['jwks not an object', { jwks: 'https://as.test/jwks' }],
+    ['a relative jwks.uri', { jwks: { uri: '/jwks.json' } }],
+    ['a jwks.uri that is not http(s)', { jwks: { uri: 'file:///etc/jwks.json' } }],
+    ['a remote-only option with local keys', { jwks: { ...jwksOf(es), cacheMaxAge: 60 } }],
     ['a realm with a quote', { realm: 'a"b' }],
     ['a realm with a backslash', { realm: 'a\\b' }],
     ['a scope with a space', { scopes: ['a b'] }],
     ['failOpen without onFailOpen', { failOpen: true }],
-    ['a jwksTimeout in milliseconds', { jwksTimeout: 5000 }],
-    ['jwksMaxStale below jwksCacheMaxAge', { jwksMaxStale: 10, jwksCacheMaxAge: 60 }],
+    ['a jwks.timeout in milliseconds', { jwks: { uri: 'https://as.test/jwks', timeout: 5000 } }],
+    ['a zero jwks.timeout', { jwks: { uri: 'https://as.test/jwks', timeout: 0 } }],
+    ['jwks.maxStale below jwks.cacheMaxAge', { jwks: { uri: 'https://as.test/jwks', maxStale: 10, cacheMaxAge: 60 } }],
+    ['a negative jwks.cooldown', { jwks: { uri: 'https://as.test/jwks', cooldown: -1 } }],
+    ['a fractional jwks.maxBytes', { jwks: { uri: 'https://as.test/jwks', maxBytes: 1.5 } }],
     ['a negative clockTolerance', { clockTolerance: -1 }],
     ['an empty audience list', { audience: [] }],
     ['an empty issuer', { issuer: '' }],
-    ['a private key in jwks', { jwks: { keys: [{ ...es.publicJwk, d: 'x' }] } }],
-    ['a symmetric key in jwks', { jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }] } }],
-    ['an encryption key in jwks', { jwks: { keys: [{ ...es.publicJwk, use: 'enc' }] } }],
+    ['a private key in jwks.keys', { jwks: { keys: [{ ...es.publicJwk, d: 'x' }] } }],
+    ['a symmetric key in jwks.keys', { jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }] } }],
+    ['an encryption key in jwks.keys', { jwks: { keys: [{ ...es.publicJwk, use: 'enc' }] } }],
   ])('throws on %s', (_name, override) => {
     expect(() => bearerAuth({ ...base, ...override } as never)).toThrow(TypeError)
   })
@@ -324,13 +337,30 @@ describe('bearerAuth: configuration is checked at start-up', () => {
     expect(() => bearerAuth({ ...base, failOpen: true } as never)).toThrow(/^bearerAuth: failOpen requires onFailOpen, so that every pass is logged$/)
   })
 
-  it('throws with neither jwks nor jwksUri', () => {
-    expect(() => bearerAuth({ issuer: ISSUER, audience: AUDIENCE })).toThrow(/exactly one of jwksUri and jwks/)
+  it('throws without jwks, naming both shapes', () => {
+    expect(() => bearerAuth({ issuer: ISSUER, audience: AUDIENCE } as never)).toThrow(
+      /^bearerAuth: jwks is required: \{ uri \} to fetch a JWK Set, or \{ keys \} for a local one$/,
+    )
+  })
+
+  it('names the jwks member at fault', () => {
+    const uri = 'https://as.test/jwks'
+    const withJwks = (jwks: unknown) => () => bearerAuth({ ...base, jwks } as never)
+    expect(withJwks({ uri, maxStale: 10, cacheMaxAge: 60 })).toThrow('jwks.maxStale must be at least jwks.cacheMaxAge')
+    expect(withJwks({ uri, timeout: 120 })).toThrow('jwks.timeout must be a number of seconds between 0 and 60')
+    expect(withJwks({ ...jwksOf(es), uri })).toThrow('jwks needs exactly one of uri and keys')
+    expect(withJwks({ ...jwksOf(es), cooldown: 5 })).toThrow('jwks.cooldown applies only to a remote set (jwks.uri)')
+  })
+
+  it('accepts every remote jwks option at its documented default', () => {
+    const defaults = BEARER_AUTH_DEFAULTS.jwks
+    expect(() => bearerAuth({ ...base, jwks: { uri: 'https://as.test/jwks', ...defaults } })).not.toThrow()
+    expect(defaults).toEqual({ cacheMaxAge: 600, cooldown: 30, timeout: 5, maxBytes: 65_536, maxStale: 3600 })
   })
 
   it('does no I/O when created', () => {
     const fetch = vi.fn<typeof globalThis.fetch>()
-    bearerAuth({ issuer: ISSUER, audience: AUDIENCE, jwksUri: 'https://as.test/jwks', fetch })
+    bearerAuth({ issuer: ISSUER, audience: AUDIENCE, jwks: { uri: 'https://as.test/jwks' }, fetch })
     expect(fetch).not.toHaveBeenCalled()
   })
 })

@@ -1,11 +1,12 @@
 /**
- * The RS's remote JWKS cache, against a fake AS served by msw (decision 10; OF-10, OF-11, TF-20).
- * Time is an injected clock, so cache ages and cooldowns are exact; fetch timeouts use real time.
+ * The RS's remote JWKS cache (`jwks: { uri, … }`), against a fake AS served by msw: caching, key
+ * rotation, a stepped clock, random kids, and every way a JWKS fetch can fail. Time is an injected
+ * clock, so cache ages and cooldowns are exact; fetch timeouts use real time.
  */
 import { delay, http, HttpResponse } from 'msw'
 import { describe, expect, it } from 'vitest'
 
-import type { BearerAuthOptions } from '../../../src/verifier/index.js'
+import type { RemoteJwks } from '../../../src/verifier/index.js'
 import { jwksOf, makeKey, signToken, type TestKey } from '../../helpers/forge.js'
 import { ATTACKER_ORIGIN, JWKS_URL, useMsw } from '../../helpers/msw.js'
 import {
@@ -32,9 +33,10 @@ function serve(initial: unknown) {
   return state
 }
 
-function rs(options: Partial<BearerAuthOptions> = {}) {
+/** A resource server on the fake AS's JWKS, with `jwks` options beside `uri`. */
+function rs(jwks: Omit<RemoteJwks, 'uri'> = {}) {
   const clock = { now: NOW }
-  const { app, middleware } = makeApp({ jwksUri: JWKS_URL, clock: () => clock.now, ...options })
+  const { app, middleware } = makeApp({ jwks: { uri: JWKS_URL, ...jwks }, clock: () => clock.now })
   return { app, middleware, clock, call: (key: TestKey) => callWith(app, tokenBy(key, clock.now)) }
 }
 
@@ -86,9 +88,9 @@ describe('remote JWKS: caching and rotation', () => {
     expect(fetches()).toBe(1)
   })
 
-  it('refreshes a set older than jwksCacheMaxAge on the next request', async () => {
+  it('refreshes a set older than jwks.cacheMaxAge on the next request', async () => {
     serve(jwksOf(k1))
-    const { call, clock } = rs({ jwksCacheMaxAge: 60 })
+    const { call, clock } = rs({ cacheMaxAge: 60 })
     await expectAccepted(await call(k1))
     clock.now += 60
     await expectAccepted(await call(k1))
@@ -98,9 +100,9 @@ describe('remote JWKS: caching and rotation', () => {
     expect(fetches()).toBe(2)
   })
 
-  it('TF-20: a retired key still published is accepted; once unpublished it is refused', async () => {
+  it('a retired key still published is accepted; once unpublished it is refused', async () => {
     const state = serve(jwksOf(k1, k2))
-    const { app, clock } = rs({ jwksCacheMaxAge: 300 })
+    const { app, clock } = rs({ cacheMaxAge: 300 })
     const oldToken = tokenBy(k1, clock.now)
     await expectAccepted(await callWith(app, oldToken))
     await expectAccepted(await callWith(app, tokenBy(k2, clock.now)))
@@ -113,7 +115,7 @@ describe('remote JWKS: caching and rotation', () => {
   })
 })
 
-describe('OF-15: a stepped clock', () => {
+describe('a stepped clock', () => {
   it('stepped back 5 min: a rotated key is still fetched at once, not after the step plus the cooldown', async () => {
     const state = serve(jwksOf(k1))
     const { call, clock } = rs()
@@ -139,7 +141,7 @@ describe('OF-15: a stepped clock', () => {
   })
 })
 
-describe('OF-11: random kids cannot drive fetches', () => {
+describe('random kids cannot drive fetches (one fetch per cooldown at most)', () => {
   it('10,000 random-kid tokens over 60 s → at most 3 fetches, all 401, p99 < 50 ms', async () => {
     serve(jwksOf(k1))
     const { app, clock } = rs()
@@ -159,7 +161,7 @@ describe('OF-11: random kids cannot drive fetches', () => {
   }, 60_000)
 })
 
-describe('OF-10: JWKS faults', () => {
+describe('JWKS faults: the last good set is kept, a missing one is 503, never 401', () => {
   it('(a) an outage shorter than the cache age causes no failure and no fetch', async () => {
     serve(jwksOf(k1))
     const { call, clock } = rs()
@@ -172,9 +174,9 @@ describe('OF-10: JWKS faults', () => {
     expect(fetches()).toBe(1)
   })
 
-  it('(b) a longer outage: the last good set is used up to jwksMaxStale, then 503, never 401; then recovery', async () => {
+  it('(b) a longer outage: the last good set is used up to jwks.maxStale, then 503, never 401; then recovery', async () => {
     serve(jwksOf(k1))
-    const { call, clock } = rs({ jwksCacheMaxAge: 600, jwksMaxStale: 3600 })
+    const { call, clock } = rs({ cacheMaxAge: 600, maxStale: 3600 })
     await expectAccepted(await call(k1))
     msw.server.use(http.get(JWKS_URL, () => HttpResponse.error()))
     clock.now = NOW + 601 // due: the refresh fails, the last good set still serves
@@ -217,7 +219,7 @@ describe('OF-10: JWKS faults', () => {
       }), { headers: { 'content-type': 'application/json' } })),
     )
     const started = performance.now()
-    await expectUnavailable(await rs({ jwksMaxBytes: 64 * 1024 }).call(k1))
+    await expectUnavailable(await rs({ maxBytes: 64 * 1024 }).call(k1))
     expect(performance.now() - started).toBeLessThan(1000)
     // The cap plus whatever the stream layers buffered ahead: nowhere near 10 MiB.
     expect(produced).toBeLessThanOrEqual(256 * 1024)
@@ -227,31 +229,31 @@ describe('OF-10: JWKS faults', () => {
     msw.server.use(http.get(JWKS_URL, () => new HttpResponse(JSON.stringify(jwksOf(k1)), {
       headers: { 'content-type': 'application/json', 'content-length': String(1024 * 1024) },
     })))
-    await expectUnavailable(await rs({ jwksMaxBytes: 1024 }).call(k1))
+    await expectUnavailable(await rs({ maxBytes: 1024 }).call(k1))
   })
 
-  it('a body of exactly jwksMaxBytes is accepted, one byte more is not', async () => {
+  it('a body of exactly jwks.maxBytes is accepted, one byte more is not', async () => {
     const body = JSON.stringify(jwksOf(k1))
     serve(jwksOf(k1))
-    await expectAccepted(await rs({ jwksMaxBytes: Buffer.byteLength(body) }).call(k1))
-    await expectUnavailable(await rs({ jwksMaxBytes: Buffer.byteLength(body) - 1 }).call(k1))
+    await expectAccepted(await rs({ maxBytes: Buffer.byteLength(body) }).call(k1))
+    await expectUnavailable(await rs({ maxBytes: Buffer.byteLength(body) - 1 }).call(k1))
   })
 
-  it('(e) a stalled response is aborted at jwksTimeout', async () => {
+  it('(e) a stalled response is aborted at jwks.timeout', async () => {
     msw.server.use(http.get(JWKS_URL, async () => { await delay('infinite'); return HttpResponse.json(jwksOf(k1)) }))
     const started = performance.now()
-    await expectUnavailable(await rs({ jwksTimeout: 0.2 }).call(k1))
+    await expectUnavailable(await rs({ timeout: 0.2 }).call(k1))
     const elapsed = performance.now() - started
     expect(elapsed).toBeGreaterThanOrEqual(150)
     expect(elapsed).toBeLessThan(1000)
   })
 
-  it('(e) a body that stalls half-way is aborted at jwksTimeout', async () => {
+  it('(e) a body that stalls half-way is aborted at jwks.timeout', async () => {
     msw.server.use(http.get(JWKS_URL, () => new HttpResponse(new ReadableStream<Uint8Array>({
       start(controller) { controller.enqueue(new TextEncoder().encode('{"keys":[')) },
     }), { headers: { 'content-type': 'application/json' } })))
     const started = performance.now()
-    await expectUnavailable(await rs({ jwksTimeout: 0.2 }).call(k1))
+    await expectUnavailable(await rs({ timeout: 0.2 }).call(k1))
     expect(performance.now() - started).toBeLessThan(1000)
   })
 
@@ -285,7 +287,7 @@ describe('OF-10: JWKS faults', () => {
 
   it('a failed first fetch is retried only after the cooldown', async () => {
     msw.server.use(http.get(JWKS_URL, () => new HttpResponse(null, { status: 503 })))
-    const { call, clock } = rs({ jwksCooldown: 30 })
+    const { call, clock } = rs({ cooldown: 30 })
     const first = await call(k1)
     expect(first.headers.get('retry-after')).toBe('30')
     await expectUnavailable(first)

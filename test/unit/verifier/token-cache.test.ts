@@ -127,7 +127,7 @@ describe('bearerAuth token cache and a remote JWK Set', () => {
     const state = { current: jwksOf(es) }
     msw.server.use(http.get(JWKS_URL, () => HttpResponse.json(state.current)))
     const clock = { now: NOW }
-    const { app } = makeApp({ jwksUri: JWKS_URL, clock: () => clock.now })
+    const { app } = makeApp({ jwks: { uri: JWKS_URL }, clock: () => clock.now })
     const longLived = signToken(es, DEFAULTS, { exp: NOW + 3000 })
     await expectAccepted(await callWith(app, longLived))
     await expectAccepted(await callWith(app, longLived))

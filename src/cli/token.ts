@@ -1,10 +1,8 @@
-import { systemClock, type Clock } from '../src/clock.js'
-import { createRedisDenylist } from '../src/denylist/redis.js'
-import { createKeyStore, keyRetention } from '../src/keys/key-store.js'
-import { readKeysDir } from '../src/keys/keys-dir.js'
-import { createLogger } from '../src/observability/logger.js'
-import { verifyOwnToken } from '../src/oauth/verify-token.js'
-import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, waitForRedis, type CliIo } from './lib/cli.js'
+import { systemClock, type Clock } from '../clock.js'
+import { createKeyStore, keyRetention } from '../keys/key-store.js'
+import { readKeysDir } from '../keys/keys-dir.js'
+import { verifyOwnToken } from '../oauth/verify-token.js'
+import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, withRedisDenylist, type CliIo } from './cli.js'
 
 const USAGE = `usage:
   npm run --silent token -- revoke --token ACCESS_TOKEN
@@ -27,11 +25,12 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       }
       if (flags.jti === '') throw new UsageError('--jti must not be empty')
       const config = cliConfig(io)
-      if (!config.redisUrl) {
+      const { redisUrl } = config
+      if (!redisUrl) {
         throw new CliFailure('REDIS_URL is not set: without Redis the denylist lives inside the server process, and a script cannot reach it')
       }
 
-      let jti = flags.jti
+      let jti = flags.jti ?? '' // with no --token, --jti is set (checked above)
       let exp = Number(flags.exp)
       if (flags.token !== undefined) {
         const { records } = await readKeysDir(config.keysDir, config.keysPassphrase)
@@ -47,14 +46,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       const until = exp + config.clockTolerance
       if (until <= clock()) throw new CliFailure('the token has expired (beyond the clock tolerance): nothing to revoke')
 
-      const log = createLogger('warn', { write: (line: string) => void io.stderr(line) })
-      const denylist = createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
-      try {
-        await waitForRedis(denylist)
-        await denylist.revokeToken(jti!, until)
-      } finally {
-        await denylist.close()
-      }
+      await withRedisDenylist({ ...config, redisUrl }, clock, io, (denylist) => denylist.revokeToken(jti, until))
       return { revoked: { jti, until } }
     },
   }, argv)

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { run as clientCli } from '../../../scripts/client.js'
-import { UsageError, parseFlags, runCommand } from '../../../scripts/lib/cli.js'
+import { run as clientCli } from '../../../src/cli/client.js'
+import { UsageError, parseFlags, runCommand } from '../../../src/cli/cli.js'
 import { runCli, tempDir } from '../../helpers/cli.js'
 
 // Names every object inherits: looked up as plain properties they would run as commands or count as flags.
@@ -11,7 +11,15 @@ describe('runCommand', () => {
   it.each(INHERITED)('takes %s for an unknown command: usage error, exit 2', async (name) => {
     let stdout = ''
     let stderr = ''
-    const io = { stdout: (t: string) => void (stdout += t), stderr: (t: string) => void (stderr += t), env: {} }
+    const io = {
+      stdout: (t: string) => {
+        stdout += t
+      },
+      stderr: (t: string) => {
+        stderr += t
+      },
+      env: {},
+    }
     const code = await runCommand(io, 'usage: test\n', { async list() { return {} } }, [name])
     expect({ code, stdout, stderr }).toEqual({ code: 2, stdout: '', stderr: `error: unknown command ${name}\nusage: test\n` })
   })

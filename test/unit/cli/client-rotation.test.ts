@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { DEFAULT_GRACE, run } from '../../../scripts/client.js'
+import { run } from '../../../src/cli/client.js'
 import { createApp } from '../../../src/app.js'
 import { readClientsFile } from '../../../src/clients/clients-file.js'
 import { createClientRegistry, verifyClientSecret } from '../../../src/clients/registry.js'
+import { DEFAULT_GRACE } from '../../../src/clients/rotation.js'
 import type { Clock } from '../../../src/clock.js'
 import { runCli, tempDir } from '../../helpers/cli.js'
 import { FORM, T0, basic, fixedClock, makeDeps } from '../../helpers/make-deps.js'
 
-// SK-5: `client rotate-secret --grace 60` on a fake clock: both secrets work for 60 s, then only
+// `client rotate-secret --grace 60` on a fake clock: both secrets work for 60 s, then only
 // the new one; at most two secrets are ever stored.
 function setup() {
   const dir = tempDir()
@@ -38,7 +39,7 @@ async function accepted(file: string, secrets: string[], now: number) {
   return secrets.map((secret) => verifyClientSecret(registry, 'billing', secret, () => now) !== undefined)
 }
 
-describe('client secret rotation (SK-5)', () => {
+describe('client secret rotation', () => {
   it('rotate-secret --grace 60: both secrets work for 60 s, then only the new one', async () => {
     const { file, env } = setup()
     const old = await createBilling(env)

@@ -3,7 +3,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { run } from '../../../scripts/client.js'
+import { run } from '../../../src/cli/client.js'
 import { readClientsFile } from '../../../src/clients/clients-file.js'
 import { createClientRegistry, verifyClientSecret } from '../../../src/clients/registry.js'
 import { runCli, tempDir } from '../../helpers/cli.js'
@@ -120,7 +120,7 @@ describe('client CLI', () => {
     const ids = ['p-1', 'p-2', 'p-3', 'p-4']
     await Promise.all(
       ids.map((id) =>
-        exec('node_modules/.bin/tsx', ['scripts/client.ts', 'create', '--id', id, '--scope', 'a', '--audience', 'aud'], { env: { ...process.env, ...env } }),
+        exec('node_modules/.bin/tsx', ['src/cli/client.ts', 'create', '--id', id, '--scope', 'a', '--audience', 'aud'], { env: { ...process.env, ...env } }),
       ),
     )
     expect((await readClientsFile(file)).clients.map((c) => c.client_id).sort()).toEqual(ids)

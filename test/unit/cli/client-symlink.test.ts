@@ -1,7 +1,7 @@
 import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { run } from '../../../scripts/client.js'
+import { run } from '../../../src/cli/client.js'
 import { runCli, tempDir } from '../../helpers/cli.js'
 
 /** CLIENTS_FILE as a link into another directory, the way mounted configuration is laid out. */

@@ -3,7 +3,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, r
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { describe, expect, inject, it } from 'vitest'
-import { run } from '../../../scripts/keys.js'
+import { run } from '../../../src/cli/keys.js'
 import { systemClock, type Clock } from '../../../src/clock.js'
 import { generateKeyRecord, type KeyRecord } from '../../../src/keys/key-file.js'
 import { createKeyStore, keyRetention } from '../../../src/keys/key-store.js'
@@ -41,7 +41,7 @@ const keyFiles = (dir: string) => readdirSync(dir).filter((name) => name.endsWit
 const readKey = (dir: string, kid: string) => JSON.parse(readFileSync(join(dir, `${kid}.json`), 'utf8')) as Record<string, unknown>
 const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name), 'utf8')]))
 
-/** SK-9: key files 0600 in a 0700 directory, and no lock or temp file left behind. */
+/** Key files 0600 in a 0700 directory, and no lock or temp file left behind. */
 function expectPrivate(dir: string) {
   expect(statSync(dir).mode & 0o777).toBe(0o700)
   expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([])

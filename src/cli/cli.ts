@@ -1,42 +1,57 @@
 import { pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { ConfigError, loadConfig, type Config } from '../../src/config.js'
-import { readEnv, type Env } from '../../src/env.js'
+import type { Clock } from '../clock.js'
+import { ConfigError, loadConfig, type Config } from '../config.js'
+import type { Denylist } from '../denylist/denylist.js'
+import { createRedisDenylist } from '../denylist/redis.js'
+import { readEnv, type Env } from '../env.js'
+import { createLogger } from '../observability/logger.js'
 
-/** What a script touches of the outside world, so tests run it in-process and read stdout. */
+/** What a command touches of the outside world, so tests run it in-process and read stdout. */
 export interface CliIo {
   stdout(text: string): void
   stderr(text: string): void
   env: Env
 }
 
+/** The real process. `env` is read when a command runs, never on import. */
 export const processIo: CliIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
-  env: process.env,
+  get env() {
+    return process.env
+  },
 }
 
 /** Exit codes: 0 success, 1 failure, 2 usage error. */
 export class UsageError extends Error {}
 export class CliFailure extends Error {}
 
+type FlagOptions = NonNullable<ParseArgsConfig['options']>
+/** The values parseArgs gives for `options`, strictly parsed without positionals. */
+type Flags<T extends FlagOptions> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: T; strict: true; allowPositionals: false }>
+>['values']
+
 /**
  * Strict flag parsing. A string flag's value may start with '-' (kids and client ids can): node's
  * parser would take `--kid -abc` for two flags, so such pairs are joined as `--kid=-abc` first.
  */
-export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+export function parseFlags<T extends FlagOptions>(argv: string[], options: T): Flags<T> {
   // Own properties only: `--constructor` or `--__proto__` is no flag of ours, whatever objects inherit.
-  const isFlag = (name: string) => Object.hasOwn(options, name)
-  const takesValue = (arg: string | undefined) =>
-    arg?.startsWith('--') === true && isFlag(arg.slice(2)) && options[arg.slice(2)]!.type === 'string'
+  const flag = (name: string) => (Object.hasOwn(options, name) ? options[name] : undefined)
+  const takesValue = (arg: string) => arg.startsWith('--') && flag(arg.slice(2))?.type === 'string'
   // A dash-led word after a string flag is its value unless it names one of our flags.
   const isValue = (word: string | undefined) =>
-    word !== undefined && word.startsWith('-') && !(word.startsWith('--') && isFlag(word.slice(2).split('=')[0]!))
+    word?.startsWith('-') === true && !(word.startsWith('--') && flag(word.slice(2).split('=')[0] ?? '') !== undefined)
   const joined: string[] = []
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (takesValue(arg) && isValue(argv[i + 1])) joined.push(`${arg}=${argv[++i]}`)
-    else joined.push(arg)
+    const arg = argv[i] ?? ''
+    const next = argv[i + 1]
+    if (takesValue(arg) && isValue(next)) {
+      joined.push(`${arg}=${next}`)
+      i++
+    } else joined.push(arg)
   }
   try {
     return parseArgs({ args: joined, options, strict: true, allowPositionals: false }).values
@@ -93,5 +108,25 @@ export async function waitForRedis(denylist: { ping(): Promise<void> }): Promise
       if (Date.now() > deadline) throw new CliFailure(`Redis is unreachable: ${(error as Error).message}`)
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
+  }
+}
+
+/**
+ * One write to the Redis denylist at REDIS_URL: connects (waiting for Redis as above), runs
+ * `write`, and always closes the connection. The client's own warnings go to stderr.
+ */
+export async function withRedisDenylist<T>(
+  config: Pick<Config, 'redisKeyPrefix'> & { redisUrl: string },
+  clock: Clock,
+  io: CliIo,
+  write: (denylist: Denylist) => Promise<T>,
+): Promise<T> {
+  const log = createLogger('warn', { write: (line: string) => void io.stderr(line) })
+  const denylist = createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
+  try {
+    await waitForRedis(denylist)
+    return await write(denylist)
+  } finally {
+    await denylist.close()
   }
 }

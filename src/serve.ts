@@ -1,0 +1,81 @@
+import cluster from 'node:cluster'
+import type { Hono } from 'hono'
+import type { AppEnv } from './http/types.js'
+import { createApp } from './app.js'
+import { buildDeps, watchClients, watchKeys } from './bootstrap.js'
+import { systemClock } from './clock.js'
+import { isPrimaryCommand } from './cluster.js'
+import type { Config } from './config.js'
+import type { Deps } from './deps.js'
+import { flushLogSync, type Logger } from './observability/logger.js'
+import { startServer } from './server.js'
+
+/** process.exit, after writing out the log lines still buffered. */
+export function exit(log: Logger, code: number): never {
+  flushLogSync(log)
+  process.exit(code)
+}
+
+export interface ServeOptions {
+  /**
+   * Adds to the app before it serves its first request (Hono builds its router then and takes no
+   * route after). The bench's floor server adds its one route here.
+   */
+  extend?: (app: Hono<AppEnv>, deps: Deps) => void | Promise<void>
+}
+
+/** Serves on its own (WORKERS=1) or as one cluster worker, exactly as a separate instance does. */
+export async function serve(config: Config, log: Logger, options: ServeOptions = {}): Promise<void> {
+  const deps = await buildDeps(config, log, systemClock)
+  // The keys watcher's first check runs now, before serving: it reports exposed or unencrypted key
+  // files and denylists revoked keys.
+  const interval = config.reloadInterval * 1000
+  const watchers = [await watchClients(deps, interval), await watchKeys(deps, interval)]
+  const app = createApp(deps)
+  await options.extend?.(app, deps)
+  const server = await startServer(app, { port: config.port, host: config.host })
+  log.info({ url: server.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
+  const reload = () => {
+    log.info('SIGHUP: reloading')
+    for (const watcher of watchers) void watcher.check()
+  }
+
+  // Graceful shutdown: /readyz turns 503 at once, no new connections, in-flight requests finish,
+  // then exit 0. A second signal, or 10 s without finishing, forces the exit.
+  let stopping = false
+  const force = (signal: string) => {
+    log.warn({ signal }, 'second signal, exiting now')
+    exit(log, 1)
+  }
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    deps.lifecycle.shuttingDown = true
+    for (const watcher of watchers) watcher.stop()
+    log.info({ signal }, 'shutting down')
+    setTimeout(() => {
+      log.error('in-flight requests did not finish within 10 s, exiting')
+      exit(log, 1)
+    }, 10_000).unref()
+    void server.close().then(async () => {
+      await deps.denylist.close().catch(() => {})
+      log.info('stopped')
+      exit(log, 0)
+    })
+  }
+  // In a cluster the primary counts the signals: a worker that gets the terminal's Ctrl-C itself
+  // gets the primary's shutdown too, in either order, and that is not a second signal.
+  const onSignal = (signal: string) => (stopping && !cluster.isWorker ? force(signal) : stop(signal))
+  process.on('SIGHUP', reload)
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
+  process.on('SIGINT', () => onSignal('SIGINT'))
+  // A worker's orders from the primary, which sends them once the worker listens (that is, from now on).
+  if (cluster.isWorker) {
+    process.on('message', (message: unknown) => {
+      if (!isPrimaryCommand(message)) return
+      if (message.tokensmith === 'reload') reload()
+      else if (message.tokensmith === 'shutdown') stop(message.signal)
+      else force(message.signal)
+    })
+  }
+}
