@@ -1,3 +1,4 @@
+// biome-ignore-all lint/style/noNonNullAssertion: a byte scanner: every index is checked against the buffer length before it is read
 import { DIGEST_BYTES } from './secret.js'
 import { createRegistryBuilder, type ClientRegistry } from './registry.js'
 

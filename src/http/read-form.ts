@@ -83,7 +83,7 @@ function readIncoming(incoming: IncomingMessage, limit: number): Promise<Uint8Ar
     }
     const onEnd = () => {
       settle()
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size))
+      resolve(chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, size))
     }
     const onError = (error: unknown) => {
       settle()

@@ -63,7 +63,8 @@ export function resolveAudience(client: Client, params: FormParams): string {
     throw invalidTarget('resource must be an absolute URI without a fragment')
   }
   const target = resource ?? audience
-  if (target === undefined) return client.audiences[0]!
+  // The registry holds at least one audience per client; the first is the default.
+  if (target === undefined) return client.audiences[0] ?? ''
   if (!client.audiences.includes(target)) throw invalidTarget('the requested resource is not allowed for this client')
   return target
 }

@@ -42,15 +42,22 @@ export function redactSecrets(record: Record<string, unknown>): Record<string, u
     const value = record[key]
     if (value === undefined) continue
     if (SECRETS.has(key)) {
-      ;(result ??= { ...record })[key] = CENSOR
+      result ??= { ...record }
+      result[key] = CENSOR
       continue
     }
     if (typeof value !== 'object' || value === null) continue
     let copy = censored(value, NESTED_SECRETS)
     const headers = key === 'req' ? (value as { headers?: unknown }).headers : undefined
     const censoredHeaders = typeof headers === 'object' && headers !== null ? censored(headers, ['authorization']) : undefined
-    if (censoredHeaders) (copy ??= { ...value }).headers = censoredHeaders
-    if (copy) (result ??= { ...record })[key] = copy
+    if (censoredHeaders) {
+      copy ??= { ...value }
+      copy.headers = censoredHeaders
+    }
+    if (copy) {
+      result ??= { ...record }
+      result[key] = copy
+    }
   }
   return result ?? record
 }

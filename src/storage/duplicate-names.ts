@@ -38,8 +38,7 @@ function addName(frame: Frame, name: string): void {
 /** Where the object of `frames[depth]` sits, as `clients[1].secrets[0]` ('' for the top level). */
 function pathOf(frames: readonly Frame[], depth: number): string {
   let path = ''
-  for (let level = 0; level < depth; level++) {
-    const frame = frames[level]!
+  for (const frame of frames.slice(0, depth)) {
     if (!frame.isObject) path = `${path}[${frame.index}]`
     else path = path ? `${path}.${frame.name}` : frame.name
   }

@@ -92,7 +92,9 @@ describe('exitOnFatal', () => {
     log.info(requestRecord(1), 'request')
     log.info(requestRecord(2), 'request')
     let atExit: { code: number; records: Record<string, unknown>[] } | undefined
-    const handler = exitOnFatal(log, (code) => void (atExit = { code, records: records() }))
+    const handler = exitOnFatal(log, (code) => {
+      atExit = { code, records: records() }
+    })
 
     handler(new TypeError('boom at the worst moment'), 'uncaughtException')
 
