@@ -5,7 +5,7 @@ import crypto, { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
  * for secret scanners to recognise. Only the SHA-256 digest is ever stored. A slow password hash
  * (bcrypt, scrypt, argon2) protects low-entropy human passwords against offline guessing; against
  * a uniformly random 256-bit value guessing is already hopeless, so SHA-256 loses nothing and
- * keeps the token endpoint fast (RFC 6819 §5.1.4.1.3; checklist SK-3).
+ * keeps the token endpoint fast (RFC 6819 §5.1.4.1.3).
  */
 export const SECRET_PREFIX = 'tks_'
 const SECRET_BYTES = 32

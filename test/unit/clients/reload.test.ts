@@ -10,7 +10,7 @@ const write = (path: string, ids: string[]) =>
   writeFileSync(path, JSON.stringify({ clients: ids.map((id) => clientEntry({ id, secret: `tks_${id}` })) }))
 
 describe('client registry hot reload', () => {
-  it('applies a changed file, and keeps the last good registry when the file breaks (OF-6)', async () => {
+  it('applies a changed file, and keeps the last good registry when the file breaks', async () => {
     const path = join(tempDir(), 'clients.json')
     write(path, ['svc-a'])
     const deps = await makeDeps({ clients: [], config: { clientsFile: path } })

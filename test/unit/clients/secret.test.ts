@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { DUMMY_DIGEST, SECRET_PREFIX, digestSecret, digestsEqual, generateSecret } from '../../../src/clients/secret.js'
 
-// Watch the CSPRNG calls the module makes (SK-2).
+// Watch the CSPRNG calls the module makes: a secret holds 256 bits from the system CSPRNG.
 vi.mock('node:crypto', async (importOriginal) => {
   const original = await importOriginal<typeof import('node:crypto')>()
   return { ...original, randomBytes: vi.fn(original.randomBytes) }
@@ -10,7 +10,7 @@ vi.mock('node:crypto', async (importOriginal) => {
 
 beforeEach(() => void vi.mocked(randomBytes).mockClear())
 
-describe('generateSecret (SK-2)', () => {
+describe('generateSecret: 256 random bits', () => {
   it('is tks_ followed by 32 CSPRNG bytes in base64url', () => {
     const secret = generateSecret()
     expect(SECRET_PREFIX).toBe('tks_')
@@ -38,7 +38,7 @@ describe('generateSecret (SK-2)', () => {
   })
 })
 
-describe('digestSecret (SK-3)', () => {
+describe('digestSecret: stored as SHA-256 only (RFC 6819 §5.1.4.1.3)', () => {
   it('is the SHA-256 of the UTF-8 secret', () => {
     // FIPS 180-2 test vector
     expect(digestSecret('abc').toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
