@@ -6,12 +6,12 @@ import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
 import type { Denylist } from './denylist/denylist.js'
-import type { Tombstone } from './keys/key-file.js'
 import { createKeyStore, keyRetention } from './keys/key-store.js'
 import { ensureKeys, keysDirAccessProblem, keysDirSignature, readKeysDir, type KeysDirContents } from './keys/keys-dir.js'
 import { reloadProblem } from './keys/reload.js'
 import type { Logger } from './observability/logger.js'
 import { watchForChanges, type Watcher } from './storage/watch.js'
+import { denylistRevokedKeys } from './keys/rotation.js'
 
 /**
  * Loads keys and clients and assembles the dependencies. Throws (and main exits non-zero) when the
@@ -84,21 +84,6 @@ function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
 }
 
 /**
- * A revoked key's tokens are refused through the denylist (by kid) until the last of them would
- * have expired. `keys revoke` writes this to Redis itself; every server repeats it whenever it
- * loads the keys, which also covers the in-memory denylist. Idempotent. Returns the kids it could
- * not write (Redis down, or not connected yet at start-up).
- */
-async function denylistRevokedKeys(deps: Pick<Deps, 'denylist' | 'config'>, tombstones: readonly Tombstone[]): Promise<string[]> {
-  const failed: string[] = []
-  for (const tombstone of tombstones) {
-    const until = tombstone.revoked + keyRetention(deps.config.clockTolerance)
-    await deps.denylist.revokeKey(tombstone.kid, until).catch(() => failed.push(tombstone.kid))
-  }
-  return failed
-}
-
-/**
  * Hot reload of KEYS_DIR: within `intervalMs` of a change (or at once on SIGHUP), all or nothing.
  * A reload that would break signing or verification is refused and logged; the last good keys stay.
  * So is every reload while others can write the directory (or it is not ours), and then /readyz
@@ -128,7 +113,7 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
       reportExposedKeys(contents, deps.log)
       deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
       deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
-      const failed = await denylistRevokedKeys(deps, contents.tombstones)
+      const failed = await denylistRevokedKeys(deps.denylist, contents.tombstones, keyRetention(deps.config.clockTolerance))
       if (failed.length > 0) throw new Error(`keys applied, but revoked key ${failed.join(', ')} is not in the denylist yet; retrying`)
     },
   })

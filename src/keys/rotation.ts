@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Clock } from '../clock.js'
+import type { Denylist } from '../denylist/denylist.js'
 import { removeFile, withFileLock } from '../storage/atomic-file.js'
 import type { SigningAlg } from './algorithms.js'
 import { generateKeyRecord, type KeyRecord, type Tombstone } from './key-file.js'
@@ -279,6 +280,24 @@ export async function revokeKey<D>(
   })
   const until = revocationEnd(revoked, settings.retention)
   return { kid, revoked, until, denylisted: await denylistKey(kid, until) }
+}
+
+/**
+ * Refuses the tokens of every revoked key through the denylist (by kid) until its revocation ends.
+ * `keys revoke` writes this itself; every server repeats it whenever it loads the keys, which also
+ * covers an in-memory denylist. Idempotent. Returns the kids it could not write (Redis down, or not
+ * connected yet at start-up).
+ */
+export async function denylistRevokedKeys(
+  denylist: Pick<Denylist, 'revokeKey'>,
+  tombstones: readonly Tombstone[],
+  retention: number,
+): Promise<string[]> {
+  const failed: string[] = []
+  for (const tombstone of tombstones) {
+    await denylist.revokeKey(tombstone.kid, revocationEnd(tombstone.revoked, retention)).catch(() => failed.push(tombstone.kid))
+  }
+  return failed
 }
 
 /**

@@ -6,6 +6,7 @@ import type { KeyRecord, Tombstone } from '../../../src/keys/key-file.js'
 import { ensureKeys, readKeysDir } from '../../../src/keys/keys-dir.js'
 import {
   activationSecond,
+  denylistRevokedKeys,
   describeKeys,
   listKeys,
   newestAlg,
@@ -239,6 +240,24 @@ describe('listKeys', () => {
     expect(listing.keys.find((k) => k.kid === current.kid)?.state).toBe('current')
     expect(warnings).toEqual([
       `KEYS_DIR is writable by group or others: ${dir} has mode 0777, and whoever can write it can add a signing key; run chmod 700 ${dir}`,
+    ])
+  })
+})
+
+describe('denylistRevokedKeys', () => {
+  it('denylists each revoked kid until its revocation ends, and returns the kids it could not write', async () => {
+    const written: [string, number][] = []
+    const denylist = {
+      async revokeKey(kid: string, until: number) {
+        if (kid === 'down') throw new Error('Redis is unreachable')
+        written.push([kid, until])
+      },
+    }
+    const failed = await denylistRevokedKeys(denylist, [tombstone('a', T), tombstone('down', T), tombstone('b', T + 5)], RETENTION)
+    expect(failed).toEqual(['down'])
+    expect(written).toEqual([
+      ['a', T + RETENTION],
+      ['b', T + 5 + RETENTION],
     ])
   })
 })
