@@ -1,10 +1,10 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import fc from 'fast-check'
 import { SignJWT, jwtVerify } from 'jose'
 import { describe, expect, it } from 'vitest'
 import { SIGNING_ALGS, type SigningAlg } from '../../../src/keys/algorithms.js'
 import { createJwsSigner, jwsSigner } from '../../../src/keys/jws-signer.js'
 import { issueAccessToken } from '../../../src/oauth/access-token.js'
+import { makeKey, type TestKey } from '../../helpers/forge.js'
 
 /**
  * The token endpoint signs with node:crypto itself (jws-signer.ts). Whatever the claims, each
@@ -14,23 +14,59 @@ import { issueAccessToken } from '../../../src/oauth/access-token.js'
 
 const RUNS = 1_000
 
-/** RSA keys of 2048 bits, the smallest tokensmith accepts, keep thousands of signatures quick. */
-function keyPair(alg: SigningAlg): { kid: string; alg: SigningAlg; privateKey: KeyObject; publicKey: KeyObject } {
-  const pair =
-    alg === 'ES256'
-      ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-      : alg === 'EdDSA'
-        ? generateKeyPairSync('ed25519')
-        : generateKeyPairSync('rsa', { modulusLength: 2048 })
-  return { kid: `test-${alg}`, alg, ...pair }
+/** makeKey's RSA keys are 2048 bits, the smallest tokensmith accepts: thousands of signatures stay quick. */
+const KEYS = Object.fromEntries(SIGNING_ALGS.map((alg) => [alg, makeKey(alg, `test-${alg}`)])) as Record<
+  SigningAlg,
+  TestKey
+>
+
+type ClaimSet = { issuer: string; clientId: string; scopes: string[]; audience: string; ttl: number; iat: number }
+
+/** Issues a token through the signer, with the claims it must carry. */
+async function issue(key: TestKey, { issuer, clientId, scopes, audience, ttl, iat }: ClaimSet) {
+  const token = await issueAccessToken(
+    { clock: () => iat, keys: { signingKey: () => key }, issuer },
+    { clientId, scopes, audience, ttl },
+  )
+  const claims = {
+    client_id: clientId,
+    scope: scopes.join(' '),
+    iss: issuer,
+    sub: clientId,
+    aud: audience,
+    iat,
+    exp: iat + ttl,
+    jti: token.jti,
+  }
+  return { token, claims }
 }
-const KEYS = Object.fromEntries(SIGNING_ALGS.map((alg) => [alg, keyPair(alg)])) as Record<SigningAlg, ReturnType<typeof keyPair>>
+
 const SIGNATURE_BYTES: Record<SigningAlg, number> = { ES256: 64, EdDSA: 64, RS256: 256, PS256: 256 }
 const SEGMENT = /^[A-Za-z0-9_-]+$/
 
 /** Characters JSON must escape, or that take several UTF-8 bytes, lone surrogates included. */
 const awkwardChar = fc.oneof(
-  fc.constantFrom('"', '\\', '/', '\b', '\f', '\n', '\r', '\t', '\u0000', '\u001f', '\u007f', '\u2028', '\u2029', '\ufeff', '\ud800', '\udfff', 'é', '€', '😀'),
+  fc.constantFrom(
+    '"',
+    '\\',
+    '/',
+    '\b',
+    '\f',
+    '\n',
+    '\r',
+    '\t',
+    '\u0000',
+    '\u001f',
+    '\u007f',
+    '\u2028',
+    '\u2029',
+    '\ufeff',
+    '\ud800',
+    '\udfff',
+    'é',
+    '€',
+    '😀',
+  ),
   fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)),
   fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
 )
@@ -50,48 +86,54 @@ const claimSet = fc.record({
 })
 
 describe('jws-signer: access tokens jose accepts', () => {
-  it.each(SIGNING_ALGS)(`%s: ${RUNS} random claim sets verify with jose and come back exactly, as canonical compact JWS`, async (alg) => {
-    const key = KEYS[alg]
-    await fc.assert(
-      fc.asyncProperty(claimSet, async ({ issuer, clientId, scopes, audience, ttl, iat }) => {
-        const token = await issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
-        const claims = { client_id: clientId, scope: scopes.join(' '), iss: issuer, sub: clientId, aud: audience, iat, exp: iat + ttl, jti: token.jti }
+  it.each(SIGNING_ALGS)(
+    `%s: ${RUNS} random claim sets verify with jose and come back exactly, as canonical compact JWS`,
+    async (alg) => {
+      const key = KEYS[alg]
+      await fc.assert(
+        fc.asyncProperty(claimSet, async (set) => {
+          const { issuer, audience, iat } = set
+          const { token, claims } = await issue(key, set)
 
-        // RFC 7515 §7.1: three base64url segments without padding, each in its one canonical spelling.
-        const segments = token.accessToken.split('.')
-        expect(segments).toHaveLength(3)
-        for (const segment of segments) {
-          expect(segment).toMatch(SEGMENT)
-          expect(Buffer.from(segment, 'base64url').toString('base64url')).toBe(segment)
-        }
-        expect(Buffer.from(segments[2]!, 'base64url')).toHaveLength(SIGNATURE_BYTES[alg])
-        // The header is exactly {alg, kid, typ}, in that order.
-        expect(Buffer.from(segments[0]!, 'base64url').toString()).toBe(`{"alg":"${alg}","kid":"${key.kid}","typ":"at+jwt"}`)
+          // RFC 7515 §7.1: three base64url segments without padding, each in its one canonical spelling.
+          const segments = token.accessToken.split('.')
+          expect(segments).toHaveLength(3)
+          for (const segment of segments) {
+            expect(segment).toMatch(SEGMENT)
+            expect(Buffer.from(segment, 'base64url').toString('base64url')).toBe(segment)
+          }
+          expect(Buffer.from(segments[2]!, 'base64url')).toHaveLength(SIGNATURE_BYTES[alg])
+          // The header is exactly {alg, kid, typ}, in that order.
+          expect(Buffer.from(segments[0]!, 'base64url').toString()).toBe(
+            `{"alg":"${alg}","kid":"${key.kid}","typ":"at+jwt"}`,
+          )
 
-        const { payload, protectedHeader } = await jwtVerify(token.accessToken, key.publicKey, {
-          algorithms: [alg],
-          typ: 'at+jwt',
-          issuer,
-          audience,
-          currentDate: new Date(iat * 1000),
-        })
-        expect(protectedHeader).toEqual({ alg, kid: key.kid, typ: 'at+jwt' })
-        expect(payload).toEqual(claims)
-        expect(Object.keys(payload)).toEqual(Object.keys(claims))
-      }),
-      { numRuns: RUNS },
-    )
-  })
+          const { payload, protectedHeader } = await jwtVerify(token.accessToken, key.publicKey, {
+            algorithms: [alg],
+            typ: 'at+jwt',
+            issuer,
+            audience,
+            currentDate: new Date(iat * 1000),
+          })
+          expect(protectedHeader).toEqual({ alg, kid: key.kid, typ: 'at+jwt' })
+          expect(payload).toEqual(claims)
+          expect(Object.keys(payload)).toEqual(Object.keys(claims))
+        }),
+        { numRuns: RUNS },
+      )
+    },
+  )
 
   // Ed25519 (RFC 8032 §5.1.6) and RSA PKCS#1 v1.5 signatures are deterministic, so the whole token
   // must equal jose's for the same header and claims: same signing input, same signature scheme.
   it.each(['EdDSA', 'RS256'] as const)('%s: writes byte for byte the token jose writes', async (alg) => {
     const key = KEYS[alg]
     await fc.assert(
-      fc.asyncProperty(claimSet, async ({ issuer, clientId, scopes, audience, ttl, iat }) => {
-        const token = await issueAccessToken({ clock: () => iat, keys: { signingKey: () => key }, issuer }, { clientId, scopes, audience, ttl })
-        const claims = { client_id: clientId, scope: scopes.join(' '), iss: issuer, sub: clientId, aud: audience, iat, exp: iat + ttl, jti: token.jti }
-        const byJose = await new SignJWT(claims).setProtectedHeader({ alg, kid: key.kid, typ: 'at+jwt' }).sign(key.privateKey)
+      fc.asyncProperty(claimSet, async (set) => {
+        const { token, claims } = await issue(key, set)
+        const byJose = await new SignJWT(claims)
+          .setProtectedHeader({ alg, kid: key.kid, typ: 'at+jwt' })
+          .sign(key.privateKey)
         expect(token.accessToken).toBe(byJose)
       }),
       { numRuns: alg === 'EdDSA' ? RUNS : 200 },
@@ -102,13 +144,19 @@ describe('jws-signer: access tokens jose accepts', () => {
     for (const alg of SIGNING_ALGS) {
       const token = await createJwsSigner(KEYS[alg], 'at+jwt').sign('{"sub":"svc-a"}')
       const others = SIGNING_ALGS.filter((other) => other !== alg)
-      await expect(jwtVerify(token, KEYS[alg].publicKey, { algorithms: others })).rejects.toMatchObject({ code: 'ERR_JOSE_ALG_NOT_ALLOWED' })
+      await expect(jwtVerify(token, KEYS[alg].publicKey, { algorithms: others })).rejects.toMatchObject({
+        code: 'ERR_JOSE_ALG_NOT_ALLOWED',
+      })
     }
   })
 
   it('signs what one turn asks for together, each token for its own claims', async () => {
-    const requests = SIGNING_ALGS.flatMap((alg) => Array.from({ length: 25 }, (_, i) => ({ alg, sub: `svc-${alg}-${i}` })))
-    const tokens = await Promise.all(requests.map(({ alg, sub }) => createJwsSigner(KEYS[alg], 'at+jwt').sign(JSON.stringify({ sub }))))
+    const requests = SIGNING_ALGS.flatMap((alg) =>
+      Array.from({ length: 25 }, (_, i) => ({ alg, sub: `svc-${alg}-${i}` })),
+    )
+    const tokens = await Promise.all(
+      requests.map(({ alg, sub }) => createJwsSigner(KEYS[alg], 'at+jwt').sign(JSON.stringify({ sub }))),
+    )
     for (const [i, { alg, sub }] of requests.entries()) {
       const { payload } = await jwtVerify(tokens[i]!, KEYS[alg].publicKey, { algorithms: [alg], typ: 'at+jwt' })
       expect(payload).toEqual({ sub })
@@ -130,7 +178,7 @@ describe('jws-signer: access tokens jose accepts', () => {
     const key = KEYS.ES256
     const signer = jwsSigner(key, 'at+jwt')
     expect(jwsSigner({ ...key }, 'at+jwt')).toBe(signer)
-    expect(jwsSigner(keyPair('ES256'), 'at+jwt')).not.toBe(signer)
+    expect(jwsSigner(makeKey('ES256', 'test-ES256'), 'at+jwt')).not.toBe(signer)
     expect(jwsSigner(key, 'JWT').typ).toBe('JWT')
   })
 })
