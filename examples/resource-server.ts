@@ -36,9 +36,13 @@ export function createResourceServer(options: { issuer: string; audience: string
 if (process.argv[1]?.endsWith('resource-server.ts')) {
   const issuer = process.env.ISSUER ?? 'http://localhost:3000'
   const redisUrl = process.env.REDIS_URL
-  const denylist = redisUrl ? createRevocationFeed({ url: redisUrl, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'tokensmith:' }) : undefined
+  const denylist = redisUrl
+    ? createRevocationFeed({ url: redisUrl, keyPrefix: process.env.REDIS_KEY_PREFIX ?? 'tokensmith:' })
+    : undefined
   if (!denylist) console.warn('REDIS_URL unset: revoked tokens stay valid here until they expire')
   const app = createResourceServer({ issuer, audience: process.env.AUDIENCE ?? 'https://api.example.com', denylist })
   const port = Number(process.env.PORT ?? 4000)
-  serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, () => console.info(`resource server on http://127.0.0.1:${port}`))
+  serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, () =>
+    console.info(`resource server on http://127.0.0.1:${port}`),
+  )
 }

@@ -67,7 +67,9 @@ async function main(): Promise<number> {
   const busyBefore = await idleCheck(cpuIds, 2)
   const busyCpus = Object.entries(busyBefore).filter(([, pct]) => pct >= 10)
   if (busyCpus.length > 0) {
-    report(`WARNING: the machine is not quiet: before the bench started, other work kept ${busyCpus.map(([cpu, pct]) => `CPU ${cpu} ${pct}%`).join(' and ')} busy; every figure will be low and noisy`)
+    report(
+      `WARNING: the machine is not quiet: before the bench started, other work kept ${busyCpus.map(([cpu, pct]) => `CPU ${cpu} ${pct}%`).join(' and ')} busy; every figure will be low and noisy`,
+    )
   }
 
   const dir = await mkdtemp(join(tmpdir(), 'tokensmith-bench-'))
@@ -96,11 +98,22 @@ async function main(): Promise<number> {
   try {
     report('checking the build (npm start serves dist/)')
     buildServed()
-    const measured = await runBench({ options, fleet, placement, dir, report, onCleanup: (step) => void cleanupSteps.push(step) })
+    const measured = await runBench({
+      options,
+      fleet,
+      placement,
+      dir,
+      report,
+      onCleanup: (step) => void cleanupSteps.push(step),
+    })
     const results: Results = {
       startedAt: startedAt.toISOString(),
       elapsedSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-      machine: { ...host, loadAverageAtEnd: loadavg().map((value) => Math.round(value * 100) / 100), busyBeforeStartPct: busyBefore },
+      machine: {
+        ...host,
+        loadAverageAtEnd: loadavg().map((value) => Math.round(value * 100) / 100),
+        busyBeforeStartPct: busyBefore,
+      },
       ...measured,
     }
     await writeFile(out, formatJson(results))

@@ -20,7 +20,9 @@ const built = (() => {
 })()
 const sources = Math.max(newest('src'), newest('tsconfig.json'), newest('tsconfig.build.json'))
 if (sources > built) {
-  const result = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' })
+  const result = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
+    stdio: 'inherit',
+  })
   if (result.status !== 0) process.exit(result.status ?? 1)
   // An incremental build that emits nothing new leaves the file as it was: mark this build.
   const now = new Date()

@@ -45,7 +45,8 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     // The request log line carries the code and the reason; a fault of ours also logs its cause.
     c.set('error', oauthError.code)
     if (oauthError.detail) c.set('errorDetail', oauthError.detail)
-    if (oauthError.status >= 500) deps.log.error({ err: error, path: c.req.path, code: oauthError.code }, 'request failed')
+    if (oauthError.status >= 500)
+      deps.log.error({ err: error, path: c.req.path, code: oauthError.code }, 'request failed')
     return renderError(c, oauthError)
   })
   return app

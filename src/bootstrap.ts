@@ -1,5 +1,10 @@
 import type { Clock } from './clock.js'
-import { MISSING, clientsFileSignature, clientsFileWritableByOthers, loadClientRegistry } from './clients/clients-file.js'
+import {
+  MISSING,
+  clientsFileSignature,
+  clientsFileWritableByOthers,
+  loadClientRegistry,
+} from './clients/clients-file.js'
 import type { ClientRegistry } from './clients/registry.js'
 import { createClientRevocationSync } from './denylist/client-revocations.js'
 import type { Config } from './config.js'
@@ -7,7 +12,13 @@ import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
 import type { Denylist } from './denylist/denylist.js'
 import { createKeyStore, keyRetention } from './keys/key-store.js'
-import { ensureKeys, keysDirAccessProblem, keysDirSignature, readKeysDir, type KeysDirContents } from './keys/keys-dir.js'
+import {
+  ensureKeys,
+  keysDirAccessProblem,
+  keysDirSignature,
+  readKeysDir,
+  type KeysDirContents,
+} from './keys/keys-dir.js'
 import { reloadProblem } from './keys/reload.js'
 import type { Logger } from './observability/logger.js'
 import { watchForChanges, type Watcher } from './storage/watch.js'
@@ -30,7 +41,16 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
     log.info({ clients: clients.size }, 'clients loaded')
   }
   const denylist = await createDenylist(config, log, clock)
-  const deps: Deps = { config, clock, keys, clients, denylist, log, lifecycle: { shuttingDown: false }, readiness: new Map() }
+  const deps: Deps = {
+    config,
+    clock,
+    keys,
+    clients,
+    denylist,
+    log,
+    lifecycle: { shuttingDown: false },
+    readiness: new Map(),
+  }
   return deps
 }
 
@@ -39,11 +59,17 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
  * processes starting on it), then read. Throws when no key can sign.
  */
 export async function prepareKeys(config: Config, log: Logger, clock: Clock): Promise<KeysDirContents> {
-  const contents = await ensureKeys(config.keysDir, config.signingAlg, { clock, log, passphrase: config.keysPassphrase })
+  const contents = await ensureKeys(config.keysDir, config.signingAlg, {
+    clock,
+    log,
+    passphrase: config.keysPassphrase,
+  })
   // A key that cannot be read (a wrong KEYS_PASSPHRASE, a corrupt file) stops start-up: serving
   // without it could mean signing with the wrong key or not verifying tokens still in use.
   if (contents.problems.length > 0) {
-    throw new Error(`cannot use KEYS_DIR ${config.keysDir}: ${contents.problems.map(({ file, problem }) => `${file}: ${problem}`).join('; ')}`)
+    throw new Error(
+      `cannot use KEYS_DIR ${config.keysDir}: ${contents.problems.map(({ file, problem }) => `${file}: ${problem}`).join('; ')}`,
+    )
   }
   if (contents.records.length === 0) throw new Error(`no usable signing key in ${config.keysDir}`)
   return contents
@@ -65,7 +91,10 @@ const readiness = (deps: Deps) => (deps.readiness ??= new Map())
 /** Whoever can write CLIENTS_FILE, or its directory, can register clients: a warning, not a refusal. */
 async function warnIfClientsFileWritable(path: string, log: Logger): Promise<void> {
   for (const exposed of await clientsFileWritableByOthers(path)) {
-    log.warn({ file: path, path: exposed.path, mode: exposed.mode }, 'CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it')
+    log.warn(
+      { file: path, path: exposed.path, mode: exposed.mode },
+      'CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it',
+    )
   }
 }
 
@@ -113,8 +142,13 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
       reportExposedKeys(contents, deps.log)
       deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
       deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
-      const failed = await denylistRevokedKeys(deps.denylist, contents.tombstones, keyRetention(deps.config.clockTolerance))
-      if (failed.length > 0) throw new Error(`keys applied, but revoked key ${failed.join(', ')} is not in the denylist yet; retrying`)
+      const failed = await denylistRevokedKeys(
+        deps.denylist,
+        contents.tombstones,
+        keyRetention(deps.config.clockTolerance),
+      )
+      if (failed.length > 0)
+        throw new Error(`keys applied, but revoked key ${failed.join(', ')} is not in the denylist yet; retrying`)
     },
   })
   await watcher.check()
@@ -133,7 +167,9 @@ export async function createDenylist(config: Config, log: Logger, clock: Clock):
     const { createRedisDenylist } = await import('./denylist/redis.js')
     return createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
   }
-  log.warn('denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL to share them.')
+  log.warn(
+    'denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL to share them.',
+  )
   return createMemoryDenylist({ clock })
 }
 
@@ -158,7 +194,12 @@ export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watch
     // A broken file: the first check reads it again, and logs why it is refused.
   }
   let loaded = first?.source !== MISSING
-  const settled = first !== undefined && (await revocations.apply(first).then(() => true, () => false))
+  const settled =
+    first !== undefined &&
+    (await revocations.apply(first).then(
+      () => true,
+      () => false,
+    ))
   return watchForChanges({
     name: path,
     intervalMs,
@@ -170,7 +211,9 @@ export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watch
       const missing = clients.source === MISSING
       if (missing && loaded) {
         readiness(deps).set('CLIENTS_FILE', 'CLIENTS_FILE is missing')
-        throw new Error(`${path} was loaded and is gone; the clients loaded last stay in force until it is back (to remove every client, write {"clients": []})`)
+        throw new Error(
+          `${path} was loaded and is gone; the clients loaded last stay in force until it is back (to remove every client, write {"clients": []})`,
+        )
       }
       readiness(deps).delete('CLIENTS_FILE')
       loaded ||= !missing

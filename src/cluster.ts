@@ -56,9 +56,20 @@ export interface Primary {
  * configuration the primary checked, so a replacement started later serves with the same settings
  * even if `.env` changed since. It serves nothing itself.
  */
-export function startPrimary(options: { workers: number; env: Env; log: Logger; exit: (code: number) => void }): Primary {
+export function startPrimary(options: {
+  workers: number
+  env: Env
+  log: Logger
+  exit: (code: number) => void
+}): Primary {
   const { log } = options
-  const slots: Slot[] = Array.from({ length: options.workers }, () => ({ forkedAt: 0, listening: false, reloadPending: false, quickExits: 0, startFailures: 0 }))
+  const slots: Slot[] = Array.from({ length: options.workers }, () => ({
+    forkedAt: 0,
+    listening: false,
+    reloadPending: false,
+    quickExits: 0,
+    startFailures: 0,
+  }))
   const slotOf = new Map<Worker, Slot>()
   let stopping: 'no' | 'draining' | 'forced' = 'no'
   let stopSignal: NodeJS.Signals = 'SIGTERM'
@@ -93,7 +104,8 @@ export function startPrimary(options: { workers: number; env: Env; log: Logger; 
     if (!slot) return
     slot.listening = true
     slot.startFailures = 0
-    if (stopping !== 'no') send(worker, { tokensmith: stopping === 'forced' ? 'force' : 'shutdown', signal: stopSignal })
+    if (stopping !== 'no')
+      send(worker, { tokensmith: stopping === 'forced' ? 'force' : 'shutdown', signal: stopSignal })
     else if (slot.reloadPending) send(worker, { tokensmith: 'reload' })
   })
 
@@ -110,12 +122,19 @@ export function startPrimary(options: { workers: number; env: Env; log: Logger; 
     slot.quickExits = Date.now() - slot.forkedAt < STABLE_AFTER_MS ? slot.quickExits + 1 : 0
     slot.startFailures = slot.listening ? 0 : slot.startFailures + 1
     if (slot.startFailures >= START_FAILURE_LIMIT) {
-      log.fatal({ ...status, failures: slot.startFailures }, `workers keep failing at start (${slot.startFailures} in a row); giving up`)
+      log.fatal(
+        { ...status, failures: slot.startFailures },
+        `workers keep failing at start (${slot.startFailures} in a row); giving up`,
+      )
       exitCode = 1
       return stop(undefined)
     }
-    const delayMs = slot.quickExits === 0 ? 0 : Math.min(FIRST_RESTART_DELAY_MS * 2 ** (slot.quickExits - 1), MAX_RESTART_DELAY_MS)
-    log.error({ ...status, delayMs }, slot.listening ? 'worker died; starting a new one' : 'worker failed at start; starting a new one')
+    const delayMs =
+      slot.quickExits === 0 ? 0 : Math.min(FIRST_RESTART_DELAY_MS * 2 ** (slot.quickExits - 1), MAX_RESTART_DELAY_MS)
+    log.error(
+      { ...status, delayMs },
+      slot.listening ? 'worker died; starting a new one' : 'worker failed at start; starting a new one',
+    )
     slot.restart = setTimeout(() => fork(slot), delayMs)
   })
 

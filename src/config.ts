@@ -30,7 +30,11 @@ export function isLoopbackHost(host: string): boolean {
 
 // Plain decimal digits only: Number() would also take '3e3', '0x0DF0', ' 3552' and '+80'.
 const integer = (min: number, max: number) =>
-  z.string().regex(/^[0-9]+$/).transform(Number).pipe(z.number().int().min(min).max(max))
+  z
+    .string()
+    .regex(/^[0-9]+$/)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
 
 /** Why `value` is not an acceptable issuer, or undefined when it is. */
 export function issuerProblem(value: string): string | undefined {

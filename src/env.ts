@@ -71,7 +71,10 @@ function parseLine(line: string, names: readonly string[]): { name: string; valu
   if (trimmed === '' || trimmed.startsWith('#')) return undefined
   const equals = line.indexOf('=')
   if (equals === -1) return 'expected NAME=value, a comment starting with # or a blank line'
-  const name = line.slice(0, equals).trim().replace(/^export\s+/, '')
+  const name = line
+    .slice(0, equals)
+    .trim()
+    .replace(/^export\s+/, '')
   if (!NAME.test(name)) return 'expected NAME=value: the text before = is not a variable name'
   if (!names.includes(name)) {
     const suggestion = closest(name, names)
@@ -107,7 +110,10 @@ function parseValue(raw: string): string | { problem: string } {
     return { problem: 'the double quote is not closed on this line' }
   }
   if (raw.startsWith('#') || /\s#/.test(raw)) {
-    return { problem: 'an unquoted value may not start with # or hold " #" (no comments after a value): quote it, or put the comment on its own line' }
+    return {
+      problem:
+        'an unquoted value may not start with # or hold " #" (no comments after a value): quote it, or put the comment on its own line',
+    }
   }
   return raw
 }

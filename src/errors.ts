@@ -48,8 +48,7 @@ export const invalidRequest = (description: string, detail?: string) =>
 export const invalidClient = (detail: string) =>
   new OAuthError('invalid_client', 401, 'client authentication failed', { detail })
 
-export const unauthorizedClient = (description: string) =>
-  new OAuthError('unauthorized_client', 400, description)
+export const unauthorizedClient = (description: string) => new OAuthError('unauthorized_client', 400, description)
 
 export const unsupportedGrantType = () =>
   new OAuthError('unsupported_grant_type', 400, 'only grant_type client_credentials is supported')
@@ -90,5 +89,4 @@ export const tooManyRevocations = (retryAfter: number, detail: string) =>
     headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfter))) },
   })
 
-export const serverError = (cause: unknown) =>
-  new OAuthError('server_error', 500, 'internal server error', { cause })
+export const serverError = (cause: unknown) => new OAuthError('server_error', 500, 'internal server error', { cause })

@@ -27,7 +27,9 @@ export function createBenchClient(id: string): BenchClient {
 export function clientEntry(id: string, secret: string): ClientEntry {
   return {
     client_id: id,
-    secrets: [{ sha256: digestSecret(secret).toString('base64url'), created: Math.floor(Date.now() / 1000), expires: null }],
+    secrets: [
+      { sha256: digestSecret(secret).toString('base64url'), created: Math.floor(Date.now() / 1000), expires: null },
+    ],
     scopes: SCOPES,
     audiences: [AUDIENCE],
     grant_types: ['client_credentials'],
@@ -38,11 +40,13 @@ export function clientEntry(id: string, secret: string): ClientEntry {
 /** `count` entries: the bench's own client first, then fillers with secrets nobody knows. */
 export function clientEntries(client: BenchClient, count: number): ClientEntry[] {
   const entries = [clientEntry(client.id, client.secret)]
-  for (let i = 1; i < count; i++) entries.push(clientEntry(`filler-${String(i).padStart(6, '0')}`, `tks_filler-secret-${i}`))
+  for (let i = 1; i < count; i++)
+    entries.push(clientEntry(`filler-${String(i).padStart(6, '0')}`, `tks_filler-secret-${i}`))
   return entries
 }
 
-export const serializeClients = (entries: readonly ClientEntry[]) => `${JSON.stringify({ clients: entries }, null, 2)}\n`
+export const serializeClients = (entries: readonly ClientEntry[]) =>
+  `${JSON.stringify({ clients: entries }, null, 2)}\n`
 
 /** Written beside the target, to be renamed over it: the server never reads half a file. */
 export async function writeBeside(path: string, text: string): Promise<string> {

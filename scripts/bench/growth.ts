@@ -3,7 +3,14 @@ import { rename } from 'node:fs/promises'
 import { Redis } from 'ioredis'
 import { entryKey } from '../../src/denylist/protocol.js'
 import { waitFor } from '../../test/helpers/wait-for.js'
-import { clientEntries, clientEntry, createBenchClient, serializeClients, writeBeside, type BenchClient } from './clients-file.js'
+import {
+  clientEntries,
+  clientEntry,
+  createBenchClient,
+  serializeClients,
+  writeBeside,
+  type BenchClient,
+} from './clients-file.js'
 import type { BenchOptions } from './options.js'
 import { tokenTarget } from './requests.js'
 import { singleRow, type MeasuredRow } from './results.js'
@@ -20,10 +27,12 @@ export async function writeRevokedIds(url: string, prefix: string, count: number
     for (let written = 0; written < count; ) {
       const pipeline = redis.pipeline()
       const batch = Math.min(10_000, count - written)
-      for (let i = 0; i < batch; i++) pipeline.set(entryKey(prefix, 'jti', randomBytes(16).toString('base64url')), '1', 'PX', ttlMs)
+      for (let i = 0; i < batch; i++)
+        pipeline.set(entryKey(prefix, 'jti', randomBytes(16).toString('base64url')), '1', 'PX', ttlMs)
       const replies = await pipeline.exec()
       const failed = replies?.find(([error]) => error)
-      if (!replies || failed) throw new Error(`writing revoked ids failed: ${failed?.[0]?.message ?? 'pipeline aborted'}`)
+      if (!replies || failed)
+        throw new Error(`writing revoked ids failed: ${failed?.[0]?.message ?? 'pipeline aborted'}`)
       written += batch
     }
   } finally {
@@ -57,7 +66,8 @@ export async function measureReload(
         async () => {
           const response = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body ?? '' })
           await response.arrayBuffer()
-          if (response.status !== 200) throw new Error(`a client added to the file still gets ${response.status} after 60 s`)
+          if (response.status !== 200)
+            throw new Error(`a client added to the file still gets ${response.status} after 60 s`)
         },
         60_000,
         5,
@@ -69,7 +79,14 @@ export async function measureReload(
     }
   }
   return {
-    ...singleRow(`reload_${count}_clients`, 'growth', `reload, ${count.toLocaleString('en-US')} clients`, 'file replaced + SIGHUP until the added client gets a token', 'ms', times),
+    ...singleRow(
+      `reload_${count}_clients`,
+      'growth',
+      `reload, ${count.toLocaleString('en-US')} clients`,
+      'file replaced + SIGHUP until the added client gets a token',
+      'ms',
+      times,
+    ),
     problems,
   }
 }

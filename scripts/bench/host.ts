@@ -22,7 +22,9 @@ function allowedCpus(): number[] {
     const line = readFileSync('/proc/self/status', 'utf8').match(/^Cpus_allowed_list:\s*(.+)$/m)?.[1] ?? ''
     return line.split(',').flatMap((part) => {
       const [from, to = from] = part.trim().split('-').map(Number)
-      return from === undefined || Number.isNaN(from) || Number.isNaN(to) ? [] : Array.from({ length: to! - from + 1 }, (_, i) => from + i)
+      return from === undefined || Number.isNaN(from) || Number.isNaN(to)
+        ? []
+        : Array.from({ length: to! - from + 1 }, (_, i) => from + i)
     })
   } catch {
     return []
@@ -37,19 +39,35 @@ function allowedCpus(): number[] {
 export function placeProcesses(): Placement {
   const allowed = allowedCpus()
   if (allowed.length < 2) {
-    return { serverPrefix: [], serverCpu: undefined, benchCpu: undefined, notes: [`only ${availableParallelism()} CPU available: server and load generator share it, figures are lower than on two cores`] }
+    return {
+      serverPrefix: [],
+      serverCpu: undefined,
+      benchCpu: undefined,
+      notes: [
+        `only ${availableParallelism()} CPU available: server and load generator share it, figures are lower than on two cores`,
+      ],
+    }
   }
   const [serverCpu, benchCpu] = allowed as [number, number]
   const pinned = spawnSync('taskset', ['-a', '-cp', String(benchCpu), String(process.pid)], { encoding: 'utf8' })
   if (pinned.error || pinned.status !== 0) {
-    const why = pinned.error ? `taskset not available (${(pinned.error as NodeJS.ErrnoException).code ?? pinned.error.message})` : `taskset failed: ${pinned.stderr.trim()}`
-    return { serverPrefix: [], serverCpu: undefined, benchCpu: undefined, notes: [`${why}: nothing pinned, server and load generator may share a core`] }
+    const why = pinned.error
+      ? `taskset not available (${(pinned.error as NodeJS.ErrnoException).code ?? pinned.error.message})`
+      : `taskset failed: ${pinned.stderr.trim()}`
+    return {
+      serverPrefix: [],
+      serverCpu: undefined,
+      benchCpu: undefined,
+      notes: [`${why}: nothing pinned, server and load generator may share a core`],
+    }
   }
   return {
     serverPrefix: ['taskset', '-c', String(serverCpu)],
     serverCpu,
     benchCpu,
-    notes: [`servers pinned to CPU ${serverCpu} (taskset -c ${serverCpu}), bench process (autocannon, raw loops) to CPU ${benchCpu}`],
+    notes: [
+      `servers pinned to CPU ${serverCpu} (taskset -c ${serverCpu}), bench process (autocannon, raw loops) to CPU ${benchCpu}`,
+    ],
   }
 }
 
@@ -75,7 +93,10 @@ export function cpuTicks(cpu: number): { busy: number; total: number } | undefin
   try {
     const line = readFileSync('/proc/stat', 'utf8').match(new RegExp(`^cpu${cpu} (.+)$`, 'm'))?.[1]
     if (!line) return undefined
-    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).map(Number)
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line
+      .trim()
+      .split(/\s+/)
+      .map(Number)
     const busy = user + nice + system + steal
     return { busy, total: busy + idle + iowait + irq + softirq }
   } catch {
@@ -171,7 +192,8 @@ export async function idleCheck(cpuIds: readonly number[], seconds: number): Pro
   cpuIds.forEach((cpu, index) => {
     const start = before[index]
     const end = cpuTicks(cpu)
-    if (start && end && end.total > start.total) busy[cpu] = Math.round((100 * (end.busy - start.busy)) / (end.total - start.total))
+    if (start && end && end.total > start.total)
+      busy[cpu] = Math.round((100 * (end.busy - start.busy)) / (end.total - start.total))
   })
   return busy
 }

@@ -51,7 +51,9 @@ export function findProblems(result: autocannon.Result, phase: string): string[]
   const statuses = Object.entries(result.statusCodeStats ?? {})
   const others = statuses.filter(([status]) => !status.startsWith('2'))
   if (result.non2xx > 0 || others.length > 0) {
-    problems.push(`${phase}: ${result.non2xx} non-2xx responses (${others.map(([status, stats]) => `${status}: ${stats.count ?? 0}`).join(', ')})`)
+    problems.push(
+      `${phase}: ${result.non2xx} non-2xx responses (${others.map(([status, stats]) => `${status}: ${stats.count ?? 0}`).join(', ')})`,
+    )
   }
   if (result.errors > 0) problems.push(`${phase}: ${result.errors} connection errors (${result.timeouts} timeouts)`)
   if (result.requests.total === 0) problems.push(`${phase}: no responses at all`)
@@ -59,7 +61,10 @@ export function findProblems(result: autocannon.Result, phase: string): string[]
 }
 
 /** One measured round; CPU of the server (pid) and of this process over the same span. */
-export async function loadRound(target: HttpTarget, options: { seconds: number; connections: number; serverPid: number; serverCpu: number | undefined }) {
+export async function loadRound(
+  target: HttpTarget,
+  options: { seconds: number; connections: number; serverPid: number; serverCpu: number | undefined },
+) {
   const core = () => (options.serverCpu === undefined ? undefined : cpuTicks(options.serverCpu))
   const coreBefore = core()
   const serverBefore = cpuSeconds(options.serverPid)
@@ -78,11 +83,16 @@ export async function loadRound(target: HttpTarget, options: { seconds: number; 
     non2xx: result.non2xx,
     errors: result.errors,
     timeouts: result.timeouts,
-    statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0])),
+    statusCodes: Object.fromEntries(
+      Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, stats.count ?? 0]),
+    ),
     serverCpuPct,
     benchCpuPct: pct((bench.user + bench.system) / 1e6),
     othersOnServerCorePct: othersPct(coreBefore, coreAfter, serverCpuPct),
-    serverCpuUsPerRequest: serverSeconds === undefined || result.requests.total === 0 ? undefined : round((serverSeconds * 1e6) / result.requests.total),
+    serverCpuUsPerRequest:
+      serverSeconds === undefined || result.requests.total === 0
+        ? undefined
+        : round((serverSeconds * 1e6) / result.requests.total),
   }
   return { figures, problems: findProblems(result, 'load') }
 }

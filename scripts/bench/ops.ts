@@ -30,7 +30,11 @@ export async function warmUp(operation: () => unknown, seconds: number): Promise
   await loop(seconds * 1000, operation)
 }
 
-export async function opsRound(operation: () => unknown, seconds: number, benchCpu: number | undefined): Promise<OpsRound> {
+export async function opsRound(
+  operation: () => unknown,
+  seconds: number,
+  benchCpu: number | undefined,
+): Promise<OpsRound> {
   const core = () => (benchCpu === undefined ? undefined : cpuTicks(benchCpu))
   const coreBefore = core()
   const cpuBefore = process.cpuUsage()

@@ -40,7 +40,8 @@ export interface BenchOptions {
 
 function positiveInteger(value: string | undefined, name: string, max: number): number | undefined {
   if (value === undefined) return undefined
-  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new UsageError(`${name} must be an integer from 1 to ${max}`)
+  if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > max)
+    throw new UsageError(`${name} must be an integer from 1 to ${max}`)
   return Number(value)
 }
 

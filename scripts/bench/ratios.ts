@@ -15,10 +15,15 @@ interface Figure {
   costs: (number | undefined)[]
 }
 
-const complete = (figure: Figure, rounds: number) => figure.rates.length === rounds && figure.rates.every(Number.isFinite)
+const complete = (figure: Figure, rounds: number) =>
+  figure.rates.length === rounds && figure.rates.every(Number.isFinite)
 
 /** The median and range of per-round quotients, or of the medians when a row lacks a round. */
-function quotients(numerators: readonly (number | undefined)[], denominators: readonly (number | undefined)[], paired: boolean) {
+function quotients(
+  numerators: readonly (number | undefined)[],
+  denominators: readonly (number | undefined)[],
+  paired: boolean,
+) {
   const values = paired
     ? numerators.flatMap((value, index) => {
         const denominator = denominators[index]
@@ -41,7 +46,9 @@ export function computeRatios(
   const figure = (id: string): Figure => {
     const row = rows.find((candidate) => candidate.id === id)
     if (!row) throw new Error(`no row ${id}`)
-    const costs = row.http ? row.http.rounds.map((r) => r.serverCpuUsPerRequest) : (row.ops?.rounds.map((r) => r.cpuUsPerOp) ?? [])
+    const costs = row.http
+      ? row.http.rounds.map((r) => r.serverCpuUsPerRequest)
+      : (row.ops?.rounds.map((r) => r.cpuUsPerOp) ?? [])
     return { rates: row.rounds, costs }
   }
   const ratios: Ratio[] = []
@@ -86,7 +93,11 @@ export function computeRatios(
       sign: median(faster.rates),
       signWith,
       ceiling: round(median(ceiling.rates)),
-      ...(Number.isFinite(floorCpuUs + signCpuUs) && { floorCpuUs, signCpuUs, ceilingCpuUs: round(floorCpuUs + signCpuUs) }),
+      ...(Number.isFinite(floorCpuUs + signCpuUs) && {
+        floorCpuUs,
+        signCpuUs,
+        ceilingCpuUs: round(floorCpuUs + signCpuUs),
+      }),
     }
     const c = ceilings[alg]!
     ratio(
@@ -95,18 +106,46 @@ export function computeRatios(
       figure(`token_${alg}`),
       ceiling,
       `floor ${integer(c.floor)} req/s, sign ${integer(c.sign)} ops/s (${signWith}) → ceiling ${integer(c.ceiling)} req/s` +
-        (c.ceilingCpuUs === undefined ? '' : `; CPU: floor ${c.floorCpuUs} + sign ${c.signCpuUs} = ${c.ceilingCpuUs} µs/token`),
+        (c.ceilingCpuUs === undefined
+          ? ''
+          : `; CPU: floor ${c.floorCpuUs} + sign ${c.signCpuUs} = ${c.ceilingCpuUs} µs/token`),
     )
   }
   const rsSignWith = ceilings.RS256?.signWith ?? 'node:crypto'
   const rsSign = figure(rsSignWith === 'jose' ? 'sign_jose_RS256' : 'sign_node_RS256')
-  ratio('token_RS256_vs_raw_sign', 'token RS256 ÷ raw RS256 signing', figure('token_RS256'), rsSign, `raw RS256 sign ${integer(median(rsSign.rates))} ops/s (${rsSignWith})`)
+  ratio(
+    'token_RS256_vs_raw_sign',
+    'token RS256 ÷ raw RS256 signing',
+    figure('token_RS256'),
+    rsSign,
+    `raw RS256 sign ${integer(median(rsSign.rates))} ops/s (${rsSignWith})`,
+  )
   ratio('token_EdDSA_vs_ES256', 'token EdDSA ÷ token ES256', figure('token_EdDSA'), figure('token_ES256'))
-  ratio('protected_vs_raw_verify', 'protected route ÷ raw jose jwtVerify', figure('protected'), figure('verify_jose_ES256'))
-  ratio('protected_no_token_cache_vs_raw_verify', 'protected, no token cache ÷ raw jose jwtVerify', figure('protected_no_token_cache'), figure('verify_jose_ES256'))
+  ratio(
+    'protected_vs_raw_verify',
+    'protected route ÷ raw jose jwtVerify',
+    figure('protected'),
+    figure('verify_jose_ES256'),
+  )
+  ratio(
+    'protected_no_token_cache_vs_raw_verify',
+    'protected, no token cache ÷ raw jose jwtVerify',
+    figure('protected_no_token_cache'),
+    figure('verify_jose_ES256'),
+  )
   ratio('jwks_vs_floor', 'JWKS ÷ floor', figure('jwks'), floor)
-  ratio('token_logfile_vs_main', 'token ES256 log to file ÷ token ES256 (log to /dev/null)', figure('token_ES256_logfile'), figure('token_ES256'))
-  ratio('token_logfile_vs_warn', 'token ES256 log to file ÷ LOG_LEVEL=warn', figure('token_ES256_logfile'), figure('token_ES256_warn'))
+  ratio(
+    'token_logfile_vs_main',
+    'token ES256 log to file ÷ token ES256 (log to /dev/null)',
+    figure('token_ES256_logfile'),
+    figure('token_ES256'),
+  )
+  ratio(
+    'token_logfile_vs_warn',
+    'token ES256 log to file ÷ LOG_LEVEL=warn',
+    figure('token_ES256_logfile'),
+    figure('token_ES256_warn'),
+  )
   for (const count of clientCounts.slice(1)) {
     ratio(
       `token_${count}_clients_vs_${clientCounts[0]}`,
@@ -116,7 +155,17 @@ export function computeRatios(
     )
   }
   const loaded = `protected_${revokedIds}_revoked`
-  ratio(`protected_${revokedIds}_vs_0_revoked`, `protected, ${revokedIds.toLocaleString('en-US')} ÷ 0 revoked ids`, figure(loaded), figure('protected'))
-  ratio(`${loaded}_vs_raw_verify`, `protected, ${revokedIds.toLocaleString('en-US')} revoked ÷ raw jose jwtVerify`, figure(loaded), figure('verify_jose_ES256'))
+  ratio(
+    `protected_${revokedIds}_vs_0_revoked`,
+    `protected, ${revokedIds.toLocaleString('en-US')} ÷ 0 revoked ids`,
+    figure(loaded),
+    figure('protected'),
+  )
+  ratio(
+    `${loaded}_vs_raw_verify`,
+    `protected, ${revokedIds.toLocaleString('en-US')} revoked ÷ raw jose jwtVerify`,
+    figure(loaded),
+    figure('verify_jose_ES256'),
+  )
   return { ratios, ceilings }
 }

@@ -1,7 +1,6 @@
 import { SECTIONS, type MeasuredRow, type Ratio, type Results, type Section, type Unit } from './results.js'
 import { integer, type Summary } from './stats.js'
 
-
 function number(value: number, unit: Unit): string {
   if (Number.isNaN(value)) return 'n/a'
   switch (unit) {
@@ -17,13 +16,26 @@ function number(value: number, unit: Unit): string {
   }
 }
 
-const range = (summary: Summary, unit: Unit) => (summary.n < 2 ? '' : `${number(summary.min, unit)}–${number(summary.max, unit)}`)
+const range = (summary: Summary, unit: Unit) =>
+  summary.n < 2 ? '' : `${number(summary.min, unit)}–${number(summary.max, unit)}`
 const pct = (summary: Summary | undefined) => (summary === undefined ? '' : `${Math.round(summary.median)}%`)
 // autocannon records latency in whole milliseconds.
-const latency = (summary: Summary) => (summary.n < 2 ? `${summary.median}` : `${summary.median} (${summary.min}–${summary.max})`)
+const latency = (summary: Summary) =>
+  summary.n < 2 ? `${summary.median}` : `${summary.median} (${summary.min}–${summary.max})`
 
-const COLUMNS = ['', 'median', 'min–max', 'p50 ms', 'p99 ms (min–max)', 'cpu µs each', 'server cpu', 'bench cpu', 'others'] as const
-const micros = (summary: Summary | undefined) => (summary === undefined ? '' : summary.median >= 100 ? integer(summary.median) : summary.median.toFixed(1))
+const COLUMNS = [
+  '',
+  'median',
+  'min–max',
+  'p50 ms',
+  'p99 ms (min–max)',
+  'cpu µs each',
+  'server cpu',
+  'bench cpu',
+  'others',
+] as const
+const micros = (summary: Summary | undefined) =>
+  summary === undefined ? '' : summary.median >= 100 ? integer(summary.median) : summary.median.toFixed(1)
 
 function cells(row: MeasuredRow): string[] {
   return [
@@ -57,7 +69,9 @@ function table(title: string, rows: readonly MeasuredRow[]): string[] {
 
 const busyText = (busy: unknown) =>
   busy && typeof busy === 'object' && Object.keys(busy).length > 0
-    ? `${Object.entries(busy as Record<string, number>).map(([cpu, pct]) => `CPU ${cpu} ${pct}%`).join(', ')} (a quiet machine: ~0%)`
+    ? `${Object.entries(busy as Record<string, number>)
+        .map(([cpu, pct]) => `CPU ${cpu} ${pct}%`)
+        .join(', ')} (a quiet machine: ~0%)`
     : 'unknown'
 /** The human summary: set-up, one table per section, ratios, notes, problems. */
 export function formatTable(results: Results): string {
@@ -69,7 +83,7 @@ export function formatTable(results: Results): string {
     ...results.setup.map((line) => `  ${line}`),
     '  columns: median and min–max over the rounds; p50/p99 latency from autocannon, median of the rounds; cpu µs each: CPU time of',
     '  the server per response (of the bench process per raw operation); server cpu, bench cpu: share of one core used by the server',
-    '  process and by the bench process; others: share of the measured process\'s core used by other processes (a quiet machine: ~0%)',
+    "  process and by the bench process; others: share of the measured process's core used by other processes (a quiet machine: ~0%)",
     '  ratios: round i of one row against round i of the other (measured close in time), median and range over the rounds; of req/s',
     '  (ops/s), and "by cpu": of CPU time per request, which other processes on the core disturb far less',
     '',
@@ -85,13 +99,19 @@ export function formatTable(results: Results): string {
         ratio.pctMin === undefined ? '' : `${ratio.pctMin.toFixed(0)}–${ratio.pctMax!.toFixed(0)}%`,
         ratio.byCpuPct === undefined ? '' : `${ratio.byCpuPct.toFixed(1)}%`,
       ]
-      const lines = [['Ceilings and ratios (per round, median)', 'req/s', 'min–max', 'by cpu'], ...results.ratios.map(cellsOf)]
+      const lines = [
+        ['Ceilings and ratios (per round, median)', 'req/s', 'min–max', 'by cpu'],
+        ...results.ratios.map(cellsOf),
+      ]
       const widths = lines[0]!.map((_, column) => Math.max(...lines.map((line) => line[column]!.length)))
       lines.forEach((line, index) => {
         const detail = index === 0 ? '' : results.ratios[index - 1]!.detail
-        out.push(`${line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ')}${detail ? `   ${detail}` : ''}`)
+        out.push(
+          `${line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('   ')}${detail ? `   ${detail}` : ''}`,
+        )
       })
-      if (results.ratios.some((ratio) => !ratio.paired)) out.push('* a row lacks a round: the quotient of the medians, not paired by round')
+      if (results.ratios.some((ratio) => !ratio.paired))
+        out.push('* a row lacks a round: the quotient of the medians, not paired by round')
       out.push('')
     }
   }

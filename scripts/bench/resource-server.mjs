@@ -17,7 +17,12 @@ import { createRevocationFeed } from '../../dist/denylist/revocation-feed.js'
 import { bearerAuth, scopesOf } from '../../dist/verifier/index.js'
 
 const env = process.env
-const write = (level) => (...args) => process.stderr.write(`resource-server ${level}: ${args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg))).join(' ')}\n`)
+const write =
+  (level) =>
+  (...args) =>
+    process.stderr.write(
+      `resource-server ${level}: ${args.map((arg) => (typeof arg === 'string' ? arg : JSON.stringify(arg))).join(' ')}\n`,
+    )
 const log = { info: write('info'), warn: write('warn'), error: write('error') }
 
 const denylist = createRevocationFeed({ url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX, clock: systemClock, log })

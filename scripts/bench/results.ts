@@ -74,13 +74,42 @@ export interface Results {
   setup: string[]
   rows: MeasuredRow[]
   ratios: Ratio[]
-  ceilings: Record<string, { floor: number; sign: number; signWith: string; ceiling: number; floorCpuUs?: number; signCpuUs?: number; ceilingCpuUs?: number }>
+  ceilings: Record<
+    string,
+    {
+      floor: number
+      sign: number
+      signWith: string
+      ceiling: number
+      floorCpuUs?: number
+      signCpuUs?: number
+      ceilingCpuUs?: number
+    }
+  >
   notes: string[]
   problems: string[]
 }
 
 /** A row measured once or a few times outside the load rounds (start-up, memory, a slope). */
-export function singleRow(id: string, section: Section, label: string, what: string, unit: Unit, values: number[], detail?: Record<string, unknown>): MeasuredRow {
+export function singleRow(
+  id: string,
+  section: Section,
+  label: string,
+  what: string,
+  unit: Unit,
+  values: number[],
+  detail?: Record<string, unknown>,
+): MeasuredRow {
   const rounded = values.map((value) => round(value, 2))
-  return { id, section, label, what, unit, rounds: rounded, summary: summarize(rounded), problems: [], ...(detail && { detail }) }
+  return {
+    id,
+    section,
+    label,
+    what,
+    unit,
+    rounds: rounded,
+    summary: summarize(rounded),
+    problems: [],
+    ...(detail && { detail }),
+  }
 }

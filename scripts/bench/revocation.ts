@@ -24,16 +24,23 @@ export async function measureRevocation(
   const problems: string[] = []
   const polls: number[] = []
   for (let index = 0; index < options.rounds; index++) {
-    report(`revocation propagation, round ${index + 1} of ${options.rounds}: ${options.revocationsPerRound} revocations`)
+    report(
+      `revocation propagation, round ${index + 1} of ${options.rounds}: ${options.revocationsPerRound} revocations`,
+    )
     const tokens: string[] = []
     for (let i = 0; i < options.revocationsPerRound; i++) tokens.push((await requestToken(issuer, client)).token)
     // Measured against a live feed, not the middleware asking Redis directly (or answering 503).
     await untilReady(rs, 30_000)
     for (const token of tokens) {
-      await waitFor(async () => {
-        const status = await getStatus(`${rs.url}/invoices`, token)
-        if (status !== 200) throw new Error(`the resource server refused a fresh token (${status}) for 10 s: ${rs.output()}`)
-      }, 10_000, 50)
+      await waitFor(
+        async () => {
+          const status = await getStatus(`${rs.url}/invoices`, token)
+          if (status !== 200)
+            throw new Error(`the resource server refused a fresh token (${status}) for 10 s: ${rs.output()}`)
+        },
+        10_000,
+        50,
+      )
     }
     const times: number[] = []
     const revokeTimes: number[] = []
@@ -56,7 +63,8 @@ export async function measureRevocation(
           async () => {
             attempts++
             const status = await getStatus(`${rs.url}/invoices`, token)
-            if (status !== 401) throw new Error(`the resource server still answers ${status} to a revoked token after 5 s`)
+            if (status !== 401)
+              throw new Error(`the resource server still answers ${status} to a revoked token after 5 s`)
           },
           5_000,
           0,
@@ -72,7 +80,9 @@ export async function measureRevocation(
     p99.push(percentile(times, 99))
     revokeP50.push(percentile(revokeTimes, 50))
     all.push(...times)
-    report(`  p50 ${p50.at(-1)!.toFixed(2)} ms, p99 ${p99.at(-1)!.toFixed(2)} ms (POST /oauth/revoke alone: p50 ${revokeP50.at(-1)!.toFixed(2)} ms)`)
+    report(
+      `  p50 ${p50.at(-1)!.toFixed(2)} ms, p99 ${p99.at(-1)!.toFixed(2)} ms (POST /oauth/revoke alone: p50 ${revokeP50.at(-1)!.toFixed(2)} ms)`,
+    )
   }
   const detail = {
     revocations: all.length,
@@ -93,8 +103,22 @@ export async function measureRevocation(
     problems: [],
   })
   return [
-    { ...row('revocation_p50', 'revocation p50', `revoke to 401 at a bearerAuth in another process, ${options.revocationsPerRound} per round`, p50), detail, problems },
+    {
+      ...row(
+        'revocation_p50',
+        'revocation p50',
+        `revoke to 401 at a bearerAuth in another process, ${options.revocationsPerRound} per round`,
+        p50,
+      ),
+      detail,
+      problems,
+    },
     row('revocation_p99', 'revocation p99', 'the same, 99th percentile of each round', p99),
-    row('revoke_request_p50', 'POST /oauth/revoke p50', 'the revoke request alone (its response), for comparison', revokeP50),
+    row(
+      'revoke_request_p50',
+      'POST /oauth/revoke p50',
+      'the revoke request alone (its response), for comparison',
+      revokeP50,
+    ),
   ]
 }

@@ -62,7 +62,9 @@ interface OpsRowSpec {
   problems: string[]
 }
 
-export async function runBench(context: RunContext): Promise<Omit<Results, 'startedAt' | 'elapsedSeconds' | 'machine'>> {
+export async function runBench(
+  context: RunContext,
+): Promise<Omit<Results, 'startedAt' | 'elapsedSeconds' | 'machine'>> {
   const { options, fleet, dir, report } = context
   const notes: string[] = []
 
@@ -75,7 +77,9 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     clientsFiles.set(count, path)
   }
   const mainClients = clientsFiles.get(options.clientCounts[0]!)!
-  report(`clients files written: ${options.clientCounts.map((count) => count.toLocaleString('en-US')).join(', ')} clients`)
+  report(
+    `clients files written: ${options.clientCounts.map((count) => count.toLocaleString('en-US')).join(', ')} clients`,
+  )
 
   const redis: RedisServer = await startRedisServer()
   context.onCleanup(() => redis.stop())
@@ -90,7 +94,12 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
   report('starting the servers (the first start of each KEYS_DIR generates its keys)')
   const servers = {} as Record<Alg, BenchServer>
   for (const alg of ALGS) {
-    servers[alg] = await fleet.start({ name: `token-${alg}`, entry: MAIN, env: tokenEnv(alg, alg, mainClients), log: 'null' })
+    servers[alg] = await fleet.start({
+      name: `token-${alg}`,
+      entry: MAIN,
+      env: tokenEnv(alg, alg, mainClients),
+      log: 'null',
+    })
   }
   const floor = await fleet.start({
     name: 'floor',
@@ -99,11 +108,29 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     log: 'null',
   })
   // These share the ES256 server's KEYS_DIR (its keys exist by now), as instances of one deployment do.
-  const logToFile = await fleet.start({ name: 'token-ES256-logfile', entry: MAIN, env: tokenEnv('ES256', 'ES256', mainClients, { LOG_LEVEL: 'info' }), log: 'file' })
-  const logWarn = await fleet.start({ name: 'token-ES256-warn', entry: MAIN, env: tokenEnv('ES256', 'ES256', mainClients, { LOG_LEVEL: 'warn' }), log: 'null' })
+  const logToFile = await fleet.start({
+    name: 'token-ES256-logfile',
+    entry: MAIN,
+    env: tokenEnv('ES256', 'ES256', mainClients, { LOG_LEVEL: 'info' }),
+    log: 'file',
+  })
+  const logWarn = await fleet.start({
+    name: 'token-ES256-warn',
+    entry: MAIN,
+    env: tokenEnv('ES256', 'ES256', mainClients, { LOG_LEVEL: 'warn' }),
+    log: 'null',
+  })
   const byClients = new Map<number, BenchServer>([[options.clientCounts[0]!, servers.ES256]])
   for (const count of options.clientCounts.slice(1)) {
-    byClients.set(count, await fleet.start({ name: `token-ES256-${count}-clients`, entry: MAIN, env: tokenEnv('ES256', 'ES256', clientsFiles.get(count)!), log: 'null' }))
+    byClients.set(
+      count,
+      await fleet.start({
+        name: `token-ES256-${count}-clients`,
+        entry: MAIN,
+        env: tokenEnv('ES256', 'ES256', clientsFiles.get(count)!),
+        log: 'null',
+      }),
+    )
   }
   const issuer = await fleet.start({
     name: 'issuer-redis',
@@ -111,7 +138,13 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     env: tokenEnv('ES256', 'issuer', mainClients, { REDIS_URL: redis.url, REDIS_KEY_PREFIX: ISSUER_PREFIX }),
     log: 'null',
   })
-  const resourceEnv = (prefix: string) => ({ NODE_OPTIONS: '', ISSUER: issuer.url, AUDIENCE, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix })
+  const resourceEnv = (prefix: string) => ({
+    NODE_OPTIONS: '',
+    ISSUER: issuer.url,
+    AUDIENCE,
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: prefix,
+  })
   const startResourceServer = async (name: string, prefix: string, extra: Record<string, string> = {}) => {
     const server = await fleet.start({ name, entry: RESOURCE, env: { ...resourceEnv(prefix), ...extra }, log: 'null' })
     const started = performance.now()
@@ -121,7 +154,9 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
   const rsEmpty = await startResourceServer('resource-0-revoked', ISSUER_PREFIX)
   const rsUncached = await startResourceServer('resource-no-token-cache', ISSUER_PREFIX, { TOKEN_CACHE: 'off' })
 
-  report(`writing ${options.revokedIds.toLocaleString('en-US')} live revoked token ids under ${LOADED_PREFIX} (pipelined)`)
+  report(
+    `writing ${options.revokedIds.toLocaleString('en-US')} live revoked token ids under ${LOADED_PREFIX} (pipelined)`,
+  )
   await writeRevokedIds(redis.url, LOADED_PREFIX, options.revokedIds)
   const rsLoaded = await startResourceServer(`resource-${options.revokedIds}-revoked`, LOADED_PREFIX)
   report(`${rsLoaded.server.name}: feed live ${Math.round(rsLoaded.liveMs)} ms after listening`)
@@ -133,17 +168,27 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     samples[alg] = { ...sample, key: await readServerKey(keysDir(alg), sample.token) }
   }
   for (const server of [floor, logToFile, logWarn, ...byClients.values()]) await requestToken(server, client)
-  const floorResponse = await fetch(`${floor.url}/bench/floor`, { method: 'POST', headers: tokenTarget(floor, client).headers, body: 'grant_type=client_credentials' })
+  const floorResponse = await fetch(`${floor.url}/bench/floor`, {
+    method: 'POST',
+    headers: tokenTarget(floor, client).headers,
+    body: 'grant_type=client_credentials',
+  })
   const floorBody = await floorResponse.text()
   if (floorResponse.status !== 200) throw new Error(`POST /bench/floor answered ${floorResponse.status}: ${floorBody}`)
   const issuerSample = await requestToken(issuer, client)
   const issuerKey = await readServerKey(keysDir('issuer'), issuerSample.token)
   for (const rs of [rsEmpty, rsUncached, rsLoaded]) {
     const status = await getStatus(`${rs.server.url}/invoices`, issuerSample.token)
-    if (status !== 200) throw new Error(`${rs.server.name}: GET /invoices with a fresh token answered ${status}: ${rs.server.output()}`)
+    if (status !== 200)
+      throw new Error(`${rs.server.name}: GET /invoices with a fresh token answered ${status}: ${rs.server.output()}`)
   }
 
-  const ops = (spec: Omit<OpsRowSpec, 'kind' | 'rounds' | 'problems'>): OpsRowSpec => ({ kind: 'ops', rounds: [], problems: [], ...spec })
+  const ops = (spec: Omit<OpsRowSpec, 'kind' | 'rounds' | 'problems'>): OpsRowSpec => ({
+    kind: 'ops',
+    rounds: [],
+    problems: [],
+    ...spec,
+  })
   const signRows = {} as Record<Alg, OpsRowSpec[]>
   for (const alg of ALGS) {
     const { key, token } = samples[alg]
@@ -152,8 +197,18 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     await checkSameToken(token, await jose(), key, `jose SignJWT ${alg}`)
     await checkSameToken(token, node(), key, `node:crypto sign ${alg}`)
     signRows[alg] = [
-      ops({ id: `sign_jose_${alg}`, label: `sign ${alg}, jose`, what: 'jose SignJWT of the same claims, awaited one at a time (WebCrypto)', prepare: async () => jose }),
-      ops({ id: `sign_node_${alg}`, label: `sign ${alg}, node:crypto`, what: 'crypto.sign of the same JWS signing input, synchronous', prepare: async () => node }),
+      ops({
+        id: `sign_jose_${alg}`,
+        label: `sign ${alg}, jose`,
+        what: 'jose SignJWT of the same claims, awaited one at a time (WebCrypto)',
+        prepare: async () => jose,
+      }),
+      ops({
+        id: `sign_node_${alg}`,
+        label: `sign ${alg}, node:crypto`,
+        what: 'crypto.sign of the same JWS signing input, synchronous',
+        prepare: async () => node,
+      }),
     ]
   }
   const freshVerifier = async () => {
@@ -162,7 +217,12 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     return verify
   }
   await freshVerifier()
-  const verifyRow = ops({ id: 'verify_jose_ES256', label: 'verify ES256, jose', what: "jose jwtVerify of the protected route's token (alg, typ, iss, aud, required claims)", prepare: freshVerifier })
+  const verifyRow = ops({
+    id: 'verify_jose_ES256',
+    label: 'verify ES256, jose',
+    what: "jose jwtVerify of the protected route's token (alg, typ, iss, aud, required claims)",
+    prepare: freshVerifier,
+  })
 
   // --- Rows measured in rounds ----------------------------------------------------------------
   const freshBearer = (rs: BenchServer) => async (): Promise<HttpTarget> => ({
@@ -170,24 +230,45 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     method: 'GET',
     headers: { authorization: `Bearer ${(await requestToken(issuer, client)).token}` },
   })
-  const http = (spec: Omit<HttpRowSpec, 'kind' | 'rounds' | 'problems'>): HttpRowSpec => ({ kind: 'http', rounds: [], problems: [], ...spec })
+  const http = (spec: Omit<HttpRowSpec, 'kind' | 'rounds' | 'problems'>): HttpRowSpec => ({
+    kind: 'http',
+    rounds: [],
+    problems: [],
+    ...spec,
+  })
   const tokenRow = (id: string, section: Section, label: string, what: string, server: BenchServer) =>
     http({ id, section, label, what, server, target: async () => tokenTarget(server, client) })
   const tokenRows = {} as Record<Alg, HttpRowSpec>
-  for (const alg of ALGS) tokenRows[alg] = tokenRow(`token_${alg}`, 'throughput', `token ${alg}`, 'POST /oauth/token, client_secret_basic', servers[alg])
-  const clientRows = options.clientCounts.slice(1).map((count) =>
-    tokenRow(
-      `token_ES256_${count}_clients`,
-      'growth',
-      `token ES256, ${count.toLocaleString('en-US')} clients`,
-      `as token ES256 (${options.clientCounts[0]} clients), CLIENTS_FILE with ${count.toLocaleString('en-US')}`,
-      byClients.get(count)!,
-    ),
-  )
+  for (const alg of ALGS)
+    tokenRows[alg] = tokenRow(
+      `token_${alg}`,
+      'throughput',
+      `token ${alg}`,
+      'POST /oauth/token, client_secret_basic',
+      servers[alg],
+    )
+  const clientRows = options.clientCounts
+    .slice(1)
+    .map((count) =>
+      tokenRow(
+        `token_ES256_${count}_clients`,
+        'growth',
+        `token ES256, ${count.toLocaleString('en-US')} clients`,
+        `as token ES256 (${options.clientCounts[0]} clients), CLIENTS_FILE with ${count.toLocaleString('en-US')}`,
+        byClients.get(count)!,
+      ),
+    )
   // The order within a round: rows compared with each other run close together in time, since on
   // a shared host the machine's speed drifts from minute to minute (ratios pair rows round by round).
   const plan: (HttpRowSpec | OpsRowSpec)[] = [
-    http({ id: 'floor', section: 'throughput', label: 'floor', what: 'POST /bench/floor: the same app answering a prepared token response', server: floor, target: async () => tokenTarget(floor, client, '/bench/floor') }),
+    http({
+      id: 'floor',
+      section: 'throughput',
+      label: 'floor',
+      what: 'POST /bench/floor: the same app answering a prepared token response',
+      server: floor,
+      target: async () => tokenTarget(floor, client, '/bench/floor'),
+    }),
     // On the floor's process: two routes of one app, and the token servers serve nothing but tokens.
     http({
       id: 'jwks',
@@ -199,14 +280,33 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     }),
     tokenRows.ES256,
     ...signRows.ES256,
-    tokenRow('token_ES256_logfile', 'throughput', 'token ES256, log to file', 'as token ES256, LOG_LEVEL=info, log written to a file', logToFile),
-    tokenRow('token_ES256_warn', 'throughput', 'token ES256, LOG_LEVEL=warn', 'as token ES256, no per-request log line', logWarn),
+    tokenRow(
+      'token_ES256_logfile',
+      'throughput',
+      'token ES256, log to file',
+      'as token ES256, LOG_LEVEL=info, log written to a file',
+      logToFile,
+    ),
+    tokenRow(
+      'token_ES256_warn',
+      'throughput',
+      'token ES256, LOG_LEVEL=warn',
+      'as token ES256, no per-request log line',
+      logWarn,
+    ),
     ...clientRows,
     tokenRows.EdDSA,
     ...signRows.EdDSA,
     tokenRows.RS256,
     ...signRows.RS256,
-    http({ id: 'protected', section: 'throughput', label: 'protected route', what: 'GET /invoices behind bearerAuth, Redis feed live, 0 revoked ids', server: rsEmpty.server, target: freshBearer(rsEmpty.server) }),
+    http({
+      id: 'protected',
+      section: 'throughput',
+      label: 'protected route',
+      what: 'GET /invoices behind bearerAuth, Redis feed live, 0 revoked ids',
+      server: rsEmpty.server,
+      target: freshBearer(rsEmpty.server),
+    }),
     verifyRow,
     http({
       id: 'protected_no_token_cache',
@@ -230,7 +330,8 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     report(`round ${index + 1} of ${options.rounds}`)
     // A row that throws (a server gone, a token refused) fails loudly at the end, with the rest measured.
     for (const row of plan) {
-      const measured = row.kind === 'http' ? measureHttpRound(row, index, context) : measureOpsRound(row, index, context)
+      const measured =
+        row.kind === 'http' ? measureHttpRound(row, index, context) : measureOpsRound(row, index, context)
       await measured.catch((error: unknown) => row.problems.push(`round ${index + 1}: ${(error as Error).message}`))
     }
   }
@@ -249,69 +350,169 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
   }
 
   // --- Revocation propagation ----------------------------------------------------------------
-  const revocationRows = await attempt('revocation propagation', () => measureRevocation(options, report, { issuer, rs: rsEmpty.server, client }), [])
+  const revocationRows = await attempt(
+    'revocation propagation',
+    () => measureRevocation(options, report, { issuer, rs: rsEmpty.server, client }),
+    [],
+  )
 
   // --- Start-up and reload --------------------------------------------------------------------
   const startup = new Map<number, number[]>()
   for (const count of options.clientCounts) {
     const times: number[] = []
     for (let index = 0; index < options.rounds; index++) {
-      await attempt(`start-up with ${count} clients`, async () => {
-        const server = await fleet.start({ name: `startup-${count}-clients-${index + 1}`, entry: MAIN, env: tokenEnv('ES256', 'ES256', clientsFiles.get(count)!), log: 'null' })
-        times.push(server.startMs)
-        await server.stop()
-      }, undefined)
+      await attempt(
+        `start-up with ${count} clients`,
+        async () => {
+          const server = await fleet.start({
+            name: `startup-${count}-clients-${index + 1}`,
+            entry: MAIN,
+            env: tokenEnv('ES256', 'ES256', clientsFiles.get(count)!),
+            log: 'null',
+          })
+          times.push(server.startMs)
+          await server.stop()
+        },
+        undefined,
+      )
     }
     startup.set(count, times)
   }
   const largest = options.clientCounts.at(-1)!
   const reloadRows = await attempt(
     'reload',
-    async () => [await measureReload(options, report, { server: byClients.get(largest)!, path: clientsFiles.get(largest)!, client, count: largest })],
+    async () => [
+      await measureReload(options, report, {
+        server: byClients.get(largest)!,
+        path: clientsFiles.get(largest)!,
+        client,
+        count: largest,
+      }),
+    ],
     [],
   )
 
   // --- RSS under sustained load ---------------------------------------------------------------
-  const soakRows = await attempt('RSS soak', () => measureSoak(options, report, servers.ES256, tokenTarget(servers.ES256, client)), [])
+  const soakRows = await attempt(
+    'RSS soak',
+    () => measureSoak(options, report, servers.ES256, tokenTarget(servers.ES256, client)),
+    [],
+  )
 
   // --- Memory at the end ----------------------------------------------------------------------
   const memory = (server: BenchServer) => {
     const members = server.memory()
-    return members && { peakMiB: round(totalPeak(members)), rssMiB: round(totalRss(members)), processes: members.length }
+    return (
+      members && { peakMiB: round(totalPeak(members)), rssMiB: round(totalRss(members)), processes: members.length }
+    )
   }
-  const logLines = logToFile.logFile ? (await readFile(logToFile.logFile, 'utf8')).split('\n').filter(Boolean).length : 0
-  const logRequests = plan.flatMap((row) => (row.kind === 'http' && row.id === 'token_ES256_logfile' ? row.rounds : [])).reduce((sum, r) => sum + r.requests, 0)
+  const logLines = logToFile.logFile
+    ? (await readFile(logToFile.logFile, 'utf8')).split('\n').filter(Boolean).length
+    : 0
+  const logRequests = plan
+    .flatMap((row) => (row.kind === 'http' && row.id === 'token_ES256_logfile' ? row.rounds : []))
+    .reduce((sum, r) => sum + r.requests, 0)
 
   // --- Rows and ratios ------------------------------------------------------------------------
   const rows: MeasuredRow[] = []
   for (const row of plan) rows.push(row.kind === 'http' ? httpResult(row, notes) : opsResult(row, notes))
   rows.push(...revocationRows)
   for (const count of options.clientCounts) {
-    rows.push(singleRow(`startup_${count}_clients`, 'growth', `start-up, ${count.toLocaleString('en-US')} clients`, 'spawn of node dist/main.js until /healthz answers (keys exist)', 'ms', startup.get(count)!))
+    rows.push(
+      singleRow(
+        `startup_${count}_clients`,
+        'growth',
+        `start-up, ${count.toLocaleString('en-US')} clients`,
+        'spawn of node dist/main.js until /healthz answers (keys exist)',
+        'ms',
+        startup.get(count)!,
+      ),
+    )
   }
   rows.push(...reloadRows)
-  rows.push(singleRow('feed_live_0', 'growth', 'feed live, 0 revoked', 'resource server listening until its feed is subscribed and loaded', 'ms', [rsEmpty.liveMs]))
-  rows.push(singleRow(`feed_live_${options.revokedIds}`, 'growth', `feed live, ${options.revokedIds.toLocaleString('en-US')} revoked`, 'the same, SCAN + PTTL of every revoked id', 'ms', [rsLoaded.liveMs]))
-  for (const [rs, count] of [[rsEmpty, 0], [rsLoaded, options.revokedIds]] as const) {
+  rows.push(
+    singleRow(
+      'feed_live_0',
+      'growth',
+      'feed live, 0 revoked',
+      'resource server listening until its feed is subscribed and loaded',
+      'ms',
+      [rsEmpty.liveMs],
+    ),
+  )
+  rows.push(
+    singleRow(
+      `feed_live_${options.revokedIds}`,
+      'growth',
+      `feed live, ${options.revokedIds.toLocaleString('en-US')} revoked`,
+      'the same, SCAN + PTTL of every revoked id',
+      'ms',
+      [rsLoaded.liveMs],
+    ),
+  )
+  for (const [rs, count] of [
+    [rsEmpty, 0],
+    [rsLoaded, options.revokedIds],
+  ] as const) {
     const idle = rs.idleMemory && totalRss(rs.idleMemory)
     const end = memory(rs.server)
-    if (idle !== undefined) rows.push(singleRow(`resource_rss_idle_${count}`, 'growth', `resource server RSS, ${count.toLocaleString('en-US')} revoked, idle`, 'VmRSS once the feed is live, before any load', 'MiB', [idle]))
-    if (end) rows.push(singleRow(`resource_peak_${count}`, 'growth', `resource server peak RSS, ${count.toLocaleString('en-US')} revoked`, 'VmHWM after its load', 'MiB', [end.peakMiB]))
+    if (idle !== undefined)
+      rows.push(
+        singleRow(
+          `resource_rss_idle_${count}`,
+          'growth',
+          `resource server RSS, ${count.toLocaleString('en-US')} revoked, idle`,
+          'VmRSS once the feed is live, before any load',
+          'MiB',
+          [idle],
+        ),
+      )
+    if (end)
+      rows.push(
+        singleRow(
+          `resource_peak_${count}`,
+          'growth',
+          `resource server peak RSS, ${count.toLocaleString('en-US')} revoked`,
+          'VmHWM after its load',
+          'MiB',
+          [end.peakMiB],
+        ),
+      )
   }
   rows.push(...soakRows)
   const memoryServers: [string, BenchServer][] = [
     ...ALGS.map((alg): [string, BenchServer] => [`token ${alg}`, servers[alg]]),
     ['floor', floor],
     ['token ES256, log to file', logToFile],
-    ...[...byClients].slice(1).map(([count, server]): [string, BenchServer] => [`token ES256, ${count.toLocaleString('en-US')} clients`, server]),
+    ...[...byClients]
+      .slice(1)
+      .map(([count, server]): [string, BenchServer] => [
+        `token ES256, ${count.toLocaleString('en-US')} clients`,
+        server,
+      ]),
   ]
   for (const [label, server] of memoryServers) {
     const figures = memory(server)
     if (!figures) continue
-    rows.push(singleRow(`peak_rss_${server.name}`, 'memory', `peak RSS, ${label}`, `VmHWM of the server process at the end${figures.processes > 1 ? ` (sum over ${figures.processes} processes)` : ''}`, 'MiB', [figures.peakMiB], { rss_mib_at_end: figures.rssMiB }))
+    rows.push(
+      singleRow(
+        `peak_rss_${server.name}`,
+        'memory',
+        `peak RSS, ${label}`,
+        `VmHWM of the server process at the end${figures.processes > 1 ? ` (sum over ${figures.processes} processes)` : ''}`,
+        'MiB',
+        [figures.peakMiB],
+        { rss_mib_at_end: figures.rssMiB },
+      ),
+    )
   }
 
-  const { ratios, ceilings } = computeRatios(rows, { algs: ALGS, clientCounts: options.clientCounts, revokedIds: options.revokedIds, rounds: options.rounds })
+  const { ratios, ceilings } = computeRatios(rows, {
+    algs: ALGS,
+    clientCounts: options.clientCounts,
+    revokedIds: options.revokedIds,
+    rounds: options.rounds,
+  })
   notes.push(
     `response bodies: floor ${floorBody.length} B; token ${ALGS.map((alg) => `${alg} ${samples[alg].body.length} B`).join(', ')} (the floor answers the ES256 server's token, so RS256's ceiling is a little generous)`,
     `log to file: ${logLines.toLocaleString('en-US')} lines written for ${logRequests.toLocaleString('en-US')} measured requests (plus warm-up)`,
@@ -333,7 +534,7 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
     setup: [
       ...context.placement.notes,
       'token servers: node dist/main.js (npm start without npm), shipped defaults; KEYS_DIR fresh per algorithm; the log (LOG_LEVEL=info, one line per request) goes to /dev/null',
-      'floor: scripts/bench/floor-server.mjs, the same assembly from dist/ plus POST /bench/floor (a token response prepared at start-up, the endpoint\'s own headers)',
+      "floor: scripts/bench/floor-server.mjs, the same assembly from dist/ plus POST /bench/floor (a token response prepared at start-up, the endpoint's own headers)",
       'protected route: scripts/bench/resource-server.mjs (bearerAuth from dist/, remote JWKS of an ES256 server with REDIS_URL, Redis revocation feed live)',
       `load: autocannon in the bench process, ${options.connections} connections, ${options.rounds} round(s) of ${options.duration} s per row after ${options.warmup} s warm-up; rows take turns within each round`,
       `raw: one operation at a time in the bench process, ${options.rounds} round(s) of ${options.rawSeconds} s after ${options.rawWarmup} s warm-up`,
@@ -346,7 +547,8 @@ export async function runBench(context: RunContext): Promise<Omit<Results, 'star
   }
 }
 
-const defined = (values: readonly (number | undefined)[]) => values.filter((value): value is number => value !== undefined)
+const defined = (values: readonly (number | undefined)[]) =>
+  values.filter((value): value is number => value !== undefined)
 
 /** An HTTP row's rounds as a result row; a round other processes disturbed gets a note. */
 function httpResult(row: HttpRowSpec, notes: string[]): MeasuredRow {
@@ -374,10 +576,15 @@ function httpResult(row: HttpRowSpec, notes: string[]): MeasuredRow {
     problems: row.problems,
   }
   if (others.length > 0 && Math.max(...others) >= 10) {
-    notes.push(`${row.label}: other processes took up to ${Math.max(...others)}% of the server's core in a round: that round's figures are low`)
+    notes.push(
+      `${row.label}: other processes took up to ${Math.max(...others)}% of the server's core in a round: that round's figures are low`,
+    )
   }
   // autocannon on a saturated core under-reports the server: flag it rather than let it pass.
-  if (bench.median >= 90) notes.push(`${row.label}: the bench process used ${Math.round(bench.median)}% of its core, so autocannon may be the limit, not the server`)
+  if (bench.median >= 90)
+    notes.push(
+      `${row.label}: the bench process used ${Math.round(bench.median)}% of its core, so autocannon may be the limit, not the server`,
+    )
   return result
 }
 
@@ -385,7 +592,9 @@ function httpResult(row: HttpRowSpec, notes: string[]): MeasuredRow {
 function opsResult(row: OpsRowSpec, notes: string[]): MeasuredRow {
   const others = defined(row.rounds.map((r) => r.othersOnBenchCorePct))
   if (others.length > 0 && Math.max(...others) >= 10) {
-    notes.push(`${row.label}: other processes took up to ${Math.max(...others)}% of the bench's core in a round: that round's figures are low`)
+    notes.push(
+      `${row.label}: other processes took up to ${Math.max(...others)}% of the bench's core in a round: that round's figures are low`,
+    )
   }
   return {
     id: row.id,
@@ -420,9 +629,12 @@ async function measureHttpRound(row: HttpRowSpec, index: number, context: RunCon
   })
   row.rounds.push(figures)
   row.problems.push(...problems.map((problem) => `round ${index + 1} ${problem}`))
-  const others = figures.othersOnServerCorePct === undefined ? '' : `, others on its core ${figures.othersOnServerCorePct}%`
+  const others =
+    figures.othersOnServerCorePct === undefined ? '' : `, others on its core ${figures.othersOnServerCorePct}%`
   const trouble = problems.length > 0 ? `  !! ${problems.join('; ')}` : ''
-  report(`  ${row.label}: ${integer(figures.reqPerSec)} req/s, p99 ${figures.latencyMs.p99} ms, server cpu ${figures.serverCpuPct ?? '?'}%${others}${trouble}`)
+  report(
+    `  ${row.label}: ${integer(figures.reqPerSec)} req/s, p99 ${figures.latencyMs.p99} ms, server cpu ${figures.serverCpuPct ?? '?'}%${others}${trouble}`,
+  )
 }
 
 async function measureOpsRound(row: OpsRowSpec, index: number, context: RunContext): Promise<void> {
@@ -431,6 +643,7 @@ async function measureOpsRound(row: OpsRowSpec, index: number, context: RunConte
   if (index === 0) await warmUp(operation, options.rawWarmup)
   const figures = await opsRound(operation, options.rawSeconds, context.placement.benchCpu)
   row.rounds.push(figures)
-  const others = figures.othersOnBenchCorePct === undefined ? '' : `, others on its core ${figures.othersOnBenchCorePct}%`
+  const others =
+    figures.othersOnBenchCorePct === undefined ? '' : `, others on its core ${figures.othersOnBenchCorePct}%`
   report(`  ${row.label}: ${integer(figures.opsPerSec)} ops/s${others}`)
 }

@@ -57,11 +57,17 @@ const STOP_AFTER_MS = 5_000
  * from the helper. NODE_OPTIONS is cleared so nothing is preloaded into a server.
  */
 export function shippedEnv(overrides: Record<string, string>): Record<string, string> {
-  const blank = Object.fromEntries(CONFIG_VARIABLES.filter((name) => name !== 'PORT' && name !== 'ISSUER').map((name) => [name, '']))
+  const blank = Object.fromEntries(
+    CONFIG_VARIABLES.filter((name) => name !== 'PORT' && name !== 'ISSUER').map((name) => [name, '']),
+  )
   return { ...blank, NODE_OPTIONS: '', ...overrides }
 }
 
-export function createFleet(options: { dir: string; prefix: readonly string[]; report: (message: string) => void }): Fleet {
+export function createFleet(options: {
+  dir: string
+  prefix: readonly string[]
+  report: (message: string) => void
+}): Fleet {
   const running: BenchServer[] = []
 
   async function start(spec: ServerSpec): Promise<BenchServer> {
@@ -132,7 +138,9 @@ export function untilReady(server: BenchServer, timeoutMs: number): Promise<void
     const response = await fetch(`${server.url}/readyz`)
     await response.arrayBuffer()
     if (response.status !== 200) {
-      throw new Error(`${server.name}: /readyz still answers ${response.status} after ${timeoutMs / 1000} s (the revocation feed is not live): ${server.output()}`)
+      throw new Error(
+        `${server.name}: /readyz still answers ${response.status} after ${timeoutMs / 1000} s (the revocation feed is not live): ${server.output()}`,
+      )
     }
   }, timeoutMs)
 }

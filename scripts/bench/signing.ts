@@ -93,7 +93,16 @@ export function nodeSigner(key: ServerKey, sample: string): () => string {
   const signature = signatureOf(key.alg, key.privateKey)
   return () => {
     const iat = now()
-    const claims = { client_id: t.clientId, scope: t.scope, iss: t.iss, sub: t.sub, aud: t.aud, iat, exp: iat + t.ttl, jti: newJti() }
+    const claims = {
+      client_id: t.clientId,
+      scope: t.scope,
+      iss: t.iss,
+      sub: t.sub,
+      aud: t.aud,
+      iat,
+      exp: iat + t.ttl,
+      jti: newJti(),
+    }
     const input = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
     return `${input}.${signature(Buffer.from(input)).toString('base64url')}`
   }
@@ -106,14 +115,21 @@ const names = (object: object) => Object.keys(object).sort().join(',')
  * A raw figure is a yardstick only if it signs what the server signs: same header, same claim
  * names, and a token jose accepts with the server's key.
  */
-export async function checkSameToken(serverToken: string, benchToken: string, key: ServerKey, label: string): Promise<void> {
+export async function checkSameToken(
+  serverToken: string,
+  benchToken: string,
+  key: ServerKey,
+  label: string,
+): Promise<void> {
   const server = { header: decodeProtectedHeader(serverToken), claims: decodeJwt(serverToken) }
   const bench = { header: decodeProtectedHeader(benchToken), claims: decodeJwt(benchToken) }
   const problems = [
-    canonical(server.header) !== canonical(bench.header) && `header ${JSON.stringify(server.header)} vs ${JSON.stringify(bench.header)}`,
+    canonical(server.header) !== canonical(bench.header) &&
+      `header ${JSON.stringify(server.header)} vs ${JSON.stringify(bench.header)}`,
     names(server.claims) !== names(bench.claims) && `claims ${names(server.claims)} vs ${names(bench.claims)}`,
   ].filter(Boolean)
-  if (problems.length > 0) throw new Error(`${label} does not sign what the server signs (server vs bench): ${problems.join('; ')}`)
+  if (problems.length > 0)
+    throw new Error(`${label} does not sign what the server signs (server vs bench): ${problems.join('; ')}`)
   await jwtVerify(benchToken, key.publicKey, { algorithms: [key.alg], typ: 'at+jwt' }).catch((error: unknown) => {
     throw new Error(`${label}: jose does not accept the token it signed: ${(error as Error).message}`)
   })

@@ -2,8 +2,25 @@ import { systemClock, type Clock } from '../clock.js'
 import type { Config } from '../config.js'
 import { isSigningAlg, SIGNING_ALGS } from '../keys/algorithms.js'
 import { keyRetention } from '../keys/key-store.js'
-import { listKeys, pruneKeys, revokeKey, rotateKeys, type KeysDirSettings, type RotationDeps } from '../keys/rotation.js'
-import { CliFailure, UsageError, cliConfig, isMain, parseFlags, processIo, runCommand, withRedisDenylist, type CliIo } from './cli.js'
+import {
+  listKeys,
+  pruneKeys,
+  revokeKey,
+  rotateKeys,
+  type KeysDirSettings,
+  type RotationDeps,
+} from '../keys/rotation.js'
+import {
+  CliFailure,
+  UsageError,
+  cliConfig,
+  isMain,
+  parseFlags,
+  processIo,
+  runCommand,
+  withRedisDenylist,
+  type CliIo,
+} from './cli.js'
 
 const USAGE = `usage:
   npm run --silent keys -- list
@@ -24,38 +41,46 @@ const settings = (config: Config): KeysDirSettings => ({
  */
 export async function run(argv: string[], io: CliIo = processIo, clock: Clock = systemClock): Promise<number> {
   const deps: RotationDeps = { clock, warn: (message) => io.stderr(`warning: ${message}\n`) }
-  return runCommand(io, USAGE, {
-    async list(args) {
-      parseFlags(args, {})
-      return listKeys(settings(cliConfig(io)), deps)
-    },
+  return runCommand(
+    io,
+    USAGE,
+    {
+      async list(args) {
+        parseFlags(args, {})
+        return listKeys(settings(cliConfig(io)), deps)
+      },
 
-    async rotate(args) {
-      const flags = parseFlags(args, { now: { type: 'boolean' }, alg: { type: 'string' } })
-      const { alg } = flags
-      if (alg !== undefined && !isSigningAlg(alg)) throw new UsageError(`--alg must be one of ${SIGNING_ALGS.join(', ')}`)
-      const config = cliConfig(io)
-      return rotateKeys(settings(config), deps, {
-        alg,
-        defaultAlg: config.signingAlg,
-        activationDelay: config.keyActivationDelay,
-        immediate: flags.now ?? false,
-      })
-    },
+      async rotate(args) {
+        const flags = parseFlags(args, { now: { type: 'boolean' }, alg: { type: 'string' } })
+        const { alg } = flags
+        if (alg !== undefined && !isSigningAlg(alg))
+          throw new UsageError(`--alg must be one of ${SIGNING_ALGS.join(', ')}`)
+        const config = cliConfig(io)
+        return rotateKeys(settings(config), deps, {
+          alg,
+          defaultAlg: config.signingAlg,
+          activationDelay: config.keyActivationDelay,
+          immediate: flags.now ?? false,
+        })
+      },
 
-    async prune(args) {
-      parseFlags(args, {})
-      return { pruned: await pruneKeys(settings(cliConfig(io)), deps) }
-    },
+      async prune(args) {
+        parseFlags(args, {})
+        return { pruned: await pruneKeys(settings(cliConfig(io)), deps) }
+      },
 
-    async revoke(args) {
-      const { kid } = parseFlags(args, { kid: { type: 'string' } })
-      if (!kid) throw new UsageError('--kid is required')
-      const config = cliConfig(io)
-      const revoked = await revokeKey(settings(config), deps, kid, (kid, until) => denylistKey(config, kid, until, clock, io))
-      return { revoked: { kid, unpublished: true, denylisted: revoked.denylisted, until: revoked.until } }
+      async revoke(args) {
+        const { kid } = parseFlags(args, { kid: { type: 'string' } })
+        if (!kid) throw new UsageError('--kid is required')
+        const config = cliConfig(io)
+        const revoked = await revokeKey(settings(config), deps, kid, (kid, until) =>
+          denylistKey(config, kid, until, clock, io),
+        )
+        return { revoked: { kid, unpublished: true, denylisted: revoked.denylisted, until: revoked.until } }
+      },
     },
-  }, argv)
+    argv,
+  )
 }
 
 /**
@@ -70,7 +95,9 @@ async function denylistKey(config: Config, kid: string, until: number, clock: Cl
     await withRedisDenylist({ ...config, redisUrl }, clock, io, (denylist) => denylist.revokeKey(kid, until))
     return 'redis'
   } catch (error) {
-    throw new CliFailure(`key ${kid} is unpublished, but the denylist write failed (${(error as Error).message}); run this command again when Redis is back`)
+    throw new CliFailure(
+      `key ${kid} is unpublished, but the denylist write failed (${(error as Error).message}); run this command again when Redis is back`,
+    )
   }
 }
 

@@ -79,7 +79,11 @@ export function createClient(
 }
 
 /** Changes the settings given; the others, and the secrets, stay. Returns the client as changed. */
-export function updateClient(file: ClientsFile, id: string, changes: Partial<ClientSettings>): ClientsChange<ClientEntry> {
+export function updateClient(
+  file: ClientsFile,
+  id: string,
+  changes: Partial<ClientSettings>,
+): ClientsChange<ClientEntry> {
   const entry = findClient(file, id)
   const next: ClientEntry = {
     ...entry,

@@ -28,7 +28,9 @@ function parseCheckedClientsFile(path: string, text: string): ClientsFile {
     // Two "scopes" in one client: JSON.parse keeps the last, the operator may have meant the first.
     const duplicate = findDuplicateName(text)
     if (duplicate) {
-      throw new Error(`member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`)
+      throw new Error(
+        `member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`,
+      )
     }
     return file
   } catch (error) {
@@ -55,7 +57,10 @@ export async function loadClientRegistry(path: string): Promise<ClientRegistry> 
     const source = signatureOf(await handle.stat())
     const fd = handle.fd
     // Synchronous reads of 64 KiB: the scan runs in one go, as JSON.parse of the whole text did.
-    const scanned = scanClientsFile((buffer, offset, length, position) => readSync(fd, buffer, offset, length, position), source)
+    const scanned = scanClientsFile(
+      (buffer, offset, length, position) => readSync(fd, buffer, offset, length, position),
+      source,
+    )
     // Positioned reads leave the handle at 0: readFile reads the same file from its start.
     return scanned ?? createClientRegistry(parseCheckedClientsFile(path, await handle.readFile('utf8')), source)
   } finally {

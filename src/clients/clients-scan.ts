@@ -74,10 +74,18 @@ const NAMES = {
   expires: Buffer.from('expires'),
 }
 const CLIENT_MEMBERS = [
-  NAMES.client_id, NAMES.secrets, NAMES.scopes, NAMES.audiences,
-  NAMES.access_token_ttl, NAMES.grant_types, NAMES.resource_server, NAMES.tokens_revoked_at,
+  NAMES.client_id,
+  NAMES.secrets,
+  NAMES.scopes,
+  NAMES.audiences,
+  NAMES.access_token_ttl,
+  NAMES.grant_types,
+  NAMES.resource_server,
+  NAMES.tokens_revoked_at,
 ]
-const [CLIENT_ID, SECRETS, SCOPES, AUDIENCES, ACCESS_TOKEN_TTL, GRANT_TYPES, RESOURCE_SERVER, TOKENS_REVOKED_AT] = [0, 1, 2, 3, 4, 5, 6, 7]
+const [CLIENT_ID, SECRETS, SCOPES, AUDIENCES, ACCESS_TOKEN_TTL, GRANT_TYPES, RESOURCE_SERVER, TOKENS_REVOKED_AT] = [
+  0, 1, 2, 3, 4, 5, 6, 7,
+]
 const REQUIRED_CLIENT_MEMBERS = (1 << CLIENT_ID) | (1 << SECRETS) | (1 << SCOPES) | (1 << AUDIENCES)
 const SECRET_MEMBERS = [NAMES.sha256, NAMES.created, NAMES.expires]
 const [SHA256, CREATED, EXPIRES] = [0, 1, 2]
@@ -240,7 +248,10 @@ export function scanClientsFile(read: ReadAt, source?: string): ClientRegistry |
     do {
       const start = string(allowed, 1, max)
       const previous = into[count]
-      into[count++] = previous !== undefined && spells(start, stringLength(start), previous) ? previous : buffer.toString('latin1', start, position - 1)
+      into[count++] =
+        previous !== undefined && spells(start, stringLength(start), previous)
+          ? previous
+          : buffer.toString('latin1', start, position - 1)
     } while (another(CLOSE_ARRAY))
     into.length = count
   }
@@ -251,13 +262,18 @@ export function scanClientsFile(read: ReadAt, source?: string): ClientRegistry |
     let at = start
     for (let group = 0; group < 10; group++, at += 4) {
       const bits =
-        (BASE64URL_VALUE[buffer[at]!]! << 18) | (BASE64URL_VALUE[buffer[at + 1]!]! << 12) |
-        (BASE64URL_VALUE[buffer[at + 2]!]! << 6) | BASE64URL_VALUE[buffer[at + 3]!]!
+        (BASE64URL_VALUE[buffer[at]!]! << 18) |
+        (BASE64URL_VALUE[buffer[at + 1]!]! << 12) |
+        (BASE64URL_VALUE[buffer[at + 2]!]! << 6) |
+        BASE64URL_VALUE[buffer[at + 3]!]!
       digest[out++] = bits >> 16
       digest[out++] = (bits >> 8) & 0xff
       digest[out++] = bits & 0xff
     }
-    const bits = (BASE64URL_VALUE[buffer[at]!]! << 12) | (BASE64URL_VALUE[buffer[at + 1]!]! << 6) | BASE64URL_VALUE[buffer[at + 2]!]!
+    const bits =
+      (BASE64URL_VALUE[buffer[at]!]! << 12) |
+      (BASE64URL_VALUE[buffer[at + 1]!]! << 6) |
+      BASE64URL_VALUE[buffer[at + 2]!]!
     digest[out++] = bits >> 10
     digest[out] = (bits >> 2) & 0xff
   }
@@ -345,7 +361,8 @@ export function scanClientsFile(read: ReadAt, source?: string): ClientRegistry |
     } while (another(CLOSE_OBJECT))
     if ((seen & REQUIRED_CLIENT_MEMBERS) !== REQUIRED_CLIENT_MEMBERS) throw GIVE_UP
     // Listed twice: the thorough way names it.
-    if (!builder.client(id, { scopes, audiences, grantTypes, resourceServer, accessTokenTtl, tokensRevokedAt })) throw GIVE_UP
+    if (!builder.client(id, { scopes, audiences, grantTypes, resourceServer, accessTokenTtl, tokensRevokedAt }))
+      throw GIVE_UP
   }
 
   try {

@@ -25,21 +25,23 @@ const secretEntry = z.object({
   expires: z.number().int().nonnegative().nullable().default(null),
 })
 
-export const clientEntrySchema = z.object({
-  client_id: z.string().regex(CLIENT_ID, 'must match ^[A-Za-z0-9._-]{3,64}$'),
-  secrets: z.array(secretEntry).min(1, 'needs at least one secret digest').max(2, 'at most two live secrets'),
-  scopes: z.array(z.string().regex(SCOPE_TOKEN, 'each scope must be an RFC 6749 section 3.3 scope-token')).min(1),
-  audiences: z.array(z.string().regex(AUDIENCE, 'each audience must be 1-512 visible ASCII characters')).min(1),
-  access_token_ttl: z.number().int().min(60).max(3600).optional(),
-  grant_types: z.array(z.enum(GRANT_TYPES)).default(['client_credentials']),
-  /** May introspect tokens whose aud is one of its audiences (RFC 7662 §2.1). */
-  resource_server: z.boolean().default(false),
-  /**
-   * Epoch seconds: every token issued to this client at or before this instant is refused (set by
-   * `client rotate-secret --revoke-tokens`; each server denylists the client when it loads the file).
-   */
-  tokens_revoked_at: z.number().int().nonnegative().optional(),
-}).strict()
+export const clientEntrySchema = z
+  .object({
+    client_id: z.string().regex(CLIENT_ID, 'must match ^[A-Za-z0-9._-]{3,64}$'),
+    secrets: z.array(secretEntry).min(1, 'needs at least one secret digest').max(2, 'at most two live secrets'),
+    scopes: z.array(z.string().regex(SCOPE_TOKEN, 'each scope must be an RFC 6749 section 3.3 scope-token')).min(1),
+    audiences: z.array(z.string().regex(AUDIENCE, 'each audience must be 1-512 visible ASCII characters')).min(1),
+    access_token_ttl: z.number().int().min(60).max(3600).optional(),
+    grant_types: z.array(z.enum(GRANT_TYPES)).default(['client_credentials']),
+    /** May introspect tokens whose aud is one of its audiences (RFC 7662 §2.1). */
+    resource_server: z.boolean().default(false),
+    /**
+     * Epoch seconds: every token issued to this client at or before this instant is refused (set by
+     * `client rotate-secret --revoke-tokens`; each server denylists the client when it loads the file).
+     */
+    tokens_revoked_at: z.number().int().nonnegative().optional(),
+  })
+  .strict()
 
 export const clientsFileSchema = z.object({ clients: z.array(clientEntrySchema) }).strict()
 

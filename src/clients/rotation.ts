@@ -43,7 +43,9 @@ export function rotateEntrySecret(
   options: { now: number; grace: number; revokeTokens: boolean },
 ): { entry: ClientEntry; previousExpires: number | null } {
   const { now, grace, revokeTokens } = options
-  const [newest] = entry.secrets.filter((s) => s.expires === null || s.expires > now).sort((a, b) => b.created - a.created)
+  const [newest] = entry.secrets
+    .filter((s) => s.expires === null || s.expires > now)
+    .sort((a, b) => b.created - a.created)
   const previous = newest && { ...newest, expires: Math.min(newest.expires ?? Infinity, now + grace) }
   const secrets = [...(previous ? [previous] : []), storedSecret(secret, now)]
   return {

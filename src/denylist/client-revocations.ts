@@ -60,7 +60,9 @@ export interface ClientRevocationSync {
  * writes the same entries to Redis itself; every server repeats them when it loads the file,
  * which also covers the in-memory denylist. Idempotent.
  */
-export function createClientRevocationSync(deps: Pick<Deps, 'denylist' | 'clock' | 'config' | 'log'>): ClientRevocationSync {
+export function createClientRevocationSync(
+  deps: Pick<Deps, 'denylist' | 'clock' | 'config' | 'log'>,
+): ClientRevocationSync {
   // The roster of the last load: the registry in force, so no second copy of the clients is kept.
   let known: ClientRoster | undefined
   const pending = new Map<string, ClientRevocation>()
@@ -70,11 +72,16 @@ export function createClientRevocationSync(deps: Pick<Deps, 'denylist' | 'clock'
       const now = deps.clock()
       for (const found of clientRevocations(known, clients, now, deps.config.clockTolerance)) {
         const earlier = pending.get(found.clientId)
-        pending.set(found.clientId, earlier === undefined ? found : {
-          clientId: found.clientId,
-          revokedAt: Math.max(earlier.revokedAt, found.revokedAt),
-          until: Math.max(earlier.until, found.until),
-        })
+        pending.set(
+          found.clientId,
+          earlier === undefined
+            ? found
+            : {
+                clientId: found.clientId,
+                revokedAt: Math.max(earlier.revokedAt, found.revokedAt),
+                until: Math.max(earlier.until, found.until),
+              },
+        )
       }
       known = clients
 
@@ -89,7 +96,9 @@ export function createClientRevocationSync(deps: Pick<Deps, 'denylist' | 'clock'
         }
       }
       if (failed.length > 0) {
-        throw new Error(`clients applied, but the tokens of client ${failed.join(', ')} are not in the denylist yet; retrying`)
+        throw new Error(
+          `clients applied, but the tokens of client ${failed.join(', ')} are not in the denylist yet; retrying`,
+        )
       }
     },
   }

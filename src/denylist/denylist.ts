@@ -95,7 +95,8 @@ export function assertUntil(until: number): void {
 
 /** Same for a client revocation's instant. */
 export function assertRevokedAt(revokedAt: number): void {
-  if (!Number.isFinite(revokedAt)) throw new RangeError(`client revocation instant must be a finite number, got ${revokedAt}`)
+  if (!Number.isFinite(revokedAt))
+    throw new RangeError(`client revocation instant must be a finite number, got ${revokedAt}`)
 }
 
 /**

@@ -72,7 +72,9 @@ export function normalizeId(id: string): string {
 /** The message published on the channel: JSON `{ t, id, until }`, plus `revokedAt` for a client. */
 export function encodeRevocation(revocation: Revocation): string {
   const { kind: t, id, until } = revocation
-  return JSON.stringify(revocation.kind === 'client' ? { t, id, until, revokedAt: revocation.revokedAt } : { t, id, until })
+  return JSON.stringify(
+    revocation.kind === 'client' ? { t, id, until, revokedAt: revocation.revokedAt } : { t, id, until },
+  )
 }
 
 /** The revocation a message carries, or undefined when it is not one (other fields are dropped). */

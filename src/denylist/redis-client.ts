@@ -73,7 +73,8 @@ function logConnectionState(redis: Redis, log: DenylistLog, connection: string):
     state = 'up'
   })
   redis.on('error', (err: unknown) => {
-    if (state !== 'down') log.error({ redisError: describeRedisError(err), connection }, 'redis unreachable; retrying in the background')
+    if (state !== 'down')
+      log.error({ redisError: describeRedisError(err), connection }, 'redis unreachable; retrying in the background')
     state = 'down'
   })
   redis.on('close', () => {

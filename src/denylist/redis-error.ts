@@ -24,7 +24,8 @@ const MAX_CAUSES = 5
  * Redis 6.2+ quotes the arguments of a command it does not know ("ERR unknown command 'AUTH',
  * with args beginning with: 'the-password'"), e.g. with AUTH renamed away: cut that part off.
  */
-const scrub = (message: string) => message.replace(/,? with args beginning with:.*$/s, ', with args beginning with: (not logged)')
+const scrub = (message: string) =>
+  message.replace(/,? with args beginning with:.*$/s, ', with args beginning with: (not logged)')
 
 /** A Redis reply error starts with an upper-case code: `WRONGPASS invalid username-password pair`. */
 const REPLY_CODE = /^([A-Z][A-Z0-9_-]{1,31})\s/

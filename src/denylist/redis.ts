@@ -1,13 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
-import {
-  assertRevokedAt,
-  assertUntil,
-  RevocationLimitError,
-  type Denylist,
-  type RevocationOwner,
-} from './denylist.js'
+import { assertRevokedAt, assertUntil, RevocationLimitError, type Denylist, type RevocationOwner } from './denylist.js'
 import { encodeRevocation, entryKey, isRevokedInRedis, ownedKey, revocationChannel } from './protocol.js'
 import { closeRedisClient, createRedisClient, type RedisConnectionOptions } from './redis-client.js'
 import { unavailable } from './redis-error.js'
@@ -65,7 +59,12 @@ return 1
 `
 
 /** EVALSHA, falling back to EVAL once when Redis does not hold the script yet (after a restart, say). */
-async function runScript(redis: Redis, script: { lua: string; sha: string }, keys: string[], args: (string | number)[]): Promise<unknown> {
+async function runScript(
+  redis: Redis,
+  script: { lua: string; sha: string },
+  keys: string[],
+  args: (string | number)[],
+): Promise<unknown> {
   try {
     return await redis.evalsha(script.sha, keys.length, ...keys, ...args)
   } catch (err) {
@@ -122,11 +121,20 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
     let reply: unknown
     try {
       const message = encodeRevocation({ kind: 'jti', id: jti, until })
-      reply = await runScript(redis, REVOKE_OWNED_TOKEN_SCRIPT, keys, [ttlMs, now, until, owner.limit, jti, channel, message])
+      reply = await runScript(redis, REVOKE_OWNED_TOKEN_SCRIPT, keys, [
+        ttlMs,
+        now,
+        until,
+        owner.limit,
+        jti,
+        channel,
+        message,
+      ])
     } catch (err) {
       throw unavailable('cannot store the revocation', err)
     }
-    if (!Array.isArray(reply) || (reply[0] !== 0 && reply[0] !== 1)) throw unavailable('cannot store the revocation: unexpected reply')
+    if (!Array.isArray(reply) || (reply[0] !== 0 && reply[0] !== 1))
+      throw unavailable('cannot store the revocation: unexpected reply')
     if (reply[0] === 0) throw new RevocationLimitError(owner.clientId, owner.limit, Number(reply[1]) - now)
   }
 
@@ -137,7 +145,12 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
     if (ttlMs <= 0) return
     try {
       const message = encodeRevocation({ kind: 'client', id: clientId, until, revokedAt })
-      await runScript(redis, REVOKE_CLIENT_SCRIPT, [entryKey(keyPrefix, 'client', clientId)], [String(revokedAt), ttlMs, channel, message])
+      await runScript(
+        redis,
+        REVOKE_CLIENT_SCRIPT,
+        [entryKey(keyPrefix, 'client', clientId)],
+        [String(revokedAt), ttlMs, channel, message],
+      )
     } catch (err) {
       throw unavailable('cannot store the client revocation', err)
     }

@@ -114,7 +114,8 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
     } catch (err) {
       if (!current() || closed) return
       loadFailures += 1
-      if (loadFailures === 1) log.warn({ redisError: describeRedisError(err) }, 'revocation feed could not load; retrying')
+      if (loadFailures === 1)
+        log.warn({ redisError: describeRedisError(err) }, 'revocation feed could not load; retrying')
       const delay = Math.min(100 * 2 ** loadFailures, 2_000)
       retryTimer = setTimeout(() => {
         if (current()) void startSession()

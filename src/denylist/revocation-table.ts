@@ -104,7 +104,10 @@ export function createRevocationTable(options: RevocationTableOptions): Revocati
       const current = liveClient(clientId, now)
       if (current !== undefined) {
         // The later instant covers every token the earlier one did.
-        clients.set(clientId, { revokedAt: laterInstant(current.revokedAt, revokedAt), until: Math.max(current.until, until) })
+        clients.set(clientId, {
+          revokedAt: laterInstant(current.revokedAt, revokedAt),
+          until: Math.max(current.until, until),
+        })
         return true
       }
       if (!hasRoom(now)) return false

@@ -22,7 +22,10 @@ export async function readForm(c: Context): Promise<FormParams> {
   if (mediaType !== 'application/x-www-form-urlencoded') {
     throw invalidRequest('Content-Type must be application/x-www-form-urlencoded')
   }
-  const charset = parameters.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/"/g, '')
+  const charset = parameters
+    .find((p) => p.startsWith('charset='))
+    ?.slice('charset='.length)
+    .replace(/"/g, '')
   if (charset !== undefined && charset !== 'utf-8') throw invalidRequest('only UTF-8 form bodies are accepted')
 
   const incoming = nodeRequest(c)

@@ -22,7 +22,11 @@ export function revokeHandler(deps: Deps) {
     // RFC 7009 §2.1: token_type_hint is only a hint; there is one token type here, so it is ignored.
 
     const tolerance = deps.config.clockTolerance
-    const claims = await verifyOwnToken({ keys: deps.keys, clock: deps.clock, issuer: deps.config.issuer }, token, tolerance)
+    const claims = await verifyOwnToken(
+      { keys: deps.keys, clock: deps.clock, issuer: deps.config.issuer },
+      token,
+      tolerance,
+    )
     // RFC 7009 §2.2: invalid, expired or unknown tokens still get 200; there is nothing to revoke.
     if (!claims) return c.body(null, 200, EMPTY_OK)
     // RFC 7009 §2.1: a client may revoke only its own tokens. For another client's token the request
@@ -41,7 +45,12 @@ export function revokeHandler(deps: Deps) {
  * client shares; past its limit it gets 429 until its oldest revocation expires. Revoking a token
  * that is already revoked is not a new entry and still gets 200.
  */
-async function revokeCounted(deps: Pick<Deps, 'denylist' | 'config'>, jti: string, until: number, clientId: string): Promise<void> {
+async function revokeCounted(
+  deps: Pick<Deps, 'denylist' | 'config'>,
+  jti: string,
+  until: number,
+  clientId: string,
+): Promise<void> {
   try {
     await deps.denylist.revokeToken(jti, until, { clientId, limit: deps.config.revocationsPerClient })
   } catch (error) {

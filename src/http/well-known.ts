@@ -25,7 +25,11 @@ interface PreparedJwks {
 function prepareJwks(body: string, etag: string): PreparedJwks {
   const notModified = { ETag: etag, 'Cache-Control': `public, max-age=${JWKS_MAX_AGE}` }
   const bytes = Buffer.from(body, 'utf8')
-  const ok = { ...notModified, 'Content-Type': 'application/jwk-set+json; charset=utf-8', 'Content-Length': String(bytes.length) }
+  const ok = {
+    ...notModified,
+    'Content-Type': 'application/jwk-set+json; charset=utf-8',
+    'Content-Length': String(bytes.length),
+  }
   return { etag, body: bytes, notModified, ok }
 }
 
@@ -39,7 +43,8 @@ export function jwksHandler(deps: Deps) {
   return (c: Context<AppEnv>): Response => {
     const { body, etag } = deps.keys.jwks()
     if (prepared?.etag !== etag) prepared = prepareJwks(body, etag)
-    if (matchesEtag(c.req.header('if-none-match'), etag)) return new Response(null, { status: 304, headers: prepared.notModified })
+    if (matchesEtag(c.req.header('if-none-match'), etag))
+      return new Response(null, { status: 304, headers: prepared.notModified })
     return new Response(prepared.body, { status: 200, headers: prepared.ok })
   }
 }

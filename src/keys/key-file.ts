@@ -140,7 +140,9 @@ export async function parseKeyFile(text: string, passphrase?: string): Promise<K
   try {
     privateKey = createPrivateKey(encrypted ? { key: pem, format: 'pem', passphrase } : { key: pem, format: 'pem' })
   } catch {
-    throw new Error(encrypted ? 'KEYS_PASSPHRASE does not decrypt the private key' : 'privateKey is not a readable PKCS#8 PEM key')
+    throw new Error(
+      encrypted ? 'KEYS_PASSPHRASE does not decrypt the private key' : 'privateKey is not a readable PKCS#8 PEM key',
+    )
   }
   checkKeyType(file.alg, privateKey)
   const publicKey = createPublicKey(privateKey)

@@ -45,20 +45,34 @@ export function keyTimelines(keys: readonly KeyTimes[], now: number, retention: 
   // The first is current; each other one retired when the key before it in this order activated.
   let successor: number | undefined
   for (const key of active) {
-    if (successor === undefined) timelines.set(key.kid, { kid: key.kid, state: 'current', retired: null, unpublishes: null })
+    if (successor === undefined)
+      timelines.set(key.kid, { kid: key.kid, state: 'current', retired: null, unpublishes: null })
     else {
       const unpublishes = successor + retention
-      timelines.set(key.kid, { kid: key.kid, state: now < unpublishes ? 'retired' : 'expired', retired: successor, unpublishes })
+      timelines.set(key.kid, {
+        kid: key.kid,
+        state: now < unpublishes ? 'retired' : 'expired',
+        retired: successor,
+        unpublishes,
+      })
     }
     successor = key.activates
   }
   // Nothing has activated yet (a clock far behind the files): sign with the key due first, or the
   // oldest standby, rather than not at all.
-  const [fallback] = active.length === 0 ? [...keys].sort((a, b) => (a.activates ?? Infinity) - (b.activates ?? Infinity) || a.created - b.created) : []
+  const [fallback] =
+    active.length === 0
+      ? [...keys].sort((a, b) => (a.activates ?? Infinity) - (b.activates ?? Infinity) || a.created - b.created)
+      : []
   if (fallback) timelines.set(fallback.kid, { kid: fallback.kid, state: 'current', retired: null, unpublishes: null })
   return keys.map(
     (key) =>
-      timelines.get(key.kid) ?? { kid: key.kid, state: key.activates === null ? 'standby' : 'next', retired: null, unpublishes: null },
+      timelines.get(key.kid) ?? {
+        kid: key.kid,
+        state: key.activates === null ? 'standby' : 'next',
+        retired: null,
+        unpublishes: null,
+      },
   )
 }
 

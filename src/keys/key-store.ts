@@ -67,7 +67,15 @@ export function createKeyStore(records: readonly KeyRecord[], clock: Clock, opti
     const algorithms = SIGNING_ALGS.filter((alg) => publishedAlgs.has(alg))
     // keyTimelines names one current key whenever there are keys, and there are (checked above).
     if (!current) throw new Error('no signing key is current')
-    return { from: now, until: nextTransition(records, timelines, now), current, published, timelines, jwks: { body, etag }, algorithms }
+    return {
+      from: now,
+      until: nextTransition(records, timelines, now),
+      current,
+      published,
+      timelines,
+      jwks: { body, etag },
+      algorithms,
+    }
   }
 
   const at = (): View => {

@@ -5,7 +5,15 @@ import type { Clock } from '../clock.js'
 import type { Logger } from '../observability/logger.js'
 import { createFileAtomic, writeFileAtomic } from '../storage/atomic-file.js'
 import type { SigningAlg } from './algorithms.js'
-import { generateKeyRecord, isTombstone, parseKeyFile, serializeKeyFile, type KeyFile, type KeyRecord, type Tombstone } from './key-file.js'
+import {
+  generateKeyRecord,
+  isTombstone,
+  parseKeyFile,
+  serializeKeyFile,
+  type KeyFile,
+  type KeyRecord,
+  type Tombstone,
+} from './key-file.js'
 
 const KEY_FILE = /^[A-Za-z0-9_-]{43}\.json$/
 
@@ -29,7 +37,8 @@ export async function readKeysDir(dir: string, passphrase?: string): Promise<Key
     try {
       const info = await stat(path)
       // Whoever can change a key file can swap in a key of their own: refused like a broken file.
-      if ((info.mode & 0o022) !== 0) throw new Error(`writable by group or others (mode ${octal(info.mode)}); run chmod 600 on it`)
+      if ((info.mode & 0o022) !== 0)
+        throw new Error(`writable by group or others (mode ${octal(info.mode)}); run chmod 600 on it`)
       const key = await parseKeyFile(await readFile(path, 'utf8'), passphrase)
       if (`${key.kid}.json` !== name) throw new Error(`file name does not match kid ${key.kid}`)
       if (isTombstone(key)) contents.tombstones.push(key)
@@ -61,11 +70,17 @@ export async function keysDirAccessProblem(
   const info = await stat(dir)
   if (uid !== undefined && info.uid !== uid) {
     const summary = 'KEYS_DIR is not owned by the user running tokensmith'
-    return { summary, message: `${summary}: ${dir} belongs to uid ${info.uid}, this process runs as uid ${uid}; run chown ${uid} ${dir} (or run tokensmith as its owner)` }
+    return {
+      summary,
+      message: `${summary}: ${dir} belongs to uid ${info.uid}, this process runs as uid ${uid}; run chown ${uid} ${dir} (or run tokensmith as its owner)`,
+    }
   }
   if ((info.mode & 0o022) !== 0) {
     const summary = 'KEYS_DIR is writable by group or others'
-    return { summary, message: `${summary}: ${dir} has mode ${octal(info.mode)}, and whoever can write it can add a signing key; run chmod 700 ${dir}` }
+    return {
+      summary,
+      message: `${summary}: ${dir} has mode ${octal(info.mode)}, and whoever can write it can add a signing key; run chmod 700 ${dir}`,
+    }
   }
   return undefined
 }
@@ -143,7 +158,10 @@ export async function ensureKeys(
       // Standby first: a reader that sees only one file sees a standby, which it would sign with rather than nothing.
       await writeKeyRecord(dir, standby)
       await writeKeyRecord(dir, current)
-      deps.log.info({ kid: current.kid, standby: standby.kid, alg }, 'generated a signing key and a standby key in an empty KEYS_DIR')
+      deps.log.info(
+        { kid: current.kid, standby: standby.kid, alg },
+        'generated a signing key and a standby key in an empty KEYS_DIR',
+      )
       return { records: [current, standby], tombstones: [], problems: [], exposed: [], unencrypted: [] }
     } finally {
       await unlink(lock).catch(() => {})

@@ -12,7 +12,9 @@ export function reloadProblem(inForce: KeyStore, next: KeysDirContents): string 
   if (next.records.length === 0) return 'no usable key left'
   const present = new Set([...next.records.map((r) => r.kid), ...next.tombstones.map((t) => t.kid)])
   // Expired keys verify nothing and standby keys never signed: either may go. Others may not.
-  const vanished = inForce.timelines().filter((t) => t.state !== 'expired' && t.state !== 'standby' && !present.has(t.kid))
+  const vanished = inForce
+    .timelines()
+    .filter((t) => t.state !== 'expired' && t.state !== 'standby' && !present.has(t.kid))
   if (vanished.length > 0) {
     return `published key ${vanished.map((t) => `${t.kid} (${t.state})`).join(', ')} disappeared without being revoked`
   }

@@ -148,7 +148,10 @@ export function activationSecond(keys: readonly KeyTimes[], chosen: KeyTimes | u
  * algorithm (they never signed anything) to remove after an algorithm migration, and whether a
  * new standby key is needed.
  */
-export function standbyChanges<K extends RotationKey>(keys: readonly K[], alg: SigningAlg): { remove: K[]; create: boolean } {
+export function standbyChanges<K extends RotationKey>(
+  keys: readonly K[],
+  alg: SigningAlg,
+): { remove: K[]; create: boolean } {
   const standby = keys.filter((k) => k.activates === null)
   return { remove: standby.filter((k) => k.alg !== alg), create: !standby.some((k) => k.alg === alg) }
 }
@@ -218,14 +221,21 @@ export interface RotateResult extends KeyListing {
 }
 
 /** Schedules the next signing key (see the module comment) and restores the standby key. */
-export async function rotateKeys(settings: KeysDirSettings, deps: RotationDeps, request: RotateRequest): Promise<RotateResult> {
+export async function rotateKeys(
+  settings: KeysDirSettings,
+  deps: RotationDeps,
+  request: RotateRequest,
+): Promise<RotateResult> {
   return withKeysDirLock(settings, async (contents) => {
     const now = deps.clock()
     const alg = request.alg ?? newestAlg(contents.records) ?? request.defaultAlg
     const requested = requestedActivation(now, request.activationDelay, request.immediate)
     const rotated = await promoteOrCreate(settings, deps, contents.records, now, alg, requested)
     await ensureStandby(settings, await readKeysForCommand(settings), now, alg)
-    return { rotated: { kid: rotated.kid, alg, activates: rotated.activates }, ...describeKeys(await readKeysForCommand(settings), now, settings.retention) }
+    return {
+      rotated: { kid: rotated.kid, alg, activates: rotated.activates },
+      ...describeKeys(await readKeysForCommand(settings), now, settings.retention),
+    }
   })
 }
 
@@ -295,7 +305,9 @@ export async function denylistRevokedKeys(
 ): Promise<string[]> {
   const failed: string[] = []
   for (const tombstone of tombstones) {
-    await denylist.revokeKey(tombstone.kid, revocationEnd(tombstone.revoked, retention)).catch(() => failed.push(tombstone.kid))
+    await denylist
+      .revokeKey(tombstone.kid, revocationEnd(tombstone.revoked, retention))
+      .catch(() => failed.push(tombstone.kid))
   }
   return failed
 }
@@ -330,7 +342,12 @@ async function promoteOrCreate(
 }
 
 /** Applies standbyChanges: removes standby keys of another algorithm, writes a new standby key if needed. */
-async function ensureStandby(settings: KeysDirSettings, contents: KeysDirContents, now: number, alg: SigningAlg): Promise<void> {
+async function ensureStandby(
+  settings: KeysDirSettings,
+  contents: KeysDirContents,
+  now: number,
+  alg: SigningAlg,
+): Promise<void> {
   const { remove, create } = standbyChanges(contents.records, alg)
   for (const other of remove) await removeFile(join(settings.dir, `${other.kid}.json`))
   if (create) await writeKeyRecord(settings.dir, await generateKeyRecord(alg, now, null, settings.passphrase))

@@ -1,12 +1,6 @@
 import type { Client } from '../clients/registry.js'
 import { SCOPE_TOKEN } from '../clients/registry.js'
-import {
-  invalidRequest,
-  invalidScope,
-  invalidTarget,
-  unauthorizedClient,
-  unsupportedGrantType,
-} from '../errors.js'
+import { invalidRequest, invalidScope, invalidTarget, unauthorizedClient, unsupportedGrantType } from '../errors.js'
 import { single, type FormParams } from './form.js'
 
 export function checkGrantType(client: Client, params: FormParams): void {
@@ -27,8 +21,10 @@ export function resolveScopes(client: Client, requested: string | undefined): re
   if (requested === undefined || requested === '') return client.scopes
   const scopes = [...new Set(requested.split(' ').filter((scope) => scope !== ''))]
   if (scopes.length === 0) throw invalidScope('scope must name at least one scope')
-  if (!scopes.every((scope) => SCOPE_TOKEN.test(scope))) throw invalidScope('scope has characters RFC 6749 section 3.3 does not allow')
-  if (!scopes.every((scope) => client.scopes.includes(scope))) throw invalidScope('requested scope is not allowed for this client')
+  if (!scopes.every((scope) => SCOPE_TOKEN.test(scope)))
+    throw invalidScope('scope has characters RFC 6749 section 3.3 does not allow')
+  if (!scopes.every((scope) => client.scopes.includes(scope)))
+    throw invalidScope('requested scope is not allowed for this client')
   return scopes
 }
 

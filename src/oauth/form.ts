@@ -49,10 +49,7 @@ export function parseForm(body: Uint8Array): FormParams {
  * RFC 6749 §3.1: request parameters must not be included more than once, known or not
  * (`scope[]=a&scope[]=b` is refused too). `overrides` picks another error for some names.
  */
-export function rejectRepeatedParams(
-  params: FormParams,
-  overrides: Record<string, () => OAuthError> = {},
-): void {
+export function rejectRepeatedParams(params: FormParams, overrides: Record<string, () => OAuthError> = {}): void {
   for (const [name, values] of params) {
     if (values.length > 1) throw (overrides[name] ?? (() => invalidRequest('a request parameter is repeated')))()
   }

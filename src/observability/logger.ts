@@ -23,7 +23,10 @@ function censored(value: object, keys: readonly string[]): Record<string, unknow
   let copy: Record<string, unknown> | undefined
   for (const key of keys) {
     if ((value as Record<string, unknown>)[key] === undefined) continue
-    copy ??= value instanceof Error ? Object.create(Object.getPrototypeOf(value), Object.getOwnPropertyDescriptors(value)) : { ...value }
+    copy ??=
+      value instanceof Error
+        ? Object.create(Object.getPrototypeOf(value), Object.getOwnPropertyDescriptors(value))
+        : { ...value }
     Object.defineProperty(copy, key, { value: CENSOR, enumerable: true, writable: true, configurable: true })
   }
   return copy
@@ -49,7 +52,8 @@ export function redactSecrets(record: Record<string, unknown>): Record<string, u
     if (typeof value !== 'object' || value === null) continue
     let copy = censored(value, NESTED_SECRETS)
     const headers = key === 'req' ? (value as { headers?: unknown }).headers : undefined
-    const censoredHeaders = typeof headers === 'object' && headers !== null ? censored(headers, ['authorization']) : undefined
+    const censoredHeaders =
+      typeof headers === 'object' && headers !== null ? censored(headers, ['authorization']) : undefined
     if (censoredHeaders) {
       copy ??= { ...value }
       copy.headers = censoredHeaders
@@ -178,7 +182,11 @@ const SERIALIZERS = {
  * Strings are JSON-escaped by pino, so a client_id holding `\n{"level":50}` stays inside one
  * record. `fields` go into every line (a cluster worker's `worker` id).
  */
-export function createLogger(level: LogLevel, destination?: DestinationStream, fields: Record<string, unknown> = {}): Logger {
+export function createLogger(
+  level: LogLevel,
+  destination?: DestinationStream,
+  fields: Record<string, unknown> = {},
+): Logger {
   return pino(loggerOptions(level, fields), destination ?? stdoutDestination())
 }
 
@@ -198,7 +206,10 @@ export function loggerOptions(level: LogLevel, fields: Record<string, unknown> =
  * state, so log the error at fatal, write out every buffered line, and exit 1 (a supervisor, or
  * the cluster primary, starts a new one).
  */
-export function exitOnFatal(log: Logger, exit: (code: number) => void = process.exit): (error: unknown, origin?: string) => void {
+export function exitOnFatal(
+  log: Logger,
+  exit: (code: number) => void = process.exit,
+): (error: unknown, origin?: string) => void {
   return (error, origin) => {
     try {
       log.fatal({ err: error, origin }, 'fatal error, exiting')

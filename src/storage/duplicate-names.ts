@@ -68,7 +68,8 @@ export function findDuplicateName(text: string): { name: string; path: string } 
   let depth = 0 // frames[depth - 1] is the innermost open value
   for (let i = 0; i < text.length; i++) {
     const char = text.charCodeAt(i)
-    if (char === 0x7b || char === 0x5b) { // { [
+    if (char === 0x7b || char === 0x5b) {
+      // { [
       let frame = frames[depth]
       if (!frame) {
         frame = { isObject: false, names: [], many: undefined, name: '', index: 0, expectName: false }
@@ -81,13 +82,16 @@ export function findDuplicateName(text: string): { name: string; path: string } 
       frame.index = 0
       frame.expectName = frame.isObject
       depth++
-    } else if (char === 0x7d || char === 0x5d) { // } ]
+    } else if (char === 0x7d || char === 0x5d) {
+      // } ]
       depth--
-    } else if (char === 0x2c) { // ,
+    } else if (char === 0x2c) {
+      // ,
       const top = frames[depth - 1]
       if (top?.isObject) top.expectName = true
       else if (top) top.index++
-    } else if (char === 0x22) { // "
+    } else if (char === 0x22) {
+      // "
       const end = closingQuote(text, i)
       const top = frames[depth - 1]
       if (top?.isObject && top.expectName) {

@@ -44,7 +44,10 @@ export function watchForChanges(options: {
         failing = true
         if (signature !== undefined && signature === lastFailed) return
         lastFailed = signature
-        options.log.error({ source: options.name, problem: (error as Error).message }, 'reload failed; keeping the last good state')
+        options.log.error(
+          { source: options.name, problem: (error as Error).message },
+          'reload failed; keeping the last good state',
+        )
       }
     })().finally(() => {
       running = undefined

@@ -97,7 +97,8 @@ function createKeySource(options: ResolvedOptions): KeySource {
 export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   const config = resolveOptions(options)
   const keys = createKeySource(config)
-  const cache = config.tokenCacheEntries > 0 ? createTokenCache(config.tokenCacheEntries, config.clockTolerance) : undefined
+  const cache =
+    config.tokenCacheEntries > 0 ? createTokenCache(config.tokenCacheEntries, config.clockTolerance) : undefined
   const verifier: AccessTokenVerifierDeps = {
     issuer: config.issuer,
     audience: config.audience,

@@ -6,11 +6,7 @@
  */
 
 /** RFC 6750 §3.1 codes, plus the 503 code of RFC 6749 §5.2 style used across tokensmith. */
-export type BearerErrorCode =
-  | 'invalid_request'
-  | 'invalid_token'
-  | 'insufficient_scope'
-  | 'temporarily_unavailable'
+export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'temporarily_unavailable'
 
 /** Why a request was refused. A closed set, so logs never carry attacker-chosen text. */
 export type RejectReason =

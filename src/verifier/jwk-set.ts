@@ -39,7 +39,8 @@ export function parseJwkSet(value: unknown): JwkSet {
   for (const key of value.keys as unknown[]) {
     if (!isPlainObject(key)) throw new JwkSetError('JWK Set members must be objects')
     if (key.use !== undefined && key.use !== 'sig') throw new JwkSetError('JWK "use" must be "sig"')
-    if (typeof key.kty !== 'string' || key.kty === 'oct') throw new JwkSetError('JWK "kty" must name an asymmetric key type')
+    if (typeof key.kty !== 'string' || key.kty === 'oct')
+      throw new JwkSetError('JWK "kty" must name an asymmetric key type')
     if (PRIVATE_MEMBERS.some((member) => member in key)) throw new JwkSetError('JWK Set must hold public keys only')
     if (typeof key.kid !== 'string' || key.kid === '') continue
     keys.push(key as JWK)

@@ -97,7 +97,8 @@ function resolveAlgorithms(algorithms: string[] | undefined): ReadonlySet<string
   if (!Array.isArray(list) || list.length === 0) fail('algorithms must be a non-empty array')
   for (const alg of list) {
     // Bad configuration throws at start-up: a verifier configured for `none` or HS* is never what anyone wants.
-    if (!SUPPORTED_ALGORITHMS.has(alg)) fail(`algorithm ${JSON.stringify(alg)} is not allowed (asymmetric JWS algorithms only)`)
+    if (!SUPPORTED_ALGORITHMS.has(alg))
+      fail(`algorithm ${JSON.stringify(alg)} is not allowed (asymmetric JWS algorithms only)`)
   }
   return new Set(list)
 }
@@ -107,7 +108,8 @@ function resolveTokenCache(option: BearerAuthOptions['tokenCache']): number {
   if (option === undefined) return DEFAULT_TOKEN_CACHE_ENTRIES
   if (typeof option !== 'object' || option === null) return fail('tokenCache must be false or { maxEntries }')
   const entries = option.maxEntries ?? DEFAULT_TOKEN_CACHE_ENTRIES
-  if (!Number.isSafeInteger(entries) || entries < 1 || entries > 1_000_000) fail('tokenCache.maxEntries must be an integer from 1 to 1000000')
+  if (!Number.isSafeInteger(entries) || entries < 1 || entries > 1_000_000)
+    fail('tokenCache.maxEntries must be an integer from 1 to 1000000')
   return entries
 }
 

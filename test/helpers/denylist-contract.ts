@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Clock } from '../../src/clock.js'
-import { DenylistUnavailableError, RevocationLimitError, type Denylist, type EntryKind } from '../../src/denylist/denylist.js'
+import {
+  DenylistUnavailableError,
+  RevocationLimitError,
+  type Denylist,
+  type EntryKind,
+} from '../../src/denylist/denylist.js'
 
 /** What the shared suite needs from a backend under test. */
 export interface DenylistHarness {
@@ -175,7 +180,9 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
         // iat has whole seconds: a token of the very same second cannot be told apart, so it is refused too.
         expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: clientId, iat: revokedAt })).toBe(true)
         expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: clientId, iat: revokedAt + 1 })).toBe(false)
-        expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: uniqueId('client'), iat: revokedAt - 100 })).toBe(false)
+        expect(
+          await h.denylist.isRevoked({ jti: uniqueId(), client_id: uniqueId('client'), iat: revokedAt - 100 }),
+        ).toBe(false)
         expect(await h.denylist.isRevoked({ jti: uniqueId() })).toBe(false)
       })
 
@@ -227,13 +234,16 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
         expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: clientId, iat: 0 })).toBe(false)
         if (h.pttl) expect(await h.pttl('client', clientId)).toBe(-2)
         await expect(h.denylist.revokeClient(clientId, Number.NaN, h.clock() + 60)).rejects.toBeInstanceOf(RangeError)
-        await expect(h.denylist.revokeClient(clientId, h.clock(), Number.POSITIVE_INFINITY)).rejects.toBeInstanceOf(RangeError)
+        await expect(h.denylist.revokeClient(clientId, h.clock(), Number.POSITIVE_INFINITY)).rejects.toBeInstanceOf(
+          RangeError,
+        )
       })
 
       it('treats client ids with glob, control and unicode characters as opaque', async () => {
         const now = Math.floor(h.clock())
         for (const id of WEIRD_IDS) await h.denylist.revokeClient(id, now, h.clock() + 300)
-        for (const id of WEIRD_IDS) expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: id, iat: now })).toBe(true)
+        for (const id of WEIRD_IDS)
+          expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: id, iat: now })).toBe(true)
         expect(await h.denylist.isRevoked({ jti: uniqueId(), client_id: 'anything', iat: now })).toBe(false)
       })
     })
@@ -247,7 +257,10 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
         await h.denylist.revokeToken(uniqueId('jti'), now + 100, owner(clientId))
         await h.denylist.revokeToken(uniqueId('jti'), now + 300, owner(clientId))
         const refused = uniqueId('jti')
-        const error = await h.denylist.revokeToken(refused, now + 200, owner(clientId)).then(() => undefined, (e: unknown) => e)
+        const error = await h.denylist.revokeToken(refused, now + 200, owner(clientId)).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
         expect(error).toBeInstanceOf(RevocationLimitError)
         expect(Math.abs((error as RevocationLimitError).retryAfter - 100)).toBeLessThanOrEqual(1)
         expect(await h.denylist.isRevoked({ jti: refused })).toBe(false)
@@ -262,7 +275,9 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
         for (let i = 0; i < 5; i++) await h.denylist.revokeToken(jti, until, owner(clientId))
         // One entry counted so far: room for exactly one more.
         await h.denylist.revokeToken(uniqueId('jti'), until, owner(clientId))
-        await expect(h.denylist.revokeToken(uniqueId('jti'), until, owner(clientId))).rejects.toBeInstanceOf(RevocationLimitError)
+        await expect(h.denylist.revokeToken(uniqueId('jti'), until, owner(clientId))).rejects.toBeInstanceOf(
+          RevocationLimitError,
+        )
         // At the limit, revoking a jti that is already revoked is still fine.
         await expect(h.denylist.revokeToken(jti, until, owner(clientId))).resolves.toBeUndefined()
         expect(await h.denylist.isRevoked({ jti })).toBe(true)
@@ -280,7 +295,9 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
         const [a, b] = [uniqueId('client'), uniqueId('client')]
         const until = h.clock() + 300
         await h.denylist.revokeToken(uniqueId('jti'), until, owner(a, 1))
-        await expect(h.denylist.revokeToken(uniqueId('jti'), until, owner(a, 1))).rejects.toBeInstanceOf(RevocationLimitError)
+        await expect(h.denylist.revokeToken(uniqueId('jti'), until, owner(a, 1))).rejects.toBeInstanceOf(
+          RevocationLimitError,
+        )
         await h.denylist.revokeToken(uniqueId('jti'), until, owner(b, 1))
         for (let i = 0; i < 3; i++) await h.denylist.revokeToken(uniqueId('jti'), until)
       })
@@ -288,7 +305,9 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
       it('makes room as the client revocations expire', async () => {
         const clientId = uniqueId('client')
         await h.denylist.revokeToken(uniqueId('jti'), h.clock() + 1, owner(clientId, 1))
-        await expect(h.denylist.revokeToken(uniqueId('jti'), h.clock() + 300, owner(clientId, 1))).rejects.toBeInstanceOf(RevocationLimitError)
+        await expect(
+          h.denylist.revokeToken(uniqueId('jti'), h.clock() + 300, owner(clientId, 1)),
+        ).rejects.toBeInstanceOf(RevocationLimitError)
         await h.elapse(1.2)
         const later = uniqueId('jti')
         await h.denylist.revokeToken(later, h.clock() + 300, owner(clientId, 1))
@@ -298,7 +317,10 @@ export function denylistContract(name: string, makeHarness: () => Promise<Denyli
       it('says at least 1 second when the oldest revocation expires within the second', async () => {
         const clientId = uniqueId('client')
         await h.denylist.revokeToken(uniqueId('jti'), h.clock() + 0.3, owner(clientId, 1))
-        const error = await h.denylist.revokeToken(uniqueId('jti'), h.clock() + 300, owner(clientId, 1)).then(() => undefined, (e: unknown) => e)
+        const error = await h.denylist.revokeToken(uniqueId('jti'), h.clock() + 300, owner(clientId, 1)).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
         expect(error).toBeInstanceOf(RevocationLimitError)
         expect((error as RevocationLimitError).retryAfter).toBe(1)
       })

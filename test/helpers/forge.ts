@@ -42,16 +42,27 @@ export const fromB64u = (input: string): Buffer => Buffer.from(input, 'base64url
 /** Signs `input` the way JWS `alg` says (RFC 7518 §3), with ECDSA in JOSE's raw r‖s form. */
 export function signInput(alg: string, key: KeyObject | string | Buffer, input: string): Buffer {
   const data = Buffer.from(input, 'ascii')
-  if (alg.startsWith('HS')) return createHmac(`sha${alg.slice(2)}`, key as string | Buffer).update(data).digest()
+  if (alg.startsWith('HS'))
+    return createHmac(`sha${alg.slice(2)}`, key as string | Buffer)
+      .update(data)
+      .digest()
   const k = key as KeyObject
   switch (alg) {
-    case 'ES256': case 'ES384': case 'ES512': case 'ES256K':
+    case 'ES256':
+    case 'ES384':
+    case 'ES512':
+    case 'ES256K':
       return cryptoSign(`sha${alg === 'ES256K' ? '256' : alg.slice(2)}`, data, { key: k, dsaEncoding: 'ieee-p1363' })
-    case 'EdDSA': case 'Ed25519':
+    case 'EdDSA':
+    case 'Ed25519':
       return cryptoSign(null, data, k)
-    case 'RS256': case 'RS384': case 'RS512':
+    case 'RS256':
+    case 'RS384':
+    case 'RS512':
       return cryptoSign(`sha${alg.slice(2)}`, data, k)
-    case 'PS256': case 'PS384': case 'PS512':
+    case 'PS256':
+    case 'PS384':
+    case 'PS512':
       return cryptoSign(`sha${alg.slice(2)}`, data, {
         key: k,
         padding: constants.RSA_PKCS1_PSS_PADDING,
@@ -100,7 +111,10 @@ export interface ClaimsDefaults {
 }
 
 /** The claims tokensmith issues (RFC 9068 §2.2), with overrides; `undefined` removes a claim. */
-export function accessTokenClaims(defaults: ClaimsDefaults, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function accessTokenClaims(
+  defaults: ClaimsDefaults,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   const claims: Record<string, unknown> = {
     iss: defaults.issuer,
     sub: 'client-a',
@@ -130,7 +144,12 @@ export function signToken(
     if (value === undefined) delete fullHeader[name]
     else fullHeader[name] = value
   }
-  return forge({ header: fullHeader, payload: accessTokenClaims(defaults, claims), signAlg: key.alg, key: key.privateKey })
+  return forge({
+    header: fullHeader,
+    payload: accessTokenClaims(defaults, claims),
+    signAlg: key.alg,
+    key: key.privateKey,
+  })
 }
 
 /** Replaces the signature segment. */
@@ -141,7 +160,10 @@ export const withSignature = (token: string, signature: Uint8Array | string): st
 export function malleateEs256(token: string): string {
   const signature = fromB64u(token.split('.')[2] ?? '')
   const s = BigInt(`0x${signature.subarray(32).toString('hex')}`)
-  const malleated = Buffer.concat([signature.subarray(0, 32), Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex')])
+  const malleated = Buffer.concat([
+    signature.subarray(0, 32),
+    Buffer.from((P256_N - s).toString(16).padStart(64, '0'), 'hex'),
+  ])
   return withSignature(token, malleated)
 }
 

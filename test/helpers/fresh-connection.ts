@@ -21,7 +21,10 @@ export function requestOnNewConnection(
       method: options.method ?? (body === undefined ? 'GET' : 'POST'),
       agent: false,
       headers: {
-        ...(body !== undefined && { 'content-type': 'application/x-www-form-urlencoded', 'content-length': String(Buffer.byteLength(body)) }),
+        ...(body !== undefined && {
+          'content-type': 'application/x-www-form-urlencoded',
+          'content-length': String(Buffer.byteLength(body)),
+        }),
         ...(options.authorization && { authorization: options.authorization }),
       },
     })

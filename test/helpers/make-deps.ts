@@ -53,7 +53,12 @@ export interface TestClient {
 }
 
 export const DEFAULT_CLIENTS: TestClient[] = [
-  { id: 'svc-a', secret: 'tks_secret-of-a', scopes: ['read', 'write'], audiences: ['https://api.example.com', 'urn:api:b'] },
+  {
+    id: 'svc-a',
+    secret: 'tks_secret-of-a',
+    scopes: ['read', 'write'],
+    audiences: ['https://api.example.com', 'urn:api:b'],
+  },
   { id: 'svc-b', secret: 'tks_secret-of-b', scopes: ['read'], audiences: ['https://other.example.com'] },
   { id: 'no-grant', secret: 'tks_secret-no-grant', grantTypes: [] },
 ]
@@ -62,7 +67,11 @@ export function clientEntry(client: TestClient): ClientEntry {
   const secrets = client.secrets ?? [{ secret: client.secret, expires: null }]
   return {
     client_id: client.id,
-    secrets: secrets.map((s) => ({ sha256: digestSecret(s.secret).toString('base64url'), created: T0 - 100, expires: s.expires })),
+    secrets: secrets.map((s) => ({
+      sha256: digestSecret(s.secret).toString('base64url'),
+      created: T0 - 100,
+      expires: s.expires,
+    })),
     scopes: client.scopes ?? ['read'],
     audiences: client.audiences ?? ['https://api.example.com'],
     ...(client.ttl !== undefined && { access_token_ttl: client.ttl }),
@@ -97,7 +106,9 @@ export async function makeDeps(options: MakeDepsOptions = {}): Promise<Deps & { 
   const clock = options.clock ?? fixedClock()
   const captured = captureLog()
   const config = { ...loadConfig({ ISSUER, LOG_LEVEL: 'debug' }), ...options.config }
-  const keys = createKeyStore(options.keys ?? [await testKey(options.alg)], clock, { retention: keyRetention(config.clockTolerance) })
+  const keys = createKeyStore(options.keys ?? [await testKey(options.alg)], clock, {
+    retention: keyRetention(config.clockTolerance),
+  })
   const clients = createClientRegistry({ clients: (options.clients ?? DEFAULT_CLIENTS).map(clientEntry) })
   return {
     config,

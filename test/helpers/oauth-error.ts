@@ -52,7 +52,9 @@ export async function expectError(
 }
 
 function lastRequestRecord(logLines: readonly string[]): Record<string, unknown> {
-  const records = logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((record) => record.msg === 'request')
+  const records = logLines
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((record) => record.msg === 'request')
   return records.at(-1) ?? {}
 }
 

@@ -78,7 +78,9 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
       } catch (error) {
         await terminate(started.child, 'SIGKILL')
         if (fixedPort || attempt >= 3) {
-          throw new Error(`redis-server did not start on port ${port}: ${(error as Error).message}\n${started.output()}`)
+          throw new Error(
+            `redis-server did not start on port ${port}: ${(error as Error).message}\n${started.output()}`,
+          )
         }
       }
       port = await freePort()
@@ -122,7 +124,19 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
 function spawnRedis(port: number, extraArgs: string[]) {
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      ...extraArgs,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   running.add(child)

@@ -7,7 +7,15 @@ import { createMemoryDenylist } from '../../src/denylist/memory.js'
 import { entryKey } from '../../src/denylist/protocol.js'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
 import { freePort } from './free-port.js'
-import { DEFAULT_CLIENTS, FORM, basic, fixedClock, makeDeps, type MakeDepsOptions, type TestClient } from './make-deps.js'
+import {
+  DEFAULT_CLIENTS,
+  FORM,
+  basic,
+  fixedClock,
+  makeDeps,
+  type MakeDepsOptions,
+  type TestClient,
+} from './make-deps.js'
 import { expectError } from './oauth-error.js'
 import { silentLog, useSharedRedis } from './shared-redis.js'
 
@@ -59,7 +67,10 @@ export async function appWith(options: MakeDepsOptions & { clock: Clockwork; den
   const post = (path: string, body: string, auth?: string, contentType: string | undefined = FORM) =>
     app.request(path, {
       method: 'POST',
-      headers: { ...(contentType !== undefined && { 'content-type': contentType }), ...(auth !== undefined && { authorization: auth }) },
+      headers: {
+        ...(contentType !== undefined && { 'content-type': contentType }),
+        ...(auth !== undefined && { authorization: auth }),
+      },
       body,
     })
   const issue = async (auth = AUTH.a, extra = '') => {
@@ -69,7 +80,8 @@ export async function appWith(options: MakeDepsOptions & { clock: Clockwork; den
   }
   const revoke = (token: string, auth: string | undefined = AUTH.a, extra = '') =>
     post('/oauth/revoke', `token=${encodeURIComponent(token)}${extra}`, auth)
-  const introspect = (token: string, auth: string | undefined = AUTH.a) => post('/oauth/introspect', `token=${encodeURIComponent(token)}`, auth)
+  const introspect = (token: string, auth: string | undefined = AUTH.a) =>
+    post('/oauth/introspect', `token=${encodeURIComponent(token)}`, auth)
   return { deps, app, post, issue, revoke, introspect }
 }
 
@@ -122,7 +134,8 @@ export function useRevocationHarness() {
     return {
       denylist,
       // Entries only: the per-client counts (`revoked-by:`) are bookkeeping, not revocations.
-      writes: async () => (await redis.keysUnder(prefix)).filter((key) => /^(jti|kid|client):/.test(key.slice(prefix.length))).length,
+      writes: async () =>
+        (await redis.keysUnder(prefix)).filter((key) => /^(jti|kid|client):/.test(key.slice(prefix.length))).length,
       remainingMs: (jti) => redis.admin.pttl(entryKey(prefix, 'jti', jti)),
     }
   }
@@ -139,7 +152,12 @@ export function useRevocationHarness() {
 
   /** A Redis denylist pointed at a port where nothing listens. */
   async function unreachableDenylist(clock: Clock): Promise<Denylist> {
-    const denylist = createRedisDenylist({ url: `redis://127.0.0.1:${await freePort()}`, keyPrefix: 'test:unreachable:', clock, log: silentLog })
+    const denylist = createRedisDenylist({
+      url: `redis://127.0.0.1:${await freePort()}`,
+      keyPrefix: 'test:unreachable:',
+      clock,
+      log: silentLog,
+    })
     redis.defer(() => denylist.close())
     return denylist
   }
@@ -186,7 +204,12 @@ export function sharedRequestChecks(path: '/oauth/revoke' | '/oauth/introspect',
   it('answers GET, PUT and DELETE with 405 and Allow: POST', async () => {
     const { app, backend } = await setup()
     for (const method of ['GET', 'PUT', 'DELETE']) {
-      await expectError(await app.request(path, { method, headers: { authorization: AUTH.a } }), 405, 'invalid_request', { allow: 'POST' })
+      await expectError(
+        await app.request(path, { method, headers: { authorization: AUTH.a } }),
+        405,
+        'invalid_request',
+        { allow: 'POST' },
+      )
     }
     expect(await backend.writes()).toBe(0)
   })
@@ -197,8 +220,16 @@ export function sharedRequestChecks(path: '/oauth/revoke' | '/oauth/introspect',
     await expectError(await post(path, JSON.stringify({ token }), AUTH.a, 'application/json'), 400, 'invalid_request')
     const multipart = new FormData()
     multipart.set('token', token)
-    await expectError(await app.request(path, { method: 'POST', headers: { authorization: AUTH.a }, body: multipart }), 400, 'invalid_request')
-    const bare = new Request(`http://localhost${path}`, { method: 'POST', headers: { authorization: AUTH.a }, body: new TextEncoder().encode(`token=${token}`) })
+    await expectError(
+      await app.request(path, { method: 'POST', headers: { authorization: AUTH.a }, body: multipart }),
+      400,
+      'invalid_request',
+    )
+    const bare = new Request(`http://localhost${path}`, {
+      method: 'POST',
+      headers: { authorization: AUTH.a },
+      body: new TextEncoder().encode(`token=${token}`),
+    })
     expect(bare.headers.get('content-type')).toBeNull()
     await expectError(await app.request(bare), 400, 'invalid_request')
     expect(await backend.writes()).toBe(0)

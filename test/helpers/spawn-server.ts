@@ -54,19 +54,27 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url))
  * since the last build. Run it before spawning `compiled` servers.
  */
 export function buildIfStale(): void {
-  const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
-  if (build.status !== 0) throw new Error(`the build failed (scripts/build-if-stale.mjs exited ${build.status ?? build.signal})`)
+  const build = spawnSync(process.execPath, ['scripts/build-if-stale.mjs'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  if (build.status !== 0)
+    throw new Error(`the build failed (scripts/build-if-stale.mjs exited ${build.status ?? build.signal})`)
 }
 
 /** `node` with the arguments `npm start` gives it: the compiled build, no TypeScript loader. */
 const COMPILED_COMMAND = [process.execPath, fileURLToPath(new URL('../../dist/main.js', import.meta.url))] as const
 
 /** Starts the server in its own process, as `npm start` does, and waits until it listens. */
-export async function spawnServer(env: Record<string, string>, options: SpawnServerOptions = {}): Promise<SpawnedServer> {
+export async function spawnServer(
+  env: Record<string, string>,
+  options: SpawnServerOptions = {},
+): Promise<SpawnedServer> {
   const { cwd, timeoutMs = 15_000, compiled = false, prefix = [], stdout = 'pipe', pollIntervalMs = 50 } = options
   const port = env.PORT ? Number(env.PORT) : await freePort()
   // node itself, as `npm start` runs it, so signals (SIGHUP, SIGKILL) reach the server, not a wrapper.
-  const command = options.entry !== undefined ? [process.execPath, options.entry] : compiled ? COMPILED_COMMAND : SOURCE_COMMAND
+  const command =
+    options.entry !== undefined ? [process.execPath, options.entry] : compiled ? COMPILED_COMMAND : SOURCE_COMMAND
   const [node, ...script] = command
   const [program, ...args] = [...prefix, node, ...(options.nodeArgs ?? []), ...script]
   const proc = spawn(program!, args, {

@@ -30,18 +30,27 @@ async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
   const clock = fixedClock(T0)
   const file = join(tempDir(), 'clients.json')
   const keyPrefix = shared.prefix()
-  const env: Record<string, string> = { CLIENTS_FILE: file, ...(options.redis && { REDIS_URL: shared.url, REDIS_KEY_PREFIX: keyPrefix }) }
+  const env: Record<string, string> = {
+    CLIENTS_FILE: file,
+    ...(options.redis && { REDIS_URL: shared.url, REDIS_KEY_PREFIX: keyPrefix }),
+  }
   const cli = async (argv: string[]) => {
     const out = await runCli((args, io) => clientCli(args, io, clock), argv, env)
     expect(out.stderr).not.toMatch(/^error/m)
     expect(out.code).toBe(0)
     return out.json()
   }
-  const billing = (await cli(['create', '--id', 'billing', '--scope', 'read', '--audience', API])).client_secret as string
-  const rsSecret = (await cli(['create', '--id', 'rs-api', '--scope', 'read', '--audience', API, '--resource-server'])).client_secret as string
+  const billing = (await cli(['create', '--id', 'billing', '--scope', 'read', '--audience', API]))
+    .client_secret as string
+  const rsSecret = (await cli(['create', '--id', 'rs-api', '--scope', 'read', '--audience', API, '--resource-server']))
+    .client_secret as string
 
   const denylist = options.redis ? await shared.denylist(keyPrefix, clock, captureLog().log) : undefined
-  const deps = await makeDeps({ clock, ...(denylist && { denylist }), config: { clientsFile: file, redisKeyPrefix: keyPrefix } })
+  const deps = await makeDeps({
+    clock,
+    ...(denylist && { denylist }),
+    config: { clientsFile: file, redisKeyPrefix: keyPrefix },
+  })
   deps.clients = createClientRegistry(await readClientsFile(file))
   const watcher = options.watch === false ? undefined : await watchClients(deps, 60_000)
   if (watcher) shared.defer(() => watcher.stop())
@@ -54,12 +63,21 @@ async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
     expect(res.status).toBe(200)
     return ((await res.json()) as { access_token: string }).access_token
   }
-  const introspect = async (token: string) => (await post('/oauth/introspect', `token=${token}`, basic('rs-api', rsSecret))).text()
+  const introspect = async (token: string) =>
+    (await post('/oauth/introspect', `token=${token}`, basic('rs-api', rsSecret))).text()
 
   /** A resource server behind bearerAuth, asking `check` (the server's own denylist, or a Redis feed). */
   const resourceServer = (check: RevocationCheck) => {
     const rs = new Hono()
-    rs.use(bearerAuth({ issuer: deps.config.issuer, audience: API, jwks: JSON.parse(deps.keys.jwks().body), clock, denylist: check }))
+    rs.use(
+      bearerAuth({
+        issuer: deps.config.issuer,
+        audience: API,
+        jwks: JSON.parse(deps.keys.jwks().body),
+        clock,
+        denylist: check,
+      }),
+    )
     rs.get('/api', (c) => c.text('ok'))
     return async (token: string) => (await rs.request('/api', { headers: { authorization: `Bearer ${token}` } })).status
   }
@@ -86,7 +104,11 @@ describe('client delete ends the tokens the client holds', () => {
     clock.advance(10)
     expect(await cli(['delete', '--id', 'billing'])).toMatchObject({
       deleted: 'billing',
-      tokens_revoked: { revoked_at: T0 + 10, until: T0 + 10 + 3600 + T, denylisted: expect.stringContaining('REDIS_URL is not set') },
+      tokens_revoked: {
+        revoked_at: T0 + 10,
+        until: T0 + 10 + 3600 + T,
+        denylisted: expect.stringContaining('REDIS_URL is not set'),
+      },
     })
     await watcher!.check()
     expect(await introspect(token)).toBe(INACTIVE)
@@ -101,16 +123,25 @@ describe('client delete ends the tokens the client holds', () => {
   })
 
   it('everywhere at once through Redis, written by the CLI before any server reloads', async () => {
-    const { clock, cli, keyPrefix, issue, introspect, resourceServer, feed } = await setup({ redis: true, watch: false })
+    const { clock, cli, keyPrefix, issue, introspect, resourceServer, feed } = await setup({
+      redis: true,
+      watch: false,
+    })
     const check = await feed()
     const callApi = resourceServer(check)
     const token = await issue()
     expect(await callApi(token)).toBe(200)
 
     clock.advance(10)
-    expect((await cli(['delete', '--id', 'billing'])).tokens_revoked).toEqual({ revoked_at: T0 + 10, until: T0 + 10 + 3600 + T, denylisted: 'redis' })
+    expect((await cli(['delete', '--id', 'billing'])).tokens_revoked).toEqual({
+      revoked_at: T0 + 10,
+      until: T0 + 10 + 3600 + T,
+      denylisted: 'redis',
+    })
     expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
-    expect(Math.abs((await shared.admin.pttl(entryKey(keyPrefix, 'client', 'billing'))) - (3600 + T) * 1000)).toBeLessThanOrEqual(1_000)
+    expect(
+      Math.abs((await shared.admin.pttl(entryKey(keyPrefix, 'client', 'billing'))) - (3600 + T) * 1000),
+    ).toBeLessThanOrEqual(1_000)
     await waitFor(async () => expect(await callApi(token)).toBe(401), 1_000)
     expect(await introspect(token)).toBe(INACTIVE)
     // The middleware asking Redis directly (no feed) refuses it too.
@@ -122,7 +153,9 @@ describe('client delete ends the tokens the client holds', () => {
     const callApi = resourceServer(await feed())
     const token = await issue()
     clock.advance(10)
-    const out = await runCli((args, io) => clientCli(args, io, clock), ['delete', '--id', 'billing'], { CLIENTS_FILE: file })
+    const out = await runCli((args, io) => clientCli(args, io, clock), ['delete', '--id', 'billing'], {
+      CLIENTS_FILE: file,
+    })
     expect(out.code).toBe(0)
     expect(await shared.admin.exists(entryKey(keyPrefix, 'client', 'billing'))).toBe(0)
     await watcher!.check()
@@ -136,33 +169,48 @@ describe('client rotate-secret --revoke-tokens', () => {
   it.each([
     ['each server by itself (in-memory denylist)', false],
     ['Redis, written by the CLI', true],
-  ] as const)('refuses the tokens issued up to the rotation, not those issued after with the new secret: %s', async (_name, redis) => {
-    const { clock, cli, keyPrefix, deps, watcher, issue, introspect, resourceServer, feed, billing } = await setup({ redis })
-    const check = redis ? await feed() : deps.denylist
-    const callApi = resourceServer(check)
-    const before = await issue()
+  ] as const)(
+    'refuses the tokens issued up to the rotation, not those issued after with the new secret: %s',
+    async (_name, redis) => {
+      const { clock, cli, keyPrefix, deps, watcher, issue, introspect, resourceServer, feed, billing } = await setup({
+        redis,
+      })
+      const check = redis ? await feed() : deps.denylist
+      const callApi = resourceServer(check)
+      const before = await issue()
 
-    clock.advance(10)
-    const rotated = await cli(['rotate-secret', '--id', 'billing', '--revoke-tokens'])
-    expect(rotated).toMatchObject({ previous_secret_expires: T0 + 10, tokens_revoked: { revoked_at: T0 + 10, until: T0 + 10 + 3600 + T } })
-    expect((await readClientsFile(deps.config.clientsFile)).clients.find((c) => c.client_id === 'billing')?.tokens_revoked_at).toBe(T0 + 10)
-    if (redis) expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
-    await watcher!.check()
-    const secret = rotated.client_secret as string
-    // The old secret ends at once: otherwise it would simply mint new tokens.
-    const old = await createApp(deps).request('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('billing', billing) }, body: 'grant_type=client_credentials' })
-    await expectError(old, 401, 'invalid_client')
+      clock.advance(10)
+      const rotated = await cli(['rotate-secret', '--id', 'billing', '--revoke-tokens'])
+      expect(rotated).toMatchObject({
+        previous_secret_expires: T0 + 10,
+        tokens_revoked: { revoked_at: T0 + 10, until: T0 + 10 + 3600 + T },
+      })
+      expect(
+        (await readClientsFile(deps.config.clientsFile)).clients.find((c) => c.client_id === 'billing')
+          ?.tokens_revoked_at,
+      ).toBe(T0 + 10)
+      if (redis) expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
+      await watcher!.check()
+      const secret = rotated.client_secret as string
+      // The old secret ends at once: otherwise it would simply mint new tokens.
+      const old = await createApp(deps).request('/oauth/token', {
+        method: 'POST',
+        headers: { 'content-type': FORM, authorization: basic('billing', billing) },
+        body: 'grant_type=client_credentials',
+      })
+      await expectError(old, 401, 'invalid_client')
 
-    await waitFor(async () => expect(await callApi(before)).toBe(401), 1_000)
-    expect(await introspect(before)).toBe(INACTIVE)
-    // iat has whole seconds: a token issued in the very second of the revocation is refused too.
-    const sameSecond = await issue(secret)
-    expect(await introspect(sameSecond)).toBe(INACTIVE)
+      await waitFor(async () => expect(await callApi(before)).toBe(401), 1_000)
+      expect(await introspect(before)).toBe(INACTIVE)
+      // iat has whole seconds: a token issued in the very second of the revocation is refused too.
+      const sameSecond = await issue(secret)
+      expect(await introspect(sameSecond)).toBe(INACTIVE)
 
-    clock.advance(1)
-    const after = await issue(secret)
-    expect(await introspect(after)).toEqual(ACTIVE)
-    expect(await callApi(after)).toBe(200)
-    expect(await callApi(before)).toBe(401)
-  })
+      clock.advance(1)
+      const after = await issue(secret)
+      expect(await introspect(after)).toEqual(ACTIVE)
+      expect(await callApi(after)).toBe(200)
+      expect(await callApi(before)).toBe(401)
+    },
+  )
 })

@@ -41,7 +41,11 @@ async function setup(extra: Record<string, string> = {}) {
     REDIS_KEY_PREFIX: `test:${randomBytes(6).toString('hex')}:`,
     ...extra,
   }
-  const created = await runCli(clientCli, ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'], { ...env, WORKERS: '1' })
+  const created = await runCli(
+    clientCli,
+    ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'],
+    { ...env, WORKERS: '1' },
+  )
   return { env, authorization: basic('svc-a', created.json().client_secret as string) }
 }
 
@@ -54,7 +58,12 @@ async function startCluster(env: Record<string, string>, nodeArgs: string[] = []
 }
 
 /** `count` requests, each on a connection of its own; every one must be answered `status`. */
-async function requestEach(count: number, url: string, options: Parameters<typeof requestOnNewConnection>[1], status = 200) {
+async function requestEach(
+  count: number,
+  url: string,
+  options: Parameters<typeof requestOnNewConnection>[1],
+  status = 200,
+) {
   const responses: PlainResponse[] = []
   for (let i = 0; i < count; i++) responses.push(await requestOnNewConnection(url, options))
   expect(responses.map((r) => r.status)).toEqual(Array(count).fill(status))
@@ -68,7 +77,9 @@ async function requestEach(count: number, url: string, options: Parameters<typeo
 async function tokenRequestsInFlight(server: SpawnedServer, authorization: string, count: number) {
   let release!: () => void
   const hold = new Promise<void>((resolve) => (release = resolve))
-  const inFlight = Array.from({ length: count }, () => requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: GRANT, hold }))
+  const inFlight = Array.from({ length: count }, () =>
+    requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: GRANT, hold }),
+  )
   await new Promise((resolve) => setTimeout(resolve, 300))
   return { release, inFlight }
 }
@@ -77,7 +88,9 @@ async function tokenRequestsInFlight(server: SpawnedServer, authorization: strin
 async function workersThatServed(server: SpawnedServer, path: string, count: number, skip = 0) {
   // Lines reach stdout within 100 ms (they are written in batches).
   const served = await waitFor(() => {
-    const lines = records(server).slice(skip).filter((r) => r.msg === 'request' && r.path === path)
+    const lines = records(server)
+      .slice(skip)
+      .filter((r) => r.msg === 'request' && r.path === path)
     expect(lines.length).toBeGreaterThanOrEqual(count)
     return lines
   })
@@ -99,7 +112,10 @@ describe('WORKERS=2', () => {
     await requestEach(8, `${server.url}/oauth/token`, { authorization, form: GRANT })
     expect(await workersThatServed(server, '/oauth/token', 8)).toEqual(new Set([1, 2]))
     // Every line a worker writes names it; only the primary's own lines have no worker id.
-    const primaryMessages = ['tokensmith primary starting workers', 'generated a signing key and a standby key in an empty KEYS_DIR']
+    const primaryMessages = [
+      'tokensmith primary starting workers',
+      'generated a signing key and a standby key in an empty KEYS_DIR',
+    ]
     for (const record of records(server)) {
       if (!primaryMessages.includes(record.msg!)) expect(record.worker, record.msg).toBeOneOf([1, 2])
     }
@@ -126,14 +142,24 @@ describe('WORKERS=2', () => {
   it('passes SIGHUP on to every worker: a new client works at each at once', async () => {
     const { env } = await setup({ RELOAD_INTERVAL: '60' })
     const server = await startCluster(env)
-    const created = await runCli(clientCli, ['create', '--id', 'svc-new', '--scope', 'read', '--audience', 'https://api.example.com'], env)
+    const created = await runCli(
+      clientCli,
+      ['create', '--id', 'svc-new', '--scope', 'read', '--audience', 'https://api.example.com'],
+      env,
+    )
     const options = { authorization: basic('svc-new', created.json().client_secret as string), form: GRANT }
     // Polling waits 60 s: until the SIGHUP, no worker knows the client.
     await requestEach(4, `${server.url}/oauth/token`, options, 401)
 
     const mark = records(server).length
     server.kill('SIGHUP')
-    await waitFor(() => expect(records(server).slice(mark).filter((r) => r.msg === 'clients reloaded')).toHaveLength(2))
+    await waitFor(() =>
+      expect(
+        records(server)
+          .slice(mark)
+          .filter((r) => r.msg === 'clients reloaded'),
+      ).toHaveLength(2),
+    )
     await requestEach(6, `${server.url}/oauth/token`, options)
     const served = await waitFor(() => {
       const lines = records(server).filter((r) => r.msg === 'request' && r.client_id === 'svc-new' && r.status === 200)
@@ -155,8 +181,12 @@ describe('WORKERS=2', () => {
     expect((await Promise.all(inFlight)).map((r) => r.status)).toEqual([200, 200, 200, 200])
     expect(await server.closed).toBe(0)
     const logged = records(server)
-    expect(new Set(logged.filter((r) => r.msg === 'request' && r.path === '/oauth/token').map((r) => r.worker))).toEqual(new Set([1, 2]))
-    expect(logged.filter((r) => r.msg === 'stopped').map((r) => r.worker)).toEqual(expect.arrayContaining([1, 2, undefined]))
+    expect(
+      new Set(logged.filter((r) => r.msg === 'request' && r.path === '/oauth/token').map((r) => r.worker)),
+    ).toEqual(new Set([1, 2]))
+    expect(logged.filter((r) => r.msg === 'stopped').map((r) => r.worker)).toEqual(
+      expect.arrayContaining([1, 2, undefined]),
+    )
     expect(logged.filter((r) => r.msg === 'stopped')).toHaveLength(3)
   })
 
@@ -180,7 +210,11 @@ describe('WORKERS=2', () => {
   it('exits at once on a second signal, a worker in the middle of a request writing out its log first', async () => {
     const { env, authorization } = await setup()
     const server = await startCluster(env)
-    const held = requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: GRANT, hold: new Promise(() => {}) }).catch(() => undefined)
+    const held = requestOnNewConnection(`${server.url}/oauth/token`, {
+      authorization,
+      form: GRANT,
+      hold: new Promise(() => {}),
+    }).catch(() => undefined)
     await new Promise((resolve) => setTimeout(resolve, 300))
     server.kill('SIGTERM')
     await waitFor(() => expect(records(server).filter((r) => r.msg === 'shutting down')).toHaveLength(3))
@@ -216,7 +250,9 @@ describe('WORKERS=2', () => {
     expect(replacement.worker).not.toBe(victim!.worker)
     const mark = records(server).length
     await requestEach(6, `${server.url}/oauth/token`, { authorization, form: GRANT })
-    expect(await workersThatServed(server, '/oauth/token', 6, mark)).toEqual(new Set([survivor!.worker, replacement.worker]))
+    expect(await workersThatServed(server, '/oauth/token', 6, mark)).toEqual(
+      new Set([survivor!.worker, replacement.worker]),
+    )
   })
 
   it('replaces a worker that fails, after it logged the error at fatal', async () => {
@@ -227,19 +263,34 @@ describe('WORKERS=2', () => {
     process.kill(victim!.pid, 'SIGUSR2')
     await waitFor(() => expect(listening(server)).toHaveLength(3), 15_000)
     const logged = records(server)
-    expect(logged).toContainEqual(expect.objectContaining({ level: 60, worker: victim!.worker, msg: 'fatal error, exiting', err: expect.objectContaining({ message: 'test: an uncaught exception' }) }))
-    expect(logged).toContainEqual(expect.objectContaining({ msg: 'worker died; starting a new one', workerId: victim!.worker, code: 1 }))
+    expect(logged).toContainEqual(
+      expect.objectContaining({
+        level: 60,
+        worker: victim!.worker,
+        msg: 'fatal error, exiting',
+        err: expect.objectContaining({ message: 'test: an uncaught exception' }),
+      }),
+    )
+    expect(logged).toContainEqual(
+      expect.objectContaining({ msg: 'worker died; starting a new one', workerId: victim!.worker, code: 1 }),
+    )
   })
 
   it('gives up with exit 1 when workers keep failing at start, waiting longer after each failure', async () => {
     const { env } = await setup({ TOKENSMITH_TEST_CRASH: 'worker-start' })
     const started = Date.now()
-    const outcome = await spawnServer(env, { compiled: true, nodeArgs: ['--import', CRASH_HOOK], timeoutMs: 30_000 }).catch((error: Error) => error)
+    const outcome = await spawnServer(env, {
+      compiled: true,
+      nodeArgs: ['--import', CRASH_HOOK],
+      timeoutMs: 30_000,
+    }).catch((error: Error) => error)
     expect(outcome).toBeInstanceOf(Error)
     const [first, ...lines] = (outcome as Error).message.split('\n')
     expect(first).toBe('server exited with 1:')
     const logged = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogRecord)
-    expect(logged).toContainEqual(expect.objectContaining({ level: 60, msg: 'workers keep failing at start (5 in a row); giving up' }))
+    expect(logged).toContainEqual(
+      expect.objectContaining({ level: 60, msg: 'workers keep failing at start (5 in a row); giving up' }),
+    )
     expect(logged.at(-1)).toMatchObject({ msg: 'stopped', exitCode: 1 })
     // 100, 200, 400 and 800 ms between the starts of one slot: no hot loop.
     const delays = logged.filter((r) => r.msg === 'worker failed at start; starting a new one').map((r) => r.delayMs)

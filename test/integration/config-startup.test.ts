@@ -36,7 +36,14 @@ describe('start-up configuration errors', () => {
     const dir = tempDir()
     writeFileSync(
       join(dir, '.env'),
-      ['# local settings', 'KEYS_DIR=./keys', 'CLIENTS_FILE=./clients.json', 'TODO: x', `KEYS_PASSPHRASE=${PASSPHRASE}`, ''].join('\n'),
+      [
+        '# local settings',
+        'KEYS_DIR=./keys',
+        'CLIENTS_FILE=./clients.json',
+        'TODO: x',
+        `KEYS_PASSPHRASE=${PASSPHRASE}`,
+        '',
+      ].join('\n'),
     )
     const lines = await failedStart({ REDIS_URL: '' }, { cwd: dir })
     expectConfigurationLines(lines)
@@ -58,7 +65,10 @@ describe('start-up configuration errors', () => {
   it('stops with one line, never the URL, when REDIS_URL has a name where the database number goes', async () => {
     const dir = tempDir()
     const url = `redis://:hunter2-secret@127.0.0.1:${await freePort()}/tokensmith`
-    const lines = await failedStart({ KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), REDIS_URL: url }, { cwd: dir })
+    const lines = await failedStart(
+      { KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), REDIS_URL: url },
+      { cwd: dir },
+    )
     expectConfigurationLines(lines)
     expect(lines).toEqual([expect.stringMatching(/^tokensmith: configuration: REDIS_URL=\(hidden\) is not valid/)])
     expect(lines.join('\n')).not.toContain('hunter2')
@@ -68,7 +78,15 @@ describe('start-up configuration errors', () => {
     const dir = tempDir()
     const port = await freePort()
     const server = await spawnServer(
-      { HOST: '0.0.0.0', PORT: String(port), ISSUER: `http://localhost:${port}`, KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), REDIS_URL: '', LOG_LEVEL: 'warn' },
+      {
+        HOST: '0.0.0.0',
+        PORT: String(port),
+        ISSUER: `http://localhost:${port}`,
+        KEYS_DIR: join(dir, 'keys'),
+        CLIENTS_FILE: join(dir, 'clients.json'),
+        REDIS_URL: '',
+        LOG_LEVEL: 'warn',
+      },
       { cwd: dir },
     )
     try {
@@ -89,10 +107,14 @@ describe('scripts', () => {
     const dir = tempDir()
     writeFileSync(join(dir, '.env'), `CLIENTS_FILE=./clients.json\nTODO: x\nKEYS_PASSPHRASE=${PASSPHRASE}\n`)
     const script = fileURLToPath(new URL('../../src/cli/client.ts', import.meta.url))
-    const { status, stdout, stderr } = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), script, 'list'], {
-      cwd: dir,
-      encoding: 'utf8',
-    })
+    const { status, stdout, stderr } = spawnSync(
+      process.execPath,
+      ['--import', import.meta.resolve('tsx'), script, 'list'],
+      {
+        cwd: dir,
+        encoding: 'utf8',
+      },
+    )
     expect(status).toBe(1)
     expect(stdout).toBe('')
     expect(stderr).toMatch(/^error: configuration: \.env line 2: [^\n]*\n$/)

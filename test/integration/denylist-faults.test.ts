@@ -41,11 +41,9 @@ async function server(options: { port?: number } = {}): Promise<RedisServer> {
 
 function recordingLog() {
   const lines: { level: 'info' | 'warn' | 'error'; msg: string }[] = []
-  const at =
-    (level: 'info' | 'warn' | 'error') =>
-    (objOrMsg: unknown, msg?: unknown) => {
-      lines.push({ level, msg: typeof objOrMsg === 'string' ? objOrMsg : String(msg) })
-    }
+  const at = (level: 'info' | 'warn' | 'error') => (objOrMsg: unknown, msg?: unknown) => {
+    lines.push({ level, msg: typeof objOrMsg === 'string' ? objOrMsg : String(msg) })
+  }
   const log: DenylistLog = { info: at('info'), warn: at('warn'), error: at('error') }
   return { log, lines }
 }
@@ -85,7 +83,6 @@ async function expectAllUnavailable(d: Denylist): Promise<void> {
   await expectFastUnavailable(() => d.isRevoked({ jti: id(), kid: id() }))
   await expectFastUnavailable(() => d.ping())
 }
-
 
 async function expectWorks(d: Denylist): Promise<void> {
   const jti = id()

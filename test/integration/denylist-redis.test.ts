@@ -28,7 +28,11 @@ async function listen(keyPrefix: string): Promise<{ next: Promise<unknown> }> {
   const listener = redis.admin.duplicate()
   redis.defer(() => listener.disconnect())
   await listener.subscribe(revocationChannel(keyPrefix))
-  return { next: new Promise((resolve) => listener.once('message', (_channel, message: string) => resolve(JSON.parse(message)))) }
+  return {
+    next: new Promise((resolve) =>
+      listener.once('message', (_channel, message: string) => resolve(JSON.parse(message))),
+    ),
+  }
 }
 
 denylistContract('redis', async () => {
@@ -70,10 +74,16 @@ describe('redis denylist', () => {
     const denylist = writer(keyPrefix)
     await waitFor(() => denylist.ping())
     const iat = Math.floor(realClock())
-    for (const [id, value] of [['empty', ''], ['space', ' '], ['word', 'yes'], ['number', String(iat - 10)]] as const) {
+    for (const [id, value] of [
+      ['empty', ''],
+      ['space', ' '],
+      ['word', 'yes'],
+      ['number', String(iat - 10)],
+    ] as const) {
       await redis.admin.set(entryKey(keyPrefix, 'client', id), value, 'EX', 60)
     }
-    for (const id of ['empty', 'space', 'word']) expect(await denylist.isRevoked({ jti: uniqueId(), client_id: id, iat })).toBe(true)
+    for (const id of ['empty', 'space', 'word'])
+      expect(await denylist.isRevoked({ jti: uniqueId(), client_id: id, iat })).toBe(true)
     expect(await denylist.isRevoked({ jti: uniqueId(), client_id: 'number', iat })).toBe(false)
     expect(await denylist.isRevoked({ jti: uniqueId(), client_id: 'number', iat: iat - 10 })).toBe(true)
     // A later revocation through the denylist keeps such a value: it already covers everything.
@@ -81,7 +91,7 @@ describe('redis denylist', () => {
     expect(await redis.admin.get(entryKey(keyPrefix, 'client', 'word'))).toBe('yes')
   })
 
-  it('counts one client\'s revocations atomically across instances: never more than the limit, none counted twice', async () => {
+  it("counts one client's revocations atomically across instances: never more than the limit, none counted twice", async () => {
     const keyPrefix = testPrefix()
     const instances = [0, 1, 2].map(() => writer(keyPrefix))
     for (const instance of instances) await waitFor(() => instance.ping())
@@ -90,7 +100,12 @@ describe('redis denylist', () => {
     const jtis = Array.from({ length: 30 }, () => uniqueId('jti'))
     // Each jti revoked twice, by different instances at once: 60 concurrent writes, 30 distinct entries.
     const outcomes = await Promise.all(
-      [...jtis, ...jtis].map((jti, i) => instances[i % 3]!.revokeToken(jti, until, owner).then(() => 'ok', (e: unknown) => e)),
+      [...jtis, ...jtis].map((jti, i) =>
+        instances[i % 3]!.revokeToken(jti, until, owner).then(
+          () => 'ok',
+          (e: unknown) => e,
+        ),
+      ),
     )
     const refused = outcomes.filter((o) => o instanceof RevocationLimitError)
     expect(outcomes.filter((o) => o !== 'ok' && !(o instanceof RevocationLimitError))).toEqual([])
@@ -188,10 +203,16 @@ describe('redis revocation feed', () => {
     await waitFor(() => a.ping())
     const now = Math.floor(realClock())
     await a.revokeClient('svc-1', now - 50, realClock() + 60)
-    await waitFor(async () => expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 50 })).toBe(true), 1_000)
+    await waitFor(
+      async () => expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 50 })).toBe(true),
+      1_000,
+    )
     expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 49 })).toBe(false)
     await a.revokeClient('svc-1', now - 10, realClock() + 60)
-    await waitFor(async () => expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 10 })).toBe(true), 1_000)
+    await waitFor(
+      async () => expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 10 })).toBe(true),
+      1_000,
+    )
     await a.revokeClient('svc-1', now - 40, realClock() + 60)
     await sleep(100)
     expect(await b.isRevoked({ jti: uniqueId(), client_id: 'svc-1', iat: now - 20 })).toBe(true)
@@ -200,7 +221,7 @@ describe('redis revocation feed', () => {
     expect(b.live).toBe(true)
   })
 
-  it('loads client revocations made before it started, reading each one\'s instant', async () => {
+  it("loads client revocations made before it started, reading each one's instant", async () => {
     const a = writer(keyPrefix)
     await waitFor(() => a.ping())
     const now = Math.floor(realClock())
@@ -256,7 +277,13 @@ describe('redis revocation feed', () => {
     await b.ready()
     await waitFor(() => a.ping())
     const channel = revocationChannel(keyPrefix)
-    for (const junk of ['not json', '{}', '{"t":"sub","id":"x","until":9999999999}', '{"t":"jti","id":1,"until":1}', 'null']) {
+    for (const junk of [
+      'not json',
+      '{}',
+      '{"t":"sub","id":"x","until":9999999999}',
+      '{"t":"jti","id":1,"until":1}',
+      'null',
+    ]) {
       await redis.admin.publish(channel, junk)
     }
     const jti = uniqueId('jti')
@@ -292,4 +319,3 @@ describe('redis revocation feed', () => {
     expect(b.live).toBe(true)
   })
 })
-

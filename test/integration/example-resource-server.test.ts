@@ -12,7 +12,14 @@ describe('examples/resource-server.ts', () => {
 
   beforeAll(async () => {
     as = await startTestServer({
-      clients: [{ id: 'billing', secret: 'tks_billing-secret', scopes: ['invoices:read', 'invoices:write'], audiences: ['https://api.example.com'] }],
+      clients: [
+        {
+          id: 'billing',
+          secret: 'tks_billing-secret',
+          scopes: ['invoices:read', 'invoices:write'],
+          audiences: ['https://api.example.com'],
+        },
+      ],
     })
     rs = createResourceServer({ issuer: as.issuer, audience: 'https://api.example.com', denylist: as.deps.denylist })
   })
@@ -35,7 +42,9 @@ describe('examples/resource-server.ts', () => {
 
     const denied = await rs.request('/invoices', { method: 'POST', headers: { authorization: `Bearer ${read}` } })
     expect(denied.status).toBe(403)
-    expect(denied.headers.get('www-authenticate')).toBe('Bearer realm="tokensmith", error="insufficient_scope", scope="invoices:write"')
+    expect(denied.headers.get('www-authenticate')).toBe(
+      'Bearer realm="tokensmith", error="insufficient_scope", scope="invoices:write"',
+    )
 
     const anonymous = await rs.request('/invoices')
     expect(anonymous.status).toBe(401)

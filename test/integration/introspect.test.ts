@@ -35,7 +35,9 @@ describe.each(BACKENDS)('POST /oauth/introspect with the %s denylist', (backendN
     it('accepts an upper-case media type with ; charset=UTF-8', async () => {
       const { post, issue } = await setup(backendName)
       const token = await issue()
-      await expectActive(await post('/oauth/introspect', `token=${token}`, AUTH.a, 'APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8'))
+      await expectActive(
+        await post('/oauth/introspect', `token=${token}`, AUTH.a, 'APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8'),
+      )
     })
 
     it('introspect without a token (absent or empty) is 400 invalid_request', async () => {
@@ -70,7 +72,11 @@ describe.each(BACKENDS)('POST /oauth/introspect with the %s denylist', (backendN
 
     it('invalid, expired, revoked and foreign-issuer tokens are exactly {"active":false}', async () => {
       const { clock, backend, issue, revoke, introspect } = await setup(backendName)
-      const foreign = await appWith({ clock, denylist: backend.denylist, config: { issuer: 'https://other-issuer.example.com' } })
+      const foreign = await appWith({
+        clock,
+        denylist: backend.denylist,
+        config: { issuer: 'https://other-issuer.example.com' },
+      })
       await expectInactive(await introspect(await foreign.issue()))
       await expectInactive(await introspect('garbage'))
 
@@ -95,12 +101,22 @@ describe.each(BACKENDS)('POST /oauth/introspect with the %s denylist', (backendN
         forge({ header: { alg: 'none', kid: key.kid, typ: 'at+jwt' }, payload: claims, signature: '' }),
         forge({ header: { alg: 'none', kid: key.kid, typ: 'at+jwt' }, payload: claims, signature: 'AAAA' }),
         forge({ header: { alg: 'HS256', kid: key.kid, typ: 'at+jwt' }, payload: claims, key: pem }),
-        forge({ header: { alg: 'ES256', kid: 'unknown-kid', typ: 'at+jwt' }, payload: claims, key: stranger.privateKey }),
+        forge({
+          header: { alg: 'ES256', kid: 'unknown-kid', typ: 'at+jwt' },
+          payload: claims,
+          key: stranger.privateKey,
+        }),
         await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' }).sign(key.privateKey),
         await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: key.kid }).sign(key.privateKey),
       ]
       // Control: the same claims, honestly signed, are active, so each rejection above is the forgery's doing.
-      await expectActive(await introspect(await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' }).sign(key.privateKey)))
+      await expectActive(
+        await introspect(
+          await new SignJWT(claims)
+            .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })
+            .sign(key.privateKey),
+        ),
+      )
       for (const token of tokens) await expectInactive(await introspect(token))
     })
 
@@ -119,7 +135,7 @@ describe.each(BACKENDS)('POST /oauth/introspect with the %s denylist', (backendN
       await expectInactive(await introspect(forApi, AUTH.b))
     })
 
-    it('the resource server sees the owner\'s claims, not its own', async () => {
+    it("the resource server sees the owner's claims, not its own", async () => {
       const { issue, introspect } = await setup(backendName)
       const token = await issue(AUTH.a)
       const body = await expectActive(await introspect(token, AUTH.rs))

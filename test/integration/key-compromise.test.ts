@@ -31,7 +31,12 @@ describe('a compromised signing key', () => {
     const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log })
     const denylist = createRedisDenylist({ url, keyPrefix, clock: systemClock, log })
     shared.defer(() => denylist.close())
-    const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir, redisUrl: url, redisKeyPrefix: keyPrefix } })
+    const deps = await makeDeps({
+      clock: systemClock,
+      keys: records,
+      denylist,
+      config: { keysDir, redisUrl: url, redisKeyPrefix: keyPrefix },
+    })
     const watcher = await watchKeys(deps, 60_000)
     shared.defer(() => watcher.stop())
     const app = createApp(deps)
@@ -41,21 +46,43 @@ describe('a compromised signing key', () => {
     shared.defer(() => feed.close())
     await feed.ready()
     const rs = new Hono()
-    rs.use(bearerAuth({ issuer: deps.config.issuer, audience: 'https://api.example.com', jwks: JSON.parse(deps.keys.jwks().body), denylist: feed }))
+    rs.use(
+      bearerAuth({
+        issuer: deps.config.issuer,
+        audience: 'https://api.example.com',
+        jwks: JSON.parse(deps.keys.jwks().body),
+        denylist: feed,
+      }),
+    )
     rs.get('/api', (c) => c.text('ok'))
     const callApi = (token: string) => rs.request('/api', { headers: { authorization: `Bearer ${token}` } })
     const issue = async () => {
-      const res = await app.request('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') }, body: 'grant_type=client_credentials' })
+      const res = await app.request('/oauth/token', {
+        method: 'POST',
+        headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') },
+        body: 'grant_type=client_credentials',
+      })
       return ((await res.json()) as { access_token: string }).access_token
     }
     const introspect = async (token: string) =>
-      (await app.request('/oauth/introspect', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') }, body: `token=${token}` })).json()
+      (
+        await app.request('/oauth/introspect', {
+          method: 'POST',
+          headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') },
+          body: `token=${token}`,
+        })
+      ).json()
 
     const stolen = await issue()
     const compromised = decodeProtectedHeader(stolen).kid!
     expect((await callApi(stolen)).status).toBe(200)
 
-    const env = { KEYS_DIR: keysDir, CLIENTS_FILE: join(keysDir, '..', 'clients.json'), REDIS_URL: url, REDIS_KEY_PREFIX: keyPrefix }
+    const env = {
+      KEYS_DIR: keysDir,
+      CLIENTS_FILE: join(keysDir, '..', 'clients.json'),
+      REDIS_URL: url,
+      REDIS_KEY_PREFIX: keyPrefix,
+    }
     const revokedAt = performance.now()
     const out = await runCli(keysCli, ['revoke', '--kid', compromised], env)
     expect(out.code).toBe(0)
@@ -86,7 +113,12 @@ describe('a key revoked while Redis is down', () => {
     expect((await runCli(keysCli, ['revoke', '--kid', current!.kid], env)).code).toBe(0)
 
     const port = await freePort()
-    const denylist = createRedisDenylist({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'late:', clock: systemClock, log })
+    const denylist = createRedisDenylist({
+      url: `redis://127.0.0.1:${port}`,
+      keyPrefix: 'late:',
+      clock: systemClock,
+      log,
+    })
     shared.defer(() => denylist.close())
     const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir } })
     const watcher = await watchKeys(deps, 50)
@@ -97,7 +129,9 @@ describe('a key revoked while Redis is down', () => {
     const redis = await startRedisServer({ port })
     shared.defer(() => redis.stop())
     await waitFor(async () => expect(await denylist.isRevoked({ jti: 'any', kid: current!.kid })).toBe(true), 5000)
-    const failures = deps.logLines.map((l) => JSON.parse(l)).filter((r) => r.msg === 'reload failed; keeping the last good state')
+    const failures = deps.logLines
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.msg === 'reload failed; keeping the last good state')
     expect(failures).toHaveLength(1)
     expect(failures[0].problem).toContain(`revoked key ${current!.kid} is not in the denylist yet`)
   })

@@ -31,7 +31,9 @@ afterEach(async () => {
   for (const watcher of watchers) watcher.stop()
   // SIGTERM, which tsx relays to the server process (a SIGKILL would only reach tsx).
   for (const server of servers) server.kill('SIGTERM')
-  await Promise.all(servers.map((server) => Promise.race([server.exited, new Promise((resolve) => setTimeout(resolve, 5000))])))
+  await Promise.all(
+    servers.map((server) => Promise.race([server.exited, new Promise((resolve) => setTimeout(resolve, 5000))])),
+  )
   watchers = []
   servers = []
 })
@@ -89,45 +91,66 @@ describe('KEYS_DIR hot reload', () => {
   })
 
   const breakages: [string, (text: string, record: KeyRecord) => string | undefined, (kid: string) => string][] = [
-    ['broken JSON', (text) => `${text.slice(0, 20)}}}`, (kid) => `${kid}.json: not valid JSON (truncated or half-written?)`],
-    ['a schema error', (text) => JSON.stringify({ ...JSON.parse(text), activates: 'soon' }), (kid) => `${kid}.json: field activates: Invalid input: expected number, received string`],
+    [
+      'broken JSON',
+      (text) => `${text.slice(0, 20)}}}`,
+      (kid) => `${kid}.json: not valid JSON (truncated or half-written?)`,
+    ],
+    [
+      'a schema error',
+      (text) => JSON.stringify({ ...JSON.parse(text), activates: 'soon' }),
+      (kid) => `${kid}.json: field activates: Invalid input: expected number, received string`,
+    ],
     ['an empty (truncated) file', () => '', (kid) => `${kid}.json: not valid JSON (truncated or half-written?)`],
     [
       'a passphrase other than KEYS_PASSPHRASE',
       (text, record) =>
-        JSON.stringify({ ...JSON.parse(text), privateKey: record.privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: WRONG }) }),
+        JSON.stringify({
+          ...JSON.parse(text),
+          privateKey: record.privateKey.export({
+            type: 'pkcs8',
+            format: 'pem',
+            cipher: 'aes-256-cbc',
+            passphrase: WRONG,
+          }),
+        }),
       (kid) => `${kid}.json: KEYS_PASSPHRASE does not decrypt the private key`,
     ],
     ['deletion', () => undefined, (kid) => `published key ${kid} (current) disappeared without being revoked`],
   ]
 
-  it.each(breakages)('refuses a reload after %s of the current key file, keeps signing, and applies the fixed file', async (_, breakText, problem) => {
-    const { keysDir, deps, watcher, current, file } = await setup()
-    const original = readFileSync(file(current.kid), 'utf8')
-    const before = deps.keys
-    const jwksBefore = before.jwks().body
+  it.each(breakages)(
+    'refuses a reload after %s of the current key file, keeps signing, and applies the fixed file',
+    async (_, breakText, problem) => {
+      const { keysDir, deps, watcher, current, file } = await setup()
+      const original = readFileSync(file(current.kid), 'utf8')
+      const before = deps.keys
+      const jwksBefore = before.jwks().body
 
-    const broken = breakText(original, current)
-    if (broken === undefined) unlinkSync(file(current.kid))
-    else await writeFileAtomic(file(current.kid), broken)
-    await watcher.check()
+      const broken = breakText(original, current)
+      if (broken === undefined) unlinkSync(file(current.kid))
+      else await writeFileAtomic(file(current.kid), broken)
+      await watcher.check()
 
-    expect(deps.keys).toBe(before)
-    expect(logged(deps, REFUSED)).toEqual([expect.objectContaining({ level: 50, source: keysDir, problem: problem(current.kid) })])
-    const served = await serves(deps)
-    expect(served.kid).toBe(current.kid)
-    expect(served.jwks).toBe(jwksBefore)
-    await watcher.check() // nothing changed since: no second attempt, no second error
-    expect(logged(deps, REFUSED)).toHaveLength(1)
+      expect(deps.keys).toBe(before)
+      expect(logged(deps, REFUSED)).toEqual([
+        expect.objectContaining({ level: 50, source: keysDir, problem: problem(current.kid) }),
+      ])
+      const served = await serves(deps)
+      expect(served.kid).toBe(current.kid)
+      expect(served.jwks).toBe(jwksBefore)
+      await watcher.check() // nothing changed since: no second attempt, no second error
+      expect(logged(deps, REFUSED)).toHaveLength(1)
 
-    await writeFileAtomic(file(current.kid), original)
-    await watcher.check()
-    expect(deps.keys).not.toBe(before)
-    expect(deps.keys.signingKey().kid).toBe(current.kid)
-    expect(deps.keys.jwks().body).toBe(jwksBefore)
-    expect(logged(deps, REFUSED)).toHaveLength(1)
-    expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([])
-  })
+      await writeFileAtomic(file(current.kid), original)
+      await watcher.check()
+      expect(deps.keys).not.toBe(before)
+      expect(deps.keys.signingKey().kid).toBe(current.kid)
+      expect(deps.keys.jwks().body).toBe(jwksBefore)
+      expect(logged(deps, REFUSED)).toHaveLength(1)
+      expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([])
+    },
+  )
 
   it('refuses a key file truncated in place, and keeps signing', async () => {
     const { deps, watcher, current, file } = await setup()
@@ -192,7 +215,10 @@ describe('KEYS_DIR hot reload', () => {
     await watcher.check()
     expect(deps.keys).toBe(before)
     expect(logged(deps, REFUSED)).toEqual([
-      expect.objectContaining({ source: keysDir, problem: `published key ${current.kid} (retired) disappeared without being revoked` }),
+      expect.objectContaining({
+        source: keysDir,
+        problem: `published key ${current.kid} (retired) disappeared without being revoked`,
+      }),
     ])
     expect(deps.keys.verificationKey(current.kid)).toEqual({ alg: 'ES256', publicKey: current.publicKey })
   })
@@ -278,8 +304,13 @@ describe('KEYS_DIR permissions on reload', () => {
     chownSync(keysDir, 65534, 65534) // tests run as root: give it to nobody
     await watcher.check()
     expect(deps.keys).toBe(before)
-    expect(await ready(deps)).toEqual({ status: 503, body: { status: 'not ready', missing: ['KEYS_DIR is not owned by the user running tokensmith'] } })
-    expect(logged(deps, REFUSED)[0]!.problem).toMatch(new RegExp(`^KEYS_DIR is not owned by the user running tokensmith: ${keysDir} belongs to uid 65534, `))
+    expect(await ready(deps)).toEqual({
+      status: 503,
+      body: { status: 'not ready', missing: ['KEYS_DIR is not owned by the user running tokensmith'] },
+    })
+    expect(logged(deps, REFUSED)[0]!.problem).toMatch(
+      new RegExp(`^KEYS_DIR is not owned by the user running tokensmith: ${keysDir} belongs to uid 65534, `),
+    )
     chownSync(keysDir, process.getuid!(), process.getgid!())
     await watcher.check()
     expect(await ready(deps)).toEqual({ status: 200, body: { status: 'ready' } })
@@ -297,7 +328,9 @@ describe('KEYS_DIR permissions on reload', () => {
 
     chmodSync(file(standby.kid), 0o644)
     await watcher.check()
-    expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([expect.objectContaining({ level: 50, file: `${standby.kid}.json` })])
+    expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([
+      expect.objectContaining({ level: 50, file: `${standby.kid}.json` }),
+    ])
   })
 })
 
@@ -305,21 +338,39 @@ describe('SIGHUP', () => {
   it('applies keys rotate --now at once: the token kid and the JWKS change within 1 s', async () => {
     const root = tempDir()
     // A slow poll, so only SIGHUP can explain a switch within 1 s.
-    const env = { KEYS_DIR: join(root, 'keys'), CLIENTS_FILE: join(root, 'clients.json'), REDIS_URL: '', LOG_LEVEL: 'info', RELOAD_INTERVAL: '60' }
-    const created = await runCli(clientCli, ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'], env)
+    const env = {
+      KEYS_DIR: join(root, 'keys'),
+      CLIENTS_FILE: join(root, 'clients.json'),
+      REDIS_URL: '',
+      LOG_LEVEL: 'info',
+      RELOAD_INTERVAL: '60',
+    }
+    const created = await runCli(
+      clientCli,
+      ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'],
+      env,
+    )
     const auth = basic('svc-a', created.json().client_secret as string)
     const server = await spawnServer(env)
     servers.push(server)
     const kidNow = async () => {
-      const res = await fetch(`${server.url}/oauth/token`, { method: 'POST', headers: { 'content-type': FORM, authorization: auth }, body: 'grant_type=client_credentials' })
+      const res = await fetch(`${server.url}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': FORM, authorization: auth },
+        body: 'grant_type=client_credentials',
+      })
       expect(res.status).toBe(200)
       return decodeProtectedHeader(((await res.json()) as { access_token: string }).access_token).kid
     }
     const jwksKids = async () =>
-      ((await (await fetch(`${server.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid).sort()
+      ((await (await fetch(`${server.url}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys
+        .map((k) => k.kid)
+        .sort()
 
     const before = await kidNow()
-    const listing = (await runCli(keysCli, ['list'], env)).json() as { keys: { kid: string; activates: number | null }[] }
+    const listing = (await runCli(keysCli, ['list'], env)).json() as {
+      keys: { kid: string; activates: number | null }[]
+    }
     const activated = listing.keys.find((k) => k.kid === before)!.activates!
     // Rotate in a later second than the current key's activation, so the switch is immediate.
     while (systemClock() <= activated) await new Promise((resolve) => setTimeout(resolve, 50))

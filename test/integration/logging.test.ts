@@ -9,14 +9,21 @@ describe('request logs', () => {
     const deps = await makeDeps()
     const app = createApp(deps)
     const post = (path: string, body: string, authorization?: string) =>
-      app.request(path, { method: 'POST', headers: { 'content-type': FORM, ...(authorization && { authorization }) }, body })
+      app.request(path, {
+        method: 'POST',
+        headers: { 'content-type': FORM, ...(authorization && { authorization }) },
+        body,
+      })
 
     const good = basic('svc-a', 'tks_secret-of-a')
     const issued = await post('/oauth/token', 'grant_type=client_credentials', good)
     const { access_token: token } = (await issued.json()) as { access_token: string }
     await post('/oauth/token', 'grant_type=client_credentials', basic('svc-a', 'tks_wrong-secret'))
     const forged = 'x\n{"level":50,"msg":"forged"}\u001b[31m'
-    await post('/oauth/token', `grant_type=client_credentials&client_id=${encodeURIComponent(forged)}&client_secret=tks_guess`)
+    await post(
+      '/oauth/token',
+      `grant_type=client_credentials&client_id=${encodeURIComponent(forged)}&client_secret=tks_guess`,
+    )
     await post('/oauth/introspect', `token=${token}`, good)
     await post('/oauth/revoke', `token=${token}`, good)
 
@@ -35,7 +42,14 @@ describe('request logs', () => {
     expect(requests[4]!.jti).toBe(jti)
 
     const text = deps.logLines.join('\n')
-    for (const secret of ['tks_secret-of-a', 'tks_wrong-secret', 'tks_guess', token, token.split('.')[2]!, good.slice(6)]) {
+    for (const secret of [
+      'tks_secret-of-a',
+      'tks_wrong-secret',
+      'tks_guess',
+      token,
+      token.split('.')[2]!,
+      good.slice(6),
+    ]) {
       expect(text).not.toContain(secret)
     }
     // The forged text stayed inside one record: no line of the log is a record of its making.

@@ -14,7 +14,13 @@ import { FORM, basic, captureLog, makeDeps, testKey, type TestClient } from '../
 // real deployment. Revoked at A, a token must be refused by B and by every middleware within 1 s.
 const CLIENTS: TestClient[] = [
   { id: 'svc-a', secret: 'tks_secret-of-a', scopes: ['read'], audiences: ['https://api.example.com'] },
-  { id: 'rs-api', secret: 'tks_secret-of-rs', scopes: ['introspect'], audiences: ['https://api.example.com'], resourceServer: true },
+  {
+    id: 'rs-api',
+    secret: 'tks_secret-of-rs',
+    scopes: ['introspect'],
+    audiences: ['https://api.example.com'],
+    resourceServer: true,
+  },
 ]
 
 describe('two instances sharing Redis', () => {
@@ -39,7 +45,14 @@ describe('two instances sharing Redis', () => {
       await feed.ready()
       feeds.push(feed)
       const rs = new Hono<{ Variables: BearerAuthVariables }>()
-      rs.use(bearerAuth({ issuer: instances[0]!.deps.config.issuer, audience: 'https://api.example.com', jwks, denylist: feed }))
+      rs.use(
+        bearerAuth({
+          issuer: instances[0]!.deps.config.issuer,
+          audience: 'https://api.example.com',
+          jwks,
+          denylist: feed,
+        }),
+      )
       rs.get('/api', (c) => c.json({ client: c.get('auth').client_id }))
       resourceServers.push(rs)
     }
@@ -76,7 +89,9 @@ describe('two instances sharing Redis', () => {
     }
     const refused = await callApi(1, token)
     expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="tokensmith", error="invalid_token"')
-    console.info(`revocation propagation to both middlewares: ${propagation.map((ms) => ms.toFixed(1)).join(' ms, ')} ms`)
+    console.info(
+      `revocation propagation to both middlewares: ${propagation.map((ms) => ms.toFixed(1)).join(' ms, ')} ms`,
+    )
     expect(Math.max(...propagation)).toBeLessThan(1000)
   })
 
@@ -89,7 +104,14 @@ describe('two instances sharing Redis', () => {
     try {
       await late.ready()
       const rs = new Hono()
-      rs.use(bearerAuth({ issuer: instances[0]!.deps.config.issuer, audience: 'https://api.example.com', jwks: JSON.parse(instances[0]!.deps.keys.jwks().body), denylist: late }))
+      rs.use(
+        bearerAuth({
+          issuer: instances[0]!.deps.config.issuer,
+          audience: 'https://api.example.com',
+          jwks: JSON.parse(instances[0]!.deps.keys.jwks().body),
+          denylist: late,
+        }),
+      )
       rs.get('/api', (c) => c.text('ok'))
       expect((await rs.request('/api', { headers: { authorization: `Bearer ${token}` } })).status).toBe(401)
     } finally {

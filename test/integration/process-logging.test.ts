@@ -17,18 +17,32 @@ afterEach(() => server?.kill('SIGKILL'))
 
 async function startServer(extra: Record<string, string> = {}) {
   const dir = tempDir()
-  const env = { KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), LOG_LEVEL: 'info', REDIS_URL: '', ...extra }
-  const created = await runCli(clientCli, ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'], env)
+  const env = {
+    KEYS_DIR: join(dir, 'keys'),
+    CLIENTS_FILE: join(dir, 'clients.json'),
+    LOG_LEVEL: 'info',
+    REDIS_URL: '',
+    ...extra,
+  }
+  const created = await runCli(
+    clientCli,
+    ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'],
+    env,
+  )
   server = await spawnServer(env, { nodeArgs: ['--import', CRASH_HOOK] })
   const authorization = basic('svc-a', created.json().client_secret as string)
   for (let i = 0; i < N; i++) {
-    const response = await requestOnNewConnection(`${server.url}/oauth/token`, { authorization, form: 'grant_type=client_credentials' })
+    const response = await requestOnNewConnection(`${server.url}/oauth/token`, {
+      authorization,
+      form: 'grant_type=client_credentials',
+    })
     expect(response.status).toBe(200)
   }
   return server
 }
 
-const records = (output: string[]) => output.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+const records = (output: string[]) =>
+  output.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
 
 describe('the server log', () => {
   it('holds every line a server logged when it stops on SIGTERM, the shutdown lines last', async () => {
@@ -49,7 +63,12 @@ describe('the server log', () => {
     expect(await server.closed).toBe(1)
     const logged = records(server.output)
     expect(logged.filter((r) => r.msg === 'request' && r.path === '/oauth/token')).toHaveLength(N)
-    expect(logged.at(-1)).toMatchObject({ level: 60, msg: 'fatal error, exiting', origin, err: { type: 'Error', message } })
+    expect(logged.at(-1)).toMatchObject({
+      level: 60,
+      msg: 'fatal error, exiting',
+      origin,
+      err: { type: 'Error', message },
+    })
     expect((logged.at(-1)!.err as { stack: string }).stack).toContain('crash-on-signal.mjs')
   })
 })

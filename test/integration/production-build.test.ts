@@ -49,7 +49,9 @@ describe('the production build', () => {
       // A consumer's plain node process, no loader: resolve through package.json "exports" and import.
       const specifier = `tokensmith${name.slice(1)}`
       const script = `const url = import.meta.resolve(${JSON.stringify(specifier)}); const m = await import(url); console.log(JSON.stringify({ url, names: Object.keys(m).sort() }))`
-      const result = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' }))
+      const result = JSON.parse(
+        execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' }),
+      )
       expect(result.url).toBe(pathToFileURL(join(root, target.default)).href)
       expect(result.names.length).toBeGreaterThan(0)
       const types = readFileSync(join(root, target.types), 'utf8')

@@ -47,7 +47,10 @@ afterAll(async () => {
 /** A logger the way a resource server might pass `console`: every argument through util.inspect. */
 function inspectingLog() {
   const lines: string[] = []
-  const at = (...args: unknown[]) => void lines.push(args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 10, showHidden: true }))).join(' '))
+  const at = (...args: unknown[]) =>
+    void lines.push(
+      args.map((a) => (typeof a === 'string' ? a : inspect(a, { depth: 10, showHidden: true }))).join(' '),
+    )
   const log: DenylistLog = { info: at, warn: at, error: at } as unknown as DenylistLog
   return { log, lines }
 }
@@ -56,7 +59,11 @@ function expectNoSecret(output: string) {
   for (const secret of SECRETS) expect(output).not.toContain(secret)
 }
 
-const errorOf = (operation: () => Promise<unknown>) => operation().then(() => undefined, (error: unknown) => error)
+const errorOf = (operation: () => Promise<unknown>) =>
+  operation().then(
+    () => undefined,
+    (error: unknown) => error,
+  )
 
 describe.each(LOGINS)('Redis refusing the login (%s)', (_name, login) => {
   let url: string
@@ -67,8 +74,12 @@ describe.each(LOGINS)('Redis refusing the login (%s)', (_name, login) => {
   it('the denylist and the revocation feed log WRONGPASS but never the password, and errors they throw carry none', async () => {
     const pino = captureLog('debug')
     const consoleLike = inspectingLog()
-    const denylists = [pino.log, consoleLike.log].map((log) => createRedisDenylist({ url, keyPrefix: 'test:auth:', clock: systemClock, log }))
-    const feeds = [pino.log, consoleLike.log].map((log) => createRevocationFeed({ url, keyPrefix: 'test:auth:', clock: systemClock, log }))
+    const denylists = [pino.log, consoleLike.log].map((log) =>
+      createRedisDenylist({ url, keyPrefix: 'test:auth:', clock: systemClock, log }),
+    )
+    const feeds = [pino.log, consoleLike.log].map((log) =>
+      createRevocationFeed({ url, keyPrefix: 'test:auth:', clock: systemClock, log }),
+    )
     try {
       await waitFor(() => {
         expect(pino.lines.filter((line) => line.includes('WRONGPASS')).length).toBeGreaterThanOrEqual(3)
@@ -85,7 +96,10 @@ describe.each(LOGINS)('Redis refusing the login (%s)', (_name, login) => {
       expectNoSecret(thrown.map((error) => inspect(error, { depth: 10, showHidden: true })).join('\n'))
       // What is logged: the error's type, code and message.
       expect(pino.records()).toContainEqual(
-        expect.objectContaining({ msg: 'redis unreachable; retrying in the background', redisError: expect.objectContaining({ code: 'WRONGPASS', message: expect.stringContaining('WRONGPASS') }) }),
+        expect.objectContaining({
+          msg: 'redis unreachable; retrying in the background',
+          redisError: expect.objectContaining({ code: 'WRONGPASS', message: expect.stringContaining('WRONGPASS') }),
+        }),
       )
     } finally {
       await Promise.all([...denylists, ...feeds].map((x) => x.close()))
@@ -99,8 +113,14 @@ describe.each(LOGINS)('Redis refusing the login (%s)', (_name, login) => {
       const deps = await makeDeps({ clock: systemClock, denylist, log })
       const app = createApp(deps)
       const post = (path: string, body: string) =>
-        app.request(path, { method: 'POST', headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') }, body })
-      const token = ((await (await post('/oauth/token', 'grant_type=client_credentials')).json()) as { access_token: string }).access_token
+        app.request(path, {
+          method: 'POST',
+          headers: { 'content-type': FORM, authorization: basic('svc-a', 'tks_secret-of-a') },
+          body,
+        })
+      const token = (
+        (await (await post('/oauth/token', 'grant_type=client_credentials')).json()) as { access_token: string }
+      ).access_token
       await waitFor(() => expect(lines.some((line) => line.includes('WRONGPASS'))).toBe(true))
       await expectError(await post('/oauth/introspect', `token=${token}`), 503, 'temporarily_unavailable')
       await expectError(await post('/oauth/revoke', `token=${token}`), 503, 'temporarily_unavailable')
@@ -115,8 +135,17 @@ describe.each(LOGINS)('Redis refusing the login (%s)', (_name, login) => {
     const dir = tempDir()
     const keysDir = join(dir, 'keys')
     const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log: captureLog().log })
-    const env = { REDIS_URL: url, REDIS_KEY_PREFIX: 'test:auth:', KEYS_DIR: keysDir, CLIENTS_FILE: join(dir, 'clients.json') }
-    const created = await runCli(clientCli, ['create', '--id', 'billing', '--scope', 'read', '--audience', 'https://api.example.com'], env)
+    const env = {
+      REDIS_URL: url,
+      REDIS_KEY_PREFIX: 'test:auth:',
+      KEYS_DIR: keysDir,
+      CLIENTS_FILE: join(dir, 'clients.json'),
+    }
+    const created = await runCli(
+      clientCli,
+      ['create', '--id', 'billing', '--scope', 'read', '--audience', 'https://api.example.com'],
+      env,
+    )
     expect(created.code).toBe(0)
 
     const outputs = await Promise.all([

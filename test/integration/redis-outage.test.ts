@@ -20,13 +20,27 @@ import { waitFor } from '../helpers/wait-for.js'
 // revoked token as valid; everything recovers without a restart once Redis is back.
 const CLIENTS: TestClient[] = [
   { id: 'svc-a', secret: 'tks_secret-of-a', scopes: ['read'], audiences: ['https://api.example.com'] },
-  { id: 'rs-api', secret: 'tks_secret-of-rs', scopes: ['introspect'], audiences: ['https://api.example.com'], resourceServer: true },
+  {
+    id: 'rs-api',
+    secret: 'tks_secret-of-rs',
+    scopes: ['introspect'],
+    audiences: ['https://api.example.com'],
+    resourceServer: true,
+  },
 ]
 const A = basic('svc-a', 'tks_secret-of-a')
 
 describe.each([
-  ['killed (SIGKILL) and restarted', async (redis: RedisServer) => redis.kill('SIGKILL'), (redis: RedisServer) => redis.restart()],
-  ['frozen (SIGSTOP) and resumed', async (redis: RedisServer) => redis.pause(), async (redis: RedisServer) => redis.resume()],
+  [
+    'killed (SIGKILL) and restarted',
+    async (redis: RedisServer) => redis.kill('SIGKILL'),
+    (redis: RedisServer) => redis.restart(),
+  ],
+  [
+    'frozen (SIGSTOP) and resumed',
+    async (redis: RedisServer) => redis.pause(),
+    async (redis: RedisServer) => redis.resume(),
+  ],
 ])('Redis %s', (_name, breakRedis, repairRedis) => {
   let redis: RedisServer
   let deps: Deps
@@ -49,7 +63,14 @@ describe.each([
     await waitFor(() => deps.denylist.ping())
     feed = createRevocationFeed({ url: redis.url, keyPrefix, clock: systemClock, log })
     await feed.ready()
-    rs.use(bearerAuth({ issuer: deps.config.issuer, audience: 'https://api.example.com', jwks: JSON.parse(deps.keys.jwks().body), denylist: feed }))
+    rs.use(
+      bearerAuth({
+        issuer: deps.config.issuer,
+        audience: 'https://api.example.com',
+        jwks: JSON.parse(deps.keys.jwks().body),
+        denylist: feed,
+      }),
+    )
     rs.get('/api', (c) => c.text('ok'))
   })
   afterAll(async () => {
@@ -59,7 +80,9 @@ describe.each([
 
   const post = (path: string, body: string, auth = A) =>
     app.request(path, { method: 'POST', headers: { 'content-type': FORM, authorization: auth }, body })
-  const issue = async () => ((await (await post('/oauth/token', 'grant_type=client_credentials')).json()) as { access_token: string }).access_token
+  const issue = async () =>
+    ((await (await post('/oauth/token', 'grant_type=client_credentials')).json()) as { access_token: string })
+      .access_token
   const timed = async (fn: () => Response | Promise<Response>) => {
     const started = performance.now()
     const res = await fn()
@@ -84,7 +107,9 @@ describe.each([
     expect(revoke.res.headers.get('retry-after')).toMatch(/^\d+$/)
     expect(revoke.ms).toBeLessThan(1500)
 
-    const introspection = await timed(() => post('/oauth/introspect', `token=${revoked}`, basic('rs-api', 'tks_secret-of-rs')))
+    const introspection = await timed(() =>
+      post('/oauth/introspect', `token=${revoked}`, basic('rs-api', 'tks_secret-of-rs')),
+    )
     await expectError(introspection.res, 503, 'temporarily_unavailable')
     expect(introspection.ms).toBeLessThan(1500)
 
@@ -113,7 +138,11 @@ describe('REDIS_URL set but Redis down at start-up', () => {
   it('starts unready and is ready within 5 s of Redis appearing; never falls back to memory', async () => {
     const redisPort = await freePort()
     const dir = tempDir()
-    const server = await spawnServer({ KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), REDIS_URL: `redis://127.0.0.1:${redisPort}` })
+    const server = await spawnServer({
+      KEYS_DIR: join(dir, 'keys'),
+      CLIENTS_FILE: join(dir, 'clients.json'),
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    })
     let redis: RedisServer | undefined
     try {
       const ready = await fetch(`${server.url}/readyz`)
@@ -123,7 +152,9 @@ describe('REDIS_URL set but Redis down at start-up', () => {
 
       redis = await startRedisServer({ port: redisPort })
       const started = Date.now()
-      await expect.poll(async () => (await fetch(`${server.url}/readyz`)).status, { timeout: 5000, interval: 100 }).toBe(200)
+      await expect
+        .poll(async () => (await fetch(`${server.url}/readyz`)).status, { timeout: 5000, interval: 100 })
+        .toBe(200)
       expect(Date.now() - started).toBeLessThan(5000)
     } finally {
       server.kill('SIGKILL')
@@ -134,7 +165,9 @@ describe('REDIS_URL set but Redis down at start-up', () => {
 
 describe('Redis durability (appendonly yes, appendfsync always, as the README asks)', () => {
   it('with appendfsync always, 1,000 revocations answered before kill -9 are all there after a restart', async () => {
-    const redis = await startRedisServer({ args: ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', tempDir()] })
+    const redis = await startRedisServer({
+      args: ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', tempDir()],
+    })
     const log = captureLog().log
     const denylist = createRedisDenylist({ url: redis.url, keyPrefix: 'durable:', clock: systemClock, log })
     try {

@@ -36,7 +36,9 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
     it('accepts an upper-case media type with a quoted charset="utf-8"', async () => {
       const { post, issue, introspect, backend } = await setup(backendName)
       const token = await issue()
-      await expectRevoked200(await post('/oauth/revoke', `token=${token}`, AUTH.a, 'Application/x-www-form-urlencoded;charset="utf-8"'))
+      await expectRevoked200(
+        await post('/oauth/revoke', `token=${token}`, AUTH.a, 'Application/x-www-form-urlencoded;charset="utf-8"'),
+      )
       expect(await backend.writes()).toBe(1)
       await expectInactive(await introspect(token))
     })
@@ -84,9 +86,18 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
       await introspect(token)
       await revoke(token, AUTH.b)
       const records = deps.logLines.map((line) => JSON.parse(line) as Record<string, unknown>)
-      expect(records).toContainEqual(expect.objectContaining({ msg: 'token revoked', client_id: 'svc-a', jti: jtiOf(token) }))
+      expect(records).toContainEqual(
+        expect.objectContaining({ msg: 'token revoked', client_id: 'svc-a', jti: jtiOf(token) }),
+      )
       const text = deps.logLines.join('\n')
-      for (const secret of [token, token.split('.')[2]!, 'tks_secret-of-a', 'tks_secret-of-b', AUTH.a.slice(6), AUTH.b.slice(6)]) {
+      for (const secret of [
+        token,
+        token.split('.')[2]!,
+        'tks_secret-of-a',
+        'tks_secret-of-b',
+        AUTH.a.slice(6),
+        AUTH.b.slice(6),
+      ]) {
         expect(text).not.toContain(secret)
       }
     })
@@ -94,14 +105,20 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
     it('client_secret_post authentication revokes too', async () => {
       const { post, issue, introspect, backend } = await setup(backendName)
       const token = await issue()
-      await expectRevoked200(await post('/oauth/revoke', `token=${token}&client_id=svc-a&client_secret=tks_secret-of-a`))
+      await expectRevoked200(
+        await post('/oauth/revoke', `token=${token}&client_id=svc-a&client_secret=tks_secret-of-a`),
+      )
       expect(await backend.writes()).toBe(1)
       await expectInactive(await introspect(token))
     })
 
-    it('garbage, a bad signature, another issuer\'s token or one past exp + T is 200 with no denylist write (invalid tokens need no revocation)', async () => {
+    it("garbage, a bad signature, another issuer's token or one past exp + T is 200 with no denylist write (invalid tokens need no revocation)", async () => {
       const { clock, issue, revoke, backend } = await setup(backendName)
-      const foreign = await appWith({ clock, denylist: backend.denylist, config: { issuer: 'https://other-issuer.example.com' } })
+      const foreign = await appWith({
+        clock,
+        denylist: backend.denylist,
+        config: { issuer: 'https://other-issuer.example.com' },
+      })
       const foreignToken = await foreign.issue()
       expect(decodeJwt(foreignToken).iss).toBe('https://other-issuer.example.com')
       expect(decodeProtectedHeader(foreignToken).kid).toBe((await testKey()).kid)
@@ -125,15 +142,18 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
     it.each([
       ['client B', AUTH.b, AUTH.a],
       ['a resource server for its audience, which may introspect it', AUTH.rs, AUTH.rs],
-    ])('%s revoking A\'s valid token is 400 invalid_request (RFC 7009 §2.1: only the client it was issued to); nothing is written and the token stays active', async (_who, auth, viewer) => {
-      const { issue, revoke, introspect, backend } = await setup(backendName)
-      const token = await issue(AUTH.a)
-      await expectError(await revoke(token, auth), 400, 'invalid_request')
-      expect(await backend.writes()).toBe(0)
-      await expectActive(await introspect(token, viewer))
-    })
+    ])(
+      "%s revoking A's valid token is 400 invalid_request (RFC 7009 §2.1: only the client it was issued to); nothing is written and the token stays active",
+      async (_who, auth, viewer) => {
+        const { issue, revoke, introspect, backend } = await setup(backendName)
+        const token = await issue(AUTH.a)
+        await expectError(await revoke(token, auth), 400, 'invalid_request')
+        expect(await backend.writes()).toBe(0)
+        await expectActive(await introspect(token, viewer))
+      },
+    )
 
-    it('B revoking A\'s token within T after exp is still refused; past exp + T it is 200 with no write', async () => {
+    it("B revoking A's token within T after exp is still refused; past exp + T it is 200 with no write", async () => {
       const { clock, issue, revoke, backend } = await setup(backendName)
       const token = await issue(AUTH.a)
       clock.advance(TTL + T - 1)
@@ -143,7 +163,7 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
       expect(await backend.writes()).toBe(0)
     })
 
-    it('B\'s forgeries carrying A\'s jti (own key, AS kid reused, alg none, mismatched signature) are 200 and never denylist A\'s jti', async () => {
+    it("B's forgeries carrying A's jti (own key, AS kid reused, alg none, mismatched signature) are 200 and never denylist A's jti", async () => {
       const { issue, revoke, introspect, backend } = await setup(backendName)
       const asKid = (await testKey()).kid
       const tokenA = await issue(AUTH.a)
@@ -152,12 +172,26 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
       const forgedClaims = { ...decodeJwt(tokenB), jti: jtiA }
       const attacker = makeKey('ES256', 'attacker-kid')
       const forgeries = [
-        forge({ header: { alg: 'ES256', kid: 'attacker-kid', typ: 'at+jwt' }, payload: forgedClaims, key: attacker.privateKey }),
+        forge({
+          header: { alg: 'ES256', kid: 'attacker-kid', typ: 'at+jwt' },
+          payload: forgedClaims,
+          key: attacker.privateKey,
+        }),
         forge({ header: { alg: 'ES256', kid: asKid, typ: 'at+jwt' }, payload: forgedClaims, key: attacker.privateKey }),
         forge({ header: { alg: 'none', kid: asKid, typ: 'at+jwt' }, payload: forgedClaims, signature: '' }),
-        forge({ header: { alg: 'none', kid: asKid, typ: 'at+jwt' }, payload: forgedClaims, signature: tokenB.split('.')[2]! }),
-        withSignature(forge({ header: decodeProtectedHeader(tokenB), payload: forgedClaims, signature: '' }), tokenB.split('.')[2]!),
-        withSignature(forge({ header: decodeProtectedHeader(tokenA), payload: forgedClaims, signature: '' }), tokenA.split('.')[2]!),
+        forge({
+          header: { alg: 'none', kid: asKid, typ: 'at+jwt' },
+          payload: forgedClaims,
+          signature: tokenB.split('.')[2]!,
+        }),
+        withSignature(
+          forge({ header: decodeProtectedHeader(tokenB), payload: forgedClaims, signature: '' }),
+          tokenB.split('.')[2]!,
+        ),
+        withSignature(
+          forge({ header: decodeProtectedHeader(tokenA), payload: forgedClaims, signature: '' }),
+          tokenA.split('.')[2]!,
+        ),
       ]
       for (const forged of forgeries) await expectRevoked200(await revoke(forged, AUTH.b))
       expect(await backend.writes()).toBe(0)
@@ -165,7 +199,7 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
       await expectActive(await introspect(tokenA, AUTH.a))
     })
 
-    it('A\'s token with a malleated ES256 signature (s → n − s) sent by B is 400 invalid_request; A revoking it revokes the original (keyed on jti)', async () => {
+    it("A's token with a malleated ES256 signature (s → n − s) sent by B is 400 invalid_request; A revoking it revokes the original (keyed on jti)", async () => {
       const { issue, revoke, introspect, backend } = await setup(backendName)
       const tokenA = await issue(AUTH.a)
       const malleated = malleateEs256(tokenA)
@@ -267,8 +301,10 @@ describe.each(BACKENDS)('POST /oauth/revoke with the %s denylist', (backendName)
   })
 
   describe('live revocations per client', () => {
-    it('past the limit revocation is 429 temporarily_unavailable with Retry-After until the client\'s oldest revocation expires', async () => {
-      const { clock, issue, revoke, introspect, backend } = await setup(backendName, { config: { revocationsPerClient: 2 } })
+    it("past the limit revocation is 429 temporarily_unavailable with Retry-After until the client's oldest revocation expires", async () => {
+      const { clock, issue, revoke, introspect, backend } = await setup(backendName, {
+        config: { revocationsPerClient: 2 },
+      })
       const first = await issue()
       clock.advance(100)
       const second = await issue()

@@ -23,9 +23,22 @@ afterEach(() => {
 
 async function setup() {
   const dir = tempDir()
-  const env = { KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), KEY_ACTIVATION_DELAY: ACTIVATION_DELAY, LOG_LEVEL: 'warn' }
-  const app = await runCli(clientCli, ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'], env)
-  const rs = await runCli(clientCli, ['create', '--id', 'rs-api', '--scope', 'none', '--audience', 'https://api.example.com', '--resource-server'], env)
+  const env = {
+    KEYS_DIR: join(dir, 'keys'),
+    CLIENTS_FILE: join(dir, 'clients.json'),
+    KEY_ACTIVATION_DELAY: ACTIVATION_DELAY,
+    LOG_LEVEL: 'warn',
+  }
+  const app = await runCli(
+    clientCli,
+    ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'],
+    env,
+  )
+  const rs = await runCli(
+    clientCli,
+    ['create', '--id', 'rs-api', '--scope', 'none', '--audience', 'https://api.example.com', '--resource-server'],
+    env,
+  )
   return {
     env,
     auth: `Basic ${Buffer.from(`svc-a:${app.json().client_secret}`).toString('base64')}`,
@@ -42,7 +55,13 @@ describe('signing-key rotation under load', () => {
     servers.push(server)
 
     const rs = new Hono()
-    rs.use(bearerAuth({ issuer: server.url, audience: 'https://api.example.com', jwks: { uri: `${server.url}/.well-known/jwks.json`, cacheMaxAge: 1, cooldown: 1 } }))
+    rs.use(
+      bearerAuth({
+        issuer: server.url,
+        audience: 'https://api.example.com',
+        jwks: { uri: `${server.url}/.well-known/jwks.json`, cacheMaxAge: 1, cooldown: 1 },
+      }),
+    )
     rs.get('/api', (c) => c.text('ok'))
 
     const failures: string[] = []
@@ -53,7 +72,11 @@ describe('signing-key rotation under load', () => {
 
     const worker = async () => {
       while (!stop) {
-        const res = await fetch(`${server.url}/oauth/token`, { method: 'POST', headers: { ...form, authorization: auth }, body: 'grant_type=client_credentials' })
+        const res = await fetch(`${server.url}/oauth/token`, {
+          method: 'POST',
+          headers: { ...form, authorization: auth },
+          body: 'grant_type=client_credentials',
+        })
         requests++
         if (res.status !== 200) {
           failures.push(`token ${res.status}`)
@@ -66,8 +89,13 @@ describe('signing-key rotation under load', () => {
         for (const t of [token, issued[Math.floor(Math.random() * issued.length)]!]) {
           const verified = await rs.request('/api', { headers: { authorization: `Bearer ${t}` } })
           requests++
-          if (verified.status !== 200) failures.push(`middleware ${verified.status} ${verified.headers.get('www-authenticate')}`)
-          const introspection = await fetch(`${server.url}/oauth/introspect`, { method: 'POST', headers: { ...form, authorization: rsAuth }, body: `token=${t}` })
+          if (verified.status !== 200)
+            failures.push(`middleware ${verified.status} ${verified.headers.get('www-authenticate')}`)
+          const introspection = await fetch(`${server.url}/oauth/introspect`, {
+            method: 'POST',
+            headers: { ...form, authorization: rsAuth },
+            body: `token=${t}`,
+          })
           requests++
           const body = (await introspection.json()) as { active: boolean }
           if (!body.active) failures.push(`introspection ${introspection.status} ${JSON.stringify(body)}`)
@@ -88,7 +116,9 @@ describe('signing-key rotation under load', () => {
     stop = true
     await load
 
-    console.info(`rotation under load: ${requests} requests, ${kids.size} signing keys seen, ${failures.length} failures`)
+    console.info(
+      `rotation under load: ${requests} requests, ${kids.size} signing keys seen, ${failures.length} failures`,
+    )
     expect(failures).toEqual([])
     expect(kids.size).toBe(3) // the first key, the routinely rotated one, the emergency one
     expect(requests).toBeGreaterThan(200)
@@ -99,7 +129,11 @@ describe('signing-key rotation under load', () => {
     servers.push(await spawnServer(env))
     servers.push(await spawnServer(env))
     const kidFrom = async (server: SpawnedServer) => {
-      const res = await fetch(`${server.url}/oauth/token`, { method: 'POST', headers: { ...form, authorization: auth }, body: 'grant_type=client_credentials' })
+      const res = await fetch(`${server.url}/oauth/token`, {
+        method: 'POST',
+        headers: { ...form, authorization: auth },
+        body: 'grant_type=client_credentials',
+      })
       return decodeProtectedHeader(((await res.json()) as { access_token: string }).access_token).kid
     }
     const before = await Promise.all(servers.map(kidFrom))
@@ -121,7 +155,10 @@ describe('signing-key rotation under load', () => {
     console.info(`instances switched signing key after ${switched.join(' ms, ')} ms`)
     expect(Math.max(...switched)).toBeLessThan(5000)
     // Both serve the same JWKS within 5 s too (the new standby key is a second file, maybe a second reload).
-    const etags = () => Promise.all(servers.map(async (s) => (await fetch(`${s.url}/.well-known/jwks.json`)).headers.get('etag')))
-    await expect.poll(async () => new Set(await etags()).size, { timeout: 5000 - (Date.now() - started), interval: 50 }).toBe(1)
+    const etags = () =>
+      Promise.all(servers.map(async (s) => (await fetch(`${s.url}/.well-known/jwks.json`)).headers.get('etag')))
+    await expect
+      .poll(async () => new Set(await etags()).size, { timeout: 5000 - (Date.now() - started), interval: 50 })
+      .toBe(1)
   }, 30_000)
 })

@@ -11,7 +11,11 @@ afterEach(() => server?.kill('SIGKILL'))
 async function setupDir() {
   const dir = tempDir()
   const env = { KEYS_DIR: join(dir, 'keys'), CLIENTS_FILE: join(dir, 'clients.json'), LOG_LEVEL: 'info' }
-  const created = await runCli(clientCli, ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'], env)
+  const created = await runCli(
+    clientCli,
+    ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'],
+    env,
+  )
   return { env, secret: created.json().client_secret as string }
 }
 
@@ -63,7 +67,10 @@ describe('the server process', () => {
   it('refuses to start on a broken clients file, naming the client and field', async () => {
     const { env } = await setupDir()
     const { writeFileSync } = await import('node:fs')
-    writeFileSync(env.CLIENTS_FILE, JSON.stringify({ clients: [{ client_id: 'svc-x', secrets: [], scopes: ['a'], audiences: ['b'] }] }))
+    writeFileSync(
+      env.CLIENTS_FILE,
+      JSON.stringify({ clients: [{ client_id: 'svc-x', secrets: [], scopes: ['a'], audiences: ['b'] }] }),
+    )
     await expect(spawnServer(env)).rejects.toThrow(/client "svc-x" field secrets: needs at least one secret digest/)
   })
 })

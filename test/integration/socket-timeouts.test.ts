@@ -26,7 +26,11 @@ function trickle(url: string, head: string, drip: string, giveUpMs: number): Pro
     const giveUp = setTimeout(() => socket.destroy(), giveUpMs)
     socket.on('connect', () => socket.write(head))
     socket.on('data', () => {}) // the 408 Node sends, if any
-    socket.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || (error as NodeJS.ErrnoException).code === 'EPIPE' ? undefined : reject(error)))
+    socket.on('error', (error) =>
+      (error as NodeJS.ErrnoException).code === 'ECONNRESET' || (error as NodeJS.ErrnoException).code === 'EPIPE'
+        ? undefined
+        : reject(error),
+    )
     socket.on('close', () => {
       clearInterval(timer)
       clearTimeout(giveUp)
@@ -57,7 +61,8 @@ describe('socket deadlines', () => {
   })
 
   it('cuts a client that trickles its body close to the request deadline', async () => {
-    const head = 'POST /oauth/token HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4096\r\n\r\n'
+    const head =
+      'POST /oauth/token HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4096\r\n\r\n'
     const elapsed = await trickle(server.url, head, 'grant_type=client_credentials&', 12_000)
     expect(elapsed).toBeGreaterThanOrEqual(REQUEST_TIMEOUT - 100)
     expect(elapsed).toBeLessThan(REQUEST_TIMEOUT + SLACK)

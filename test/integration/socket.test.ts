@@ -27,7 +27,10 @@ describe('over a real socket', () => {
   beforeAll(async () => {
     server = await startTestServer({ clients: CLIENTS })
     const issuer = new URL(server.issuer)
-    as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...insecure }))
+    as = await oauth.processDiscoveryResponse(
+      issuer,
+      await oauth.discoveryRequest(issuer, { algorithm: 'oauth2', ...insecure }),
+    )
   })
   afterAll(() => server.close())
 
@@ -42,7 +45,13 @@ describe('over a real socket', () => {
     ['client_secret_post', oauth.ClientSecretPost],
   ])('oauth4webapi gets a token with %s and validates it as an RFC 9068 access token', async (_name, auth) => {
     for (const client of CLIENTS) {
-      const response = await oauth.clientCredentialsGrantRequest(as, { client_id: client.id }, auth(client.secret), new URLSearchParams({ scope: 'read' }), insecure)
+      const response = await oauth.clientCredentialsGrantRequest(
+        as,
+        { client_id: client.id },
+        auth(client.secret),
+        new URLSearchParams({ scope: 'read' }),
+        insecure,
+      )
       const tokens = await oauth.processClientCredentialsResponse(as, { client_id: client.id }, response)
       expect(tokens.token_type).toBe('bearer') // oauth4webapi lower-cases it
       expect(tokens.scope).toBe('read')
@@ -54,13 +63,27 @@ describe('over a real socket', () => {
         'https://api.example.com',
         insecure,
       )
-      expect(claims).toMatchObject({ iss: server.issuer, sub: client.id, client_id: client.id, aud: 'https://api.example.com', scope: 'read' })
+      expect(claims).toMatchObject({
+        iss: server.issuer,
+        sub: client.id,
+        client_id: client.id,
+        aud: 'https://api.example.com',
+        scope: 'read',
+      })
     }
   })
 
   it('oauth4webapi sees the RFC 6749 §5.2 error for a wrong secret', async () => {
-    const response = await oauth.clientCredentialsGrantRequest(as, { client_id: 'svc-a' }, oauth.ClientSecretBasic('wrong'), new URLSearchParams(), insecure)
-    const error = await oauth.processClientCredentialsResponse(as, { client_id: 'svc-a' }, response).catch((e: unknown) => e)
+    const response = await oauth.clientCredentialsGrantRequest(
+      as,
+      { client_id: 'svc-a' },
+      oauth.ClientSecretBasic('wrong'),
+      new URLSearchParams(),
+      insecure,
+    )
+    const error = await oauth
+      .processClientCredentialsResponse(as, { client_id: 'svc-a' }, response)
+      .catch((e: unknown) => e)
     // The 401 carries a Basic challenge (RFC 6749 §5.2), which oauth4webapi surfaces first.
     expect(error).toBeInstanceOf(oauth.WWWAuthenticateChallengeError)
     const challenge = error as oauth.WWWAuthenticateChallengeError
@@ -72,7 +95,10 @@ describe('over a real socket', () => {
   it('jose jwtVerify accepts the token with the JWKS fetched from the server', async () => {
     const response = await fetch(`${server.issuer}/oauth/token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('svc-a:tks_secret-of-a').toString('base64')}` },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from('svc-a:tks_secret-of-a').toString('base64')}`,
+      },
       body: 'grant_type=client_credentials',
     })
     expect(response.status).toBe(200)
@@ -94,7 +120,10 @@ describe('over a real socket', () => {
     const status = await new Promise<number>((resolve, reject) => {
       const req = httpRequest(`${server.url}/oauth/token`, {
         method: 'POST',
-        headers: { authorization: `Basic ${'A'.repeat(17 * 1024)}`, 'content-type': 'application/x-www-form-urlencoded' },
+        headers: {
+          authorization: `Basic ${'A'.repeat(17 * 1024)}`,
+          'content-type': 'application/x-www-form-urlencoded',
+        },
       })
       req.on('response', (res) => resolve(res.statusCode!))
       req.on('error', reject)
@@ -115,7 +144,11 @@ describe('over a real socket', () => {
         resolve(res.statusCode!)
         req.destroy()
       })
-      req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || (error as NodeJS.ErrnoException).code === 'EPIPE' ? undefined : reject(error)))
+      req.on('error', (error) =>
+        (error as NodeJS.ErrnoException).code === 'ECONNRESET' || (error as NodeJS.ErrnoException).code === 'EPIPE'
+          ? undefined
+          : reject(error),
+      )
       const chunk = Buffer.alloc(64 * 1024, 'a')
       let sent = 0
       const pump = () => {
@@ -137,7 +170,11 @@ describe('over a real socket', () => {
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = httpRequest(`${server.url}/oauth/token`, {
         method: 'POST',
-        headers: { authorization: basic('svc-a', 'tks_secret-of-a'), 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+        headers: {
+          authorization: basic('svc-a', 'tks_secret-of-a'),
+          'content-type': 'application/x-www-form-urlencoded',
+          'transfer-encoding': 'chunked',
+        },
       })
       req.on('response', (res) => {
         let text = ''
@@ -210,7 +247,10 @@ describe('client-side stream failures over a real socket', () => {
   it('logs a malformed chunked body as a 400 invalid_request at info, without a stack', async () => {
     const before = requestCount()
     // "ZZ" is no chunk size: Node's parser rejects the framing and closes the connection.
-    const answer = await rawExchange(port, `${tokenRequestHead('Transfer-Encoding: chunked')}5\r\ngrant\r\nZZ\r\nxx\r\n0\r\n\r\n`)
+    const answer = await rawExchange(
+      port,
+      `${tokenRequestHead('Transfer-Encoding: chunked')}5\r\ngrant\r\nZZ\r\nxx\r\n0\r\n\r\n`,
+    )
     expect(answer).toMatch(/^HTTP\/1\.1 400 /)
     await expectLoggedAsClientFault(captured.records, before)
   })

@@ -12,7 +12,9 @@ import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 let servers: SpawnedServer[] = []
 afterEach(async () => {
   for (const server of servers) server.kill('SIGTERM')
-  await Promise.all(servers.map((server) => Promise.race([server.exited, new Promise((resolve) => setTimeout(resolve, 5000))])))
+  await Promise.all(
+    servers.map((server) => Promise.race([server.exited, new Promise((resolve) => setTimeout(resolve, 5000))])),
+  )
   servers = []
 })
 
@@ -21,9 +23,18 @@ async function setup(options: { keys?: boolean } = {}) {
   const keysDir = join(root, 'keys')
   const clientsFile = join(root, 'clients.json')
   if (options.keys !== false) await ensureKeys(keysDir, 'ES256', { clock: fixedClock(), log: captureLog().log })
-  const created = await runCli(clientCli, ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'], { CLIENTS_FILE: clientsFile })
+  const created = await runCli(
+    clientCli,
+    ['create', '--id', 'svc-a', '--scope', 'read', '--audience', 'https://api.example.com'],
+    { CLIENTS_FILE: clientsFile },
+  )
   expect(created.code).toBe(0)
-  return { root, keysDir, clientsFile, env: { KEYS_DIR: keysDir, CLIENTS_FILE: clientsFile, REDIS_URL: '', LOG_LEVEL: 'info' } }
+  return {
+    root,
+    keysDir,
+    clientsFile,
+    env: { KEYS_DIR: keysDir, CLIENTS_FILE: clientsFile, REDIS_URL: '', LOG_LEVEL: 'info' },
+  }
 }
 
 /** The server's start-up failure: its exit code and the one line it printed. */
@@ -35,15 +46,18 @@ async function startFailure(env: Record<string, string>) {
 }
 
 describe('start-up', () => {
-  it.each(['0777', '0770', '0707', '01777'])('stops when KEYS_DIR has mode %s (writable by group or others), with one line saying to chmod 700', async (mode) => {
-    const { keysDir, env } = await setup()
-    chmodSync(keysDir, Number.parseInt(mode, 8))
-    const { first, failed } = await startFailure(env)
-    expect(first).toBe('server exited with 1:')
-    expect(failed).toEqual([
-      `tokensmith: failed to start: KEYS_DIR is writable by group or others: ${keysDir} has mode ${mode}, and whoever can write it can add a signing key; run chmod 700 ${keysDir}`,
-    ])
-  })
+  it.each(['0777', '0770', '0707', '01777'])(
+    'stops when KEYS_DIR has mode %s (writable by group or others), with one line saying to chmod 700',
+    async (mode) => {
+      const { keysDir, env } = await setup()
+      chmodSync(keysDir, Number.parseInt(mode, 8))
+      const { first, failed } = await startFailure(env)
+      expect(first).toBe('server exited with 1:')
+      expect(failed).toEqual([
+        `tokensmith: failed to start: KEYS_DIR is writable by group or others: ${keysDir} has mode ${mode}, and whoever can write it can add a signing key; run chmod 700 ${keysDir}`,
+      ])
+    },
+  )
 
   it('generates no key in an empty KEYS_DIR others can write', async () => {
     const { keysDir, env } = await setup({ keys: false })
@@ -87,7 +101,11 @@ describe('start-up', () => {
     const warnings = server.output
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as { level: number; msg: string; path?: string; mode?: string })
-      .filter((record) => record.msg === 'CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it')
+      .filter(
+        (record) =>
+          record.msg ===
+          'CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it',
+      )
     expect(warnings).toEqual([
       expect.objectContaining({ level: 40, path: clientsFile, mode: '0666' }),
       expect.objectContaining({ level: 40, path: root, mode: '0777' }),

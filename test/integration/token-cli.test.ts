@@ -49,7 +49,10 @@ function env(overrides: Record<string, string> = {}) {
 
 async function issue(signer: KeyRecord = key, issuer = ISSUER) {
   const keys = createKeyStore([signer], systemClock, { retention: keyRetention(T) })
-  return issueAccessToken({ clock: systemClock, keys, issuer }, { clientId: 'svc-a', scopes: ['read'], audience: 'https://api.example.com', ttl: 300 })
+  return issueAccessToken(
+    { clock: systemClock, keys, issuer },
+    { clientId: 'svc-a', scopes: ['read'], audience: 'https://api.example.com', ttl: 300 },
+  )
 }
 
 function expectUsageError(out: { code: number; stdout: string; stderr: string }) {
@@ -132,7 +135,11 @@ describe('token CLI revoke', () => {
 
   it('exits 1 and writes nothing for a token of another issuer or garbage', async () => {
     const { prefix, env: vars } = env()
-    const foreign = await runCli(run, ['revoke', '--token', (await issue(key, 'https://other.example.com')).accessToken], vars)
+    const foreign = await runCli(
+      run,
+      ['revoke', '--token', (await issue(key, 'https://other.example.com')).accessToken],
+      vars,
+    )
     expect(foreign.code).toBe(1)
     expect(foreign.stdout).toBe('')
     const garbage = await runCli(run, ['revoke', '--token', 'not-a-token'], vars)

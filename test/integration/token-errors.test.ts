@@ -127,7 +127,9 @@ describe('token endpoint: parameters (RFC 6749 §3.2: none more than once)', () 
 
   it('refuses a repeated client_id with client_secret_post', async () => {
     const { post, deps } = await setup()
-    const res = await post(`${GRANT}&client_id=svc-a&client_id=svc-a&client_secret=tks_secret-of-a`, { authorization: undefined })
+    const res = await post(`${GRANT}&client_id=svc-a&client_id=svc-a&client_secret=tks_secret-of-a`, {
+      authorization: undefined,
+    })
     await expectError(res, 400, 'invalid_request', deps)
   })
 
@@ -161,7 +163,12 @@ describe('token endpoint: parameters (RFC 6749 §3.2: none more than once)', () 
   it('grants every client scope when scope is omitted', async () => {
     const { post, deps } = await setup()
     const { body } = await expectToken(await post(GRANT), deps)
-    expect(body).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 300, scope: 'read write' })
+    expect(body).toEqual({
+      access_token: expect.any(String),
+      token_type: 'Bearer',
+      expires_in: 300,
+      scope: 'read write',
+    })
   })
 
   it('treats grant_type= as missing: invalid_request', async () => {
@@ -174,13 +181,17 @@ describe('token endpoint: parameters (RFC 6749 §3.2: none more than once)', () 
     await expectError(await post('scope=read'), 400, 'invalid_request', deps)
   })
 
-  it.each(['password', 'authorization_code', 'foo', 'refresh_token', 'CLIENT_CREDENTIALS', 'urn:ietf:params:oauth:grant-type:jwt-bearer'])(
-    'answers grant_type=%s from an authenticated client with unsupported_grant_type',
-    async (grantType) => {
-      const { post, deps } = await setup()
-      await expectError(await post(`grant_type=${encodeURIComponent(grantType)}`), 400, 'unsupported_grant_type', deps)
-    },
-  )
+  it.each([
+    'password',
+    'authorization_code',
+    'foo',
+    'refresh_token',
+    'CLIENT_CREDENTIALS',
+    'urn:ietf:params:oauth:grant-type:jwt-bearer',
+  ])('answers grant_type=%s from an authenticated client with unsupported_grant_type', async (grantType) => {
+    const { post, deps } = await setup()
+    await expectError(await post(`grant_type=${encodeURIComponent(grantType)}`), 400, 'unsupported_grant_type', deps)
+  })
 
   it('answers a client not allowed the grant with unauthorized_client (RFC 6749 §5.2)', async () => {
     const { post, deps } = await setup()
@@ -239,7 +250,12 @@ describe('token endpoint: resource (RFC 8707 §2) and audience', () => {
 
   it('refuses resource and audience together with invalid_request', async () => {
     const { post, deps } = await setup()
-    await expectError(await post(`${GRANT}&resource=urn%3Aapi%3Ab&audience=urn%3Aapi%3Ab`), 400, 'invalid_request', deps)
+    await expectError(
+      await post(`${GRANT}&resource=urn%3Aapi%3Ab&audience=urn%3Aapi%3Ab`),
+      400,
+      'invalid_request',
+      deps,
+    )
   })
 
   it("uses the client's first audience when neither is given", async () => {
@@ -388,7 +404,12 @@ describe('token endpoint: client authentication (RFC 6749 §2.3)', () => {
     it('decodes an unencoded + in the secret to a space, so the secret is wrong: 401', async () => {
       const { post, deps } = await special()
       const encoded = `${ID}:tks_a:b%25c+d%26e%20f`
-      await expectError(await post(GRANT, { authorization: `Basic ${Buffer.from(encoded).toString('base64')}` }), 401, 'invalid_client', deps)
+      await expectError(
+        await post(GRANT, { authorization: `Basic ${Buffer.from(encoded).toString('base64')}` }),
+        401,
+        'invalid_client',
+        deps,
+      )
     })
 
     it('looks up an id with reserved characters as that id (unknown here: 401, not 400)', async () => {
@@ -413,12 +434,23 @@ describe('token endpoint: client authentication (RFC 6749 §2.3)', () => {
   it.each([
     ['Basic and a body client_secret', `${GRANT}&client_secret=tks_secret-of-a`, A],
     ['Basic and a client_assertion', `${GRANT}&client_assertion=x.y.z`, A],
-    ['Basic and a client_assertion_type', `${GRANT}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer`, A],
-    ['a body secret and a client_assertion', `${GRANT}&client_id=svc-a&client_secret=tks_secret-of-a&client_assertion=x.y.z`, undefined],
-  ])('refuses two authentication methods (%s) with 400 invalid_request (RFC 6749 §2.3: one method per request)', async (_name, body, authorization) => {
-    const { post, deps } = await setup()
-    await expectError(await post(body, { authorization }), 400, 'invalid_request', deps)
-  })
+    [
+      'Basic and a client_assertion_type',
+      `${GRANT}&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer`,
+      A,
+    ],
+    [
+      'a body secret and a client_assertion',
+      `${GRANT}&client_id=svc-a&client_secret=tks_secret-of-a&client_assertion=x.y.z`,
+      undefined,
+    ],
+  ])(
+    'refuses two authentication methods (%s) with 400 invalid_request (RFC 6749 §2.3: one method per request)',
+    async (_name, body, authorization) => {
+      const { post, deps } = await setup()
+      await expectError(await post(body, { authorization }), 400, 'invalid_request', deps)
+    },
+  )
 
   it('refuses a body client_id that differs from the Basic one', async () => {
     const { post, deps } = await setup()
@@ -435,7 +467,12 @@ describe('token endpoint: client authentication (RFC 6749 §2.3)', () => {
     const path = `${TOKEN}?client_id=svc-a&client_secret=tks_secret-of-a`
     await expectError(await post(GRANT, { authorization: undefined }, path), 401, 'invalid_client', deps)
     // with a body client_id too: the secret still counts as absent
-    await expectError(await post(`${GRANT}&client_id=svc-a`, { authorization: undefined }, path), 401, 'invalid_client', deps)
+    await expectError(
+      await post(`${GRANT}&client_id=svc-a`, { authorization: undefined }, path),
+      401,
+      'invalid_client',
+      deps,
+    )
     expect(deps.logLines.length).toBeGreaterThan(0)
     for (const line of deps.logLines) {
       expect(line).not.toContain('tks_secret-of-a')
@@ -448,7 +485,12 @@ describe('token endpoint: client authentication (RFC 6749 §2.3)', () => {
     'answers %s without client authentication with 401 invalid_client and a Basic challenge (RFC 6749 §5.2)',
     async (path) => {
       const { post, deps } = await setup()
-      await expectError(await post(`${GRANT}&token=abc`, { authorization: undefined }, path), 401, 'invalid_client', deps)
+      await expectError(
+        await post(`${GRANT}&token=abc`, { authorization: undefined }, path),
+        401,
+        'invalid_client',
+        deps,
+      )
     },
   )
 
@@ -459,7 +501,12 @@ describe('token endpoint: client authentication (RFC 6749 §2.3)', () => {
 
   it('answers client_secret without client_id with 400 invalid_request', async () => {
     const { post, deps } = await setup()
-    await expectError(await post(`${GRANT}&client_secret=tks_secret-of-a`, { authorization: undefined }), 400, 'invalid_request', deps)
+    await expectError(
+      await post(`${GRANT}&client_secret=tks_secret-of-a`, { authorization: undefined }),
+      400,
+      'invalid_request',
+      deps,
+    )
   })
 
   it.each([
@@ -519,7 +566,16 @@ describe('token endpoint: secrets (one answer and one cost for every authenticat
 
   it('compares every live secret, even after the first one matches', async () => {
     const { post, deps } = await setup({
-      clients: [{ id: 'svc-r', secret: 'tks_new', secrets: [{ secret: 'tks_new', expires: null }, { secret: 'tks_old', expires: T0 + 100 }] }],
+      clients: [
+        {
+          id: 'svc-r',
+          secret: 'tks_new',
+          secrets: [
+            { secret: 'tks_new', expires: null },
+            { secret: 'tks_old', expires: T0 + 100 },
+          ],
+        },
+      ],
     })
     await expectToken(await post(GRANT, { authorization: basic('svc-r', 'tks_new') }), deps)
     expect(vi.mocked(digestsEqual).mock.calls.length).toBe(2)
@@ -528,8 +584,22 @@ describe('token endpoint: secrets (one answer and one cost for every authenticat
   it('refuses an expired secret and accepts the second live secret during rotation', async () => {
     const { post, deps } = await setup({
       clients: [
-        { id: 'svc-r', secret: 'tks_new', secrets: [{ secret: 'tks_old', expires: T0 + 60 }, { secret: 'tks_new', expires: null }] },
-        { id: 'svc-x', secret: 'tks_gone', secrets: [{ secret: 'tks_gone', expires: T0 - 1 }, { secret: 'tks_live', expires: null }] },
+        {
+          id: 'svc-r',
+          secret: 'tks_new',
+          secrets: [
+            { secret: 'tks_old', expires: T0 + 60 },
+            { secret: 'tks_new', expires: null },
+          ],
+        },
+        {
+          id: 'svc-x',
+          secret: 'tks_gone',
+          secrets: [
+            { secret: 'tks_gone', expires: T0 - 1 },
+            { secret: 'tks_live', expires: null },
+          ],
+        },
       ],
     })
     await expectToken(await post(GRANT, { authorization: basic('svc-r', 'tks_old') }), deps)
@@ -542,7 +612,16 @@ describe('token endpoint: secrets (one answer and one cost for every authenticat
     const clock = fixedClock()
     const { post, deps } = await setup({
       clock,
-      clients: [{ id: 'svc-r', secret: 'tks_new', secrets: [{ secret: 'tks_old', expires: T0 + 60 }, { secret: 'tks_new', expires: null }] }],
+      clients: [
+        {
+          id: 'svc-r',
+          secret: 'tks_new',
+          secrets: [
+            { secret: 'tks_old', expires: T0 + 60 },
+            { secret: 'tks_new', expires: null },
+          ],
+        },
+      ],
     })
     clock.set(T0 + 59)
     expect((await post(GRANT, { authorization: basic('svc-r', 'tks_old') })).status).toBe(200)
@@ -554,7 +633,10 @@ describe('token endpoint: secrets (one answer and one cost for every authenticat
 describe('token endpoint: lifetime', () => {
   it('honours a per-client TTL in expires_in and exp - iat', async () => {
     const { post, deps } = await setup({ clients: [{ id: 'svc-long', secret: 'tks_long', ttl: 900 }] })
-    const { body, payload } = await expectToken(await post(GRANT, { authorization: basic('svc-long', 'tks_long') }), deps)
+    const { body, payload } = await expectToken(
+      await post(GRANT, { authorization: basic('svc-long', 'tks_long') }),
+      deps,
+    )
     expect(body.expires_in).toBe(900)
     expect(payload.exp! - payload.iat!).toBe(900)
     expect(payload.iat).toBe(T0)
@@ -587,9 +669,16 @@ describe('token endpoint: faults (an unexpected error is a 500 that tells nothin
     }
     deps.keys = broken
     const app = createApp(deps)
-    const res = await app.request(TOKEN, { method: 'POST', headers: { 'content-type': FORM, authorization: A }, body: GRANT })
+    const res = await app.request(TOKEN, {
+      method: 'POST',
+      headers: { 'content-type': FORM, authorization: A },
+      body: GRANT,
+    })
     const text = await res.clone().text()
-    expect(await expectError(res, 500, 'server_error', deps)).toEqual({ error: 'server_error', error_description: 'internal server error' })
+    expect(await expectError(res, 500, 'server_error', deps)).toEqual({
+      error: 'server_error',
+      error_description: 'internal server error',
+    })
     expect(text).not.toContain('boom')
     // the detail goes to the log instead
     expect(deps.logLines.some((line) => line.includes('boom') && line.includes('"level":50'))).toBe(true)

@@ -36,7 +36,12 @@ afterAll(() => void process.off('unhandledRejection', onUnhandled))
 async function setup() {
   const deps = await makeDeps({
     clients: [
-      { id: 'svc-a', secret: 'tks_secret-of-a', scopes: ['read', 'write'], audiences: ['https://api.example.com', 'urn:api:b'] },
+      {
+        id: 'svc-a',
+        secret: 'tks_secret-of-a',
+        scopes: ['read', 'write'],
+        audiences: ['https://api.example.com', 'urn:api:b'],
+      },
       { id: 'no-grant', secret: 'tks_secret-no-grant', grantTypes: [] },
       CLIENT,
     ],
@@ -48,11 +53,9 @@ async function setup() {
 // ---- generators -------------------------------------------------------------------------------
 
 /** Characters a fetch header value may hold (no NUL, CR, LF; nothing above U+00FF). */
-const headerChar = fc.oneof(
-  fc.integer({ min: 0x20, max: 0x7e }),
-  fc.integer({ min: 0x80, max: 0xff }),
-  fc.constant(0x09),
-).map((code) => String.fromCharCode(code))
+const headerChar = fc
+  .oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(0x09))
+  .map((code) => String.fromCharCode(code))
 const headerValue = fc.oneof(
   { weight: 5, arbitrary: fc.string({ unit: headerChar, maxLength: 60 }) },
   { weight: 1, arbitrary: fc.integer({ min: 1_000, max: 40_000 }).map((n) => 'A'.repeat(n)) },
@@ -76,29 +79,91 @@ const component = fc
   .map((parts) => parts.join(''))
 
 const paramName = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom('grant_type', 'scope', 'client_id', 'client_secret', 'resource', 'audience', 'client_assertion', 'client_assertion_type', 'token', 'scope[]', 'grant_type[]') },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      'grant_type',
+      'scope',
+      'client_id',
+      'client_secret',
+      'resource',
+      'audience',
+      'client_assertion',
+      'client_assertion_type',
+      'token',
+      'scope[]',
+      'grant_type[]',
+    ),
+  },
   { weight: 1, arbitrary: component },
 )
 const paramValue = fc.oneof(
-  { weight: 4, arbitrary: fc.constantFrom('client_credentials', 'password', 'read', 'read+write', 'admin', 'svc-a', 'tks_secret-of-a', 'https%3A%2F%2Fapi.example.com', 'urn%3Aapi%3Ab', '%2Frel', 'https%3A%2F%2Fa%23f', '') },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      'client_credentials',
+      'password',
+      'read',
+      'read+write',
+      'admin',
+      'svc-a',
+      'tks_secret-of-a',
+      'https%3A%2F%2Fapi.example.com',
+      'urn%3Aapi%3Ab',
+      '%2Frel',
+      'https%3A%2F%2Fa%23f',
+      '',
+    ),
+  },
   { weight: 2, arbitrary: component },
 )
 /** Mostly-plausible token requests: known parameters with likely values, sometimes repeated. */
 const scopeValue = fc
-  .array(fc.oneof({ weight: 4, arbitrary: fc.constantFrom('read', 'write', 'a', 'b', 'c:read', 'd/write', 'e.f') }, { weight: 1, arbitrary: component }), { maxLength: 4 })
+  .array(
+    fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom('read', 'write', 'a', 'b', 'c:read', 'd/write', 'e.f') },
+      { weight: 1, arbitrary: component },
+    ),
+    { maxLength: 4 },
+  )
   .chain((scopes) => fc.constantFrom(' ', '+', '%20', '%09', '++').map((separator) => scopes.join(separator)))
 const plausiblePair: fc.Arbitrary<[string, string | undefined]> = fc.oneof(
-  fc.tuple(fc.constant('grant_type'), fc.oneof({ weight: 4, arbitrary: fc.constant('client_credentials') }, { weight: 1, arbitrary: paramValue })),
+  fc.tuple(
+    fc.constant('grant_type'),
+    fc.oneof({ weight: 4, arbitrary: fc.constant('client_credentials') }, { weight: 1, arbitrary: paramValue }),
+  ),
   fc.tuple(fc.constant('scope'), scopeValue),
-  fc.tuple(fc.constantFrom('resource', 'audience'), fc.oneof(fc.constantFrom('https%3A%2F%2Fapi.example.com', 'urn%3Aapi%3Ab', 'https%3A%2F%2Fthird.example.com%2Fx', 'https%3A%2F%2Fapi.example.com%23f'), component)),
+  fc.tuple(
+    fc.constantFrom('resource', 'audience'),
+    fc.oneof(
+      fc.constantFrom(
+        'https%3A%2F%2Fapi.example.com',
+        'urn%3Aapi%3Ab',
+        'https%3A%2F%2Fthird.example.com%2Fx',
+        'https%3A%2F%2Fapi.example.com%23f',
+      ),
+      component,
+    ),
+  ),
   fc.tuple(fc.constant('client_id'), fc.constantFrom('svc-a', 'svc-prop', 'svc-b')),
 )
 const formBody = fc
-  .array(fc.oneof({ weight: 3, arbitrary: plausiblePair }, { weight: 1, arbitrary: fc.tuple(paramName, fc.option(paramValue, { nil: undefined })) }), { maxLength: 6 })
+  .array(
+    fc.oneof(
+      { weight: 3, arbitrary: plausiblePair },
+      { weight: 1, arbitrary: fc.tuple(paramName, fc.option(paramValue, { nil: undefined })) },
+    ),
+    { maxLength: 6 },
+  )
   .chain((pairs) =>
-    fc.tuple(fc.constant(pairs), fc.oneof({ weight: 3, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.subarray(pairs) })),
+    fc.tuple(
+      fc.constant(pairs),
+      fc.oneof({ weight: 3, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.subarray(pairs) }),
+    ),
   ) // some parameters repeated
-  .chain(([pairs, repeated]) => fc.shuffledSubarray([...pairs, ...repeated], { minLength: pairs.length + repeated.length }))
+  .chain(([pairs, repeated]) =>
+    fc.shuffledSubarray([...pairs, ...repeated], { minLength: pairs.length + repeated.length }),
+  )
   .map((pairs) => pairs.map(([name, value]) => (value === undefined ? name : `${name}=${value}`)).join('&'))
 
 const body: fc.Arbitrary<string | Uint8Array> = fc.oneof(
@@ -106,7 +171,10 @@ const body: fc.Arbitrary<string | Uint8Array> = fc.oneof(
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 200 }) },
   { weight: 2, arbitrary: fc.uint8Array({ maxLength: 200 }) },
   { weight: 1, arbitrary: fc.constant('') },
-  { weight: 1, arbitrary: fc.integer({ min: 16_000, max: 17_000 }).map((n) => `grant_type=client_credentials&p=${'x'.repeat(n)}`) },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 16_000, max: 17_000 }).map((n) => `grant_type=client_credentials&p=${'x'.repeat(n)}`),
+  },
 )
 
 /** For an authenticated client: often a granted request with random extras, to reach the later checks. */
@@ -117,8 +185,22 @@ const authenticatedBody = fc.oneof(
 
 const contentType = fc.option(
   fc.oneof(
-    { weight: 6, arbitrary: fc.constantFrom(FORM, `${FORM}; charset=UTF-8`, FORM.toUpperCase(), `${FORM};charset="utf-8"`) },
-    { weight: 2, arbitrary: fc.constantFrom('application/json', 'multipart/form-data; boundary=x', 'text/plain', `${FORM}; charset=latin1`, `${FORM}, text/plain`, ';', '') },
+    {
+      weight: 6,
+      arbitrary: fc.constantFrom(FORM, `${FORM}; charset=UTF-8`, FORM.toUpperCase(), `${FORM};charset="utf-8"`),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.constantFrom(
+        'application/json',
+        'multipart/form-data; boundary=x',
+        'text/plain',
+        `${FORM}; charset=latin1`,
+        `${FORM}, text/plain`,
+        ';',
+        '',
+      ),
+    },
     { weight: 1, arbitrary: headerValue },
   ),
   { nil: undefined },
@@ -127,13 +209,38 @@ const contentType = fc.option(
 const b64 = (text: string) => Buffer.from(text).toString('base64')
 const authorization = fc.option(
   fc.oneof(
-    { weight: 3, arbitrary: fc.constantFrom(basic('svc-a', 'tks_secret-of-a'), basic(CLIENT.id, SECRET), basic('no-grant', 'tks_secret-no-grant')) },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
+        basic('svc-a', 'tks_secret-of-a'),
+        basic(CLIENT.id, SECRET),
+        basic('no-grant', 'tks_secret-no-grant'),
+      ),
+    },
     { weight: 2, arbitrary: fc.tuple(component, component).map(([id, secret]) => `Basic ${b64(`${id}:${secret}`)}`) },
-    { weight: 2, arbitrary: fc.tuple(fc.string({ unit: 'binary', maxLength: 30 }), fc.string({ unit: 'binary', maxLength: 30 })).map(([id, secret]) => basic(id, secret)) },
-    { weight: 1, arbitrary: fc.uint8Array({ maxLength: 40 }).map((bytes) => `Basic ${Buffer.from(bytes).toString('base64')}`) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .tuple(fc.string({ unit: 'binary', maxLength: 30 }), fc.string({ unit: 'binary', maxLength: 30 }))
+        .map(([id, secret]) => basic(id, secret)),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.uint8Array({ maxLength: 40 }).map((bytes) => `Basic ${Buffer.from(bytes).toString('base64')}`),
+    },
     { weight: 1, arbitrary: headerValue.map((value) => `Basic ${value}`) },
     { weight: 1, arbitrary: headerValue.map((value) => `Bearer ${value}`) },
-    { weight: 1, arbitrary: fc.constantFrom('Basic', 'Basic ', 'basic =', 'Basic ====', `Basic ${b64('no-colon')}`, `Basic ${b64('svc-a:tks_secret-of-a')}, Basic x`) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        'Basic',
+        'Basic ',
+        'basic =',
+        'Basic ====',
+        `Basic ${b64('no-colon')}`,
+        `Basic ${b64('svc-a:tks_secret-of-a')}, Basic x`,
+      ),
+    },
     { weight: 1, arbitrary: headerValue },
   ),
   { nil: undefined },
@@ -144,7 +251,11 @@ const method = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('GET', 'HEAD', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'FOO', 'post') },
 )
 
-const path = fc.constantFrom('/oauth/token', '/oauth/token?client_id=svc-a&client_secret=tks_secret-of-a', '/oauth/token?x=%ZZ')
+const path = fc.constantFrom(
+  '/oauth/token',
+  '/oauth/token?client_id=svc-a&client_secret=tks_secret-of-a',
+  '/oauth/token?x=%ZZ',
+)
 
 // ---- checks -----------------------------------------------------------------------------------
 
@@ -153,7 +264,8 @@ async function checkAnswer(res: Response, requestMethod: string): Promise<void> 
   if (res.status >= 400) {
     expect(res.headers.get('cache-control')).toBe('no-store')
     expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8')
-    if (res.status === 401) expect(res.headers.get('www-authenticate')).toBe('Basic realm="tokensmith", charset="UTF-8"')
+    if (res.status === 401)
+      expect(res.headers.get('www-authenticate')).toBe('Basic realm="tokensmith", charset="UTF-8"')
     if (requestMethod.toUpperCase() === 'HEAD') return // HEAD answers carry no body
     const json = (await res.json()) as { error: unknown; error_description: unknown }
     expect(ALLOWED_ERRORS.has(json.error as string), `unexpected error ${String(json.error)}`).toBe(true)
@@ -170,10 +282,18 @@ describe('token endpoint under random input', () => {
   it(`never answers 5xx and only with allowed errors for ${RUNS} random form bodies from an authenticated client`, async () => {
     const { app } = await setup()
     await fc.assert(
-      fc.asyncProperty(authenticatedBody, fc.constantFrom(basic('svc-a', 'tks_secret-of-a'), basic(CLIENT.id, SECRET)), async (payload, auth) => {
-        const res = await app.request('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: auth }, body: payload })
-        await checkAnswer(res, 'POST')
-      }),
+      fc.asyncProperty(
+        authenticatedBody,
+        fc.constantFrom(basic('svc-a', 'tks_secret-of-a'), basic(CLIENT.id, SECRET)),
+        async (payload, auth) => {
+          const res = await app.request('/oauth/token', {
+            method: 'POST',
+            headers: { 'content-type': FORM, authorization: auth },
+            body: payload,
+          })
+          await checkAnswer(res, 'POST')
+        },
+      ),
       { numRuns: RUNS },
     )
     expect(unhandled).toEqual([])
@@ -201,7 +321,9 @@ describe('token endpoint under random input', () => {
     const request = fc.record({
       scopes: fc.subarray(CLIENT.scopes),
       separator: fc.constantFrom(' ', '+', '%20'),
-      target: fc.option(fc.tuple(fc.constantFrom('resource', 'audience'), fc.constantFrom(...CLIENT.audiences)), { nil: undefined }),
+      target: fc.option(fc.tuple(fc.constantFrom('resource', 'audience'), fc.constantFrom(...CLIENT.audiences)), {
+        nil: undefined,
+      }),
       viaPost: fc.boolean(),
     })
     await fc.assert(
@@ -225,7 +347,13 @@ describe('token endpoint under random input', () => {
         })
         const expected = scopes.length > 0 ? scopes : CLIENT.scopes
         expect(json.scope).toBe(expected.join(' '))
-        expect(payload).toMatchObject({ aud: audience, client_id: CLIENT.id, sub: CLIENT.id, scope: expected.join(' '), exp: T0 + 300 })
+        expect(payload).toMatchObject({
+          aud: audience,
+          client_id: CLIENT.id,
+          sub: CLIENT.id,
+          scope: expected.join(' '),
+          exp: T0 + 300,
+        })
       }),
       { numRuns: 500 },
     )

@@ -48,7 +48,11 @@ describe('bearerAuth over a real socket: the request body', () => {
       let answered = false
       const req = httpRequest(`${url}/invoices`, {
         method: 'POST',
-        headers: { authorization: 'Bearer x', 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+        headers: {
+          authorization: 'Bearer x',
+          'content-type': 'application/x-www-form-urlencoded',
+          'transfer-encoding': 'chunked',
+        },
       })
       req.on('response', (res) => {
         answered = true

@@ -12,7 +12,12 @@ const METADATA = '/.well-known/oauth-authorization-server'
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
 
 const KEY_TYPES: Record<SigningAlg, Record<string, unknown>> = {
-  ES256: { kty: 'EC', crv: 'P-256', x: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), y: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) },
+  ES256: {
+    kty: 'EC',
+    crv: 'P-256',
+    x: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+    y: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+  },
   EdDSA: { kty: 'OKP', crv: 'Ed25519', x: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/) },
   RS256: { kty: 'RSA', n: expect.stringMatching(/^[A-Za-z0-9_-]{512}$/), e: 'AQAB' }, // 3072-bit modulus
   PS256: { kty: 'RSA', n: expect.stringMatching(/^[A-Za-z0-9_-]{512}$/), e: 'AQAB' },
@@ -59,7 +64,7 @@ describe('GET /.well-known/jwks.json (RFC 7517 §5: public members only)', () =>
   it('answers a matching If-None-Match with 304 and no body', async () => {
     const { res, app } = await getJwks('ES256')
     const etag = res.headers.get('etag')!
-    for (const ifNoneMatch of [etag, `"other", ${etag}`, `W/${etag}`, "*"]) {
+    for (const ifNoneMatch of [etag, `"other", ${etag}`, `W/${etag}`, '*']) {
       const again = await app.request(JWKS, { headers: { 'if-none-match': ifNoneMatch } })
       expect(again.status).toBe(304)
       expect(again.headers.get('etag')).toBe(etag)
@@ -123,7 +128,7 @@ describe('GET /.well-known/oauth-authorization-server (RFC 8414 §3)', () => {
     expect(text).not.toContain('scopes_supported')
   })
 
-  it('publishes the union of every client\'s scopes when publishScopes is on', async () => {
+  it("publishes the union of every client's scopes when publishScopes is on", async () => {
     const res = await createApp(await makeDeps({ config: { publishScopes: true } })).request(METADATA)
     expect(((await res.json()) as Record<string, unknown>).scopes_supported).toEqual(['read', 'write'])
   })
@@ -154,7 +159,12 @@ describe('GET /.well-known/oauth-authorization-server (RFC 8414 §3)', () => {
     const { app, text } = await metadata()
     const doc = JSON.parse(text) as Record<string, unknown>
     const endpoints = Object.entries(doc).filter(([name]) => name.endsWith('_endpoint') || name.endsWith('_uri'))
-    expect(endpoints.map(([name]) => name).sort()).toEqual(['introspection_endpoint', 'jwks_uri', 'revocation_endpoint', 'token_endpoint'])
+    expect(endpoints.map(([name]) => name).sort()).toEqual([
+      'introspection_endpoint',
+      'jwks_uri',
+      'revocation_endpoint',
+      'token_endpoint',
+    ])
     const expected: Record<string, { method: string; status: number }> = {
       token_endpoint: { method: 'POST', status: 401 },
       revocation_endpoint: { method: 'POST', status: 401 },
@@ -164,7 +174,8 @@ describe('GET /.well-known/oauth-authorization-server (RFC 8414 §3)', () => {
     for (const [name, url] of endpoints) {
       expect(url, name).toMatch(new RegExp(`^${ISSUER}/`))
       const { method, status } = expected[name]!
-      const init: RequestInit = method === 'POST' ? { method, headers: { 'content-type': FORM }, body: 'grant_type=client_credentials' } : {}
+      const init: RequestInit =
+        method === 'POST' ? { method, headers: { 'content-type': FORM }, body: 'grant_type=client_credentials' } : {}
       const res = await app.request(new URL(url as string).pathname, init)
       expect({ name, status: res.status }).toEqual({ name, status }) // 401: the endpoint exists and asks for credentials
     }

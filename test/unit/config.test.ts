@@ -1,7 +1,14 @@
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
-import { CONFIG_VARIABLES, ConfigError, MAX_WORKERS, cleartextWarning, isLoopbackHost, loadConfig } from '../../src/config.js'
+import {
+  CONFIG_VARIABLES,
+  ConfigError,
+  MAX_WORKERS,
+  cleartextWarning,
+  isLoopbackHost,
+  loadConfig,
+} from '../../src/config.js'
 
 const names = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map((m) => m[1]!).sort()
 
@@ -89,8 +96,24 @@ describe('configuration', () => {
   })
 
   // Each spelling means an allowed number to Number(), which the old parsing used.
-  const INTEGER_SETTINGS = { WORKERS: 2, PORT: 3000, ACCESS_TOKEN_TTL: 120, RELOAD_INTERVAL: 30, KEY_ACTIVATION_DELAY: 0, CLOCK_TOLERANCE: 30, REVOCATIONS_PER_CLIENT: 120 }
-  const spellings = (n: number) => [`${n}e0`, `0x${n.toString(16)}`, ` ${n}`, `${n} `, `+${n}`, `${n}.0`, ...(n === 0 ? ['-0'] : [])]
+  const INTEGER_SETTINGS = {
+    WORKERS: 2,
+    PORT: 3000,
+    ACCESS_TOKEN_TTL: 120,
+    RELOAD_INTERVAL: 30,
+    KEY_ACTIVATION_DELAY: 0,
+    CLOCK_TOLERANCE: 30,
+    REVOCATIONS_PER_CLIENT: 120,
+  }
+  const spellings = (n: number) => [
+    `${n}e0`,
+    `0x${n.toString(16)}`,
+    ` ${n}`,
+    `${n} `,
+    `+${n}`,
+    `${n}.0`,
+    ...(n === 0 ? ['-0'] : []),
+  ]
   it.each(Object.entries(INTEGER_SETTINGS).flatMap(([name, n]) => spellings(n).map((value) => [name, value])))(
     'refuses %s=%j: an integer setting takes plain decimal digits only',
     (name, value) => {
@@ -99,8 +122,22 @@ describe('configuration', () => {
   )
 
   it('accepts plain decimal digits for every integer setting', () => {
-    const config = loadConfig({ PORT: '65535', ACCESS_TOKEN_TTL: '120', RELOAD_INTERVAL: '60', KEY_ACTIVATION_DELAY: '0', CLOCK_TOLERANCE: '300', REVOCATIONS_PER_CLIENT: '1' })
-    expect(config).toMatchObject({ port: 65535, accessTokenTtl: 120, reloadInterval: 60, keyActivationDelay: 0, clockTolerance: 300, revocationsPerClient: 1 })
+    const config = loadConfig({
+      PORT: '65535',
+      ACCESS_TOKEN_TTL: '120',
+      RELOAD_INTERVAL: '60',
+      KEY_ACTIVATION_DELAY: '0',
+      CLOCK_TOLERANCE: '300',
+      REVOCATIONS_PER_CLIENT: '1',
+    })
+    expect(config).toMatchObject({
+      port: 65535,
+      accessTokenTtl: 120,
+      reloadInterval: 60,
+      keyActivationDelay: 0,
+      clockTolerance: 300,
+      revocationsPerClient: 1,
+    })
   })
 
   describe('WORKERS', () => {
@@ -122,12 +159,16 @@ describe('configuration', () => {
       }
       expect(error).toBeInstanceOf(ConfigError)
       const problems = (error as ConfigError).problems
-      expect(problems).toEqual([expect.stringMatching(new RegExp(`^WORKERS="${value}" needs REDIS_URL: .*in-memory denylist`))])
+      expect(problems).toEqual([
+        expect.stringMatching(new RegExp(`^WORKERS="${value}" needs REDIS_URL: .*in-memory denylist`)),
+      ])
       expect(problems[0]).not.toContain('\n')
     })
 
     it('refuses only the bad REDIS_URL when REDIS_URL is set but not valid', () => {
-      expect(() => loadConfig({ WORKERS: '2', REDIS_URL: 'http://redis' })).toThrow(/^REDIS_URL=\(hidden\) is not valid[^\n]*$/)
+      expect(() => loadConfig({ WORKERS: '2', REDIS_URL: 'http://redis' })).toThrow(
+        /^REDIS_URL=\(hidden\) is not valid[^\n]*$/,
+      )
     })
   })
 
@@ -137,10 +178,28 @@ describe('configuration', () => {
   })
 
   it('counts only 127.0.0.0/8, ::1, localhost and *.localhost as loopback', () => {
-    for (const host of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', '0:0:0:0:0:0:0:1', 'localhost', 'LOCALHOST', 'app.localhost']) {
+    for (const host of [
+      '127.0.0.1',
+      '127.1.2.3',
+      '::1',
+      '[::1]',
+      '0:0:0:0:0:0:0:1',
+      'localhost',
+      'LOCALHOST',
+      'app.localhost',
+    ]) {
       expect(isLoopbackHost(host), host).toBe(true)
     }
-    for (const host of ['127.evil.example', '127.0.0.1.nip.io', 'localhost.evil.example', '0.0.0.0', '::', '10.0.0.1', '::ffff:127.0.0.1', 'example.com']) {
+    for (const host of [
+      '127.evil.example',
+      '127.0.0.1.nip.io',
+      'localhost.evil.example',
+      '0.0.0.0',
+      '::',
+      '10.0.0.1',
+      '::ffff:127.0.0.1',
+      'example.com',
+    ]) {
       expect(isLoopbackHost(host), host).toBe(false)
     }
   })
@@ -154,7 +213,10 @@ describe('configuration', () => {
     ['an empty host', 'redis:///0'],
     ['an upper-case scheme, which ioredis would not encrypt', 'REDISS://:s3cret-pw@redis.example:6380'],
     ['another scheme', 'http://:s3cret-pw@redis:6379'],
-    ['a query option ioredis would apply over the client settings', 'redis://:s3cret-pw@127.0.0.1:6379/0?enableOfflineQueue=true'],
+    [
+      'a query option ioredis would apply over the client settings',
+      'redis://:s3cret-pw@127.0.0.1:6379/0?enableOfflineQueue=true',
+    ],
     ['the database number as a query option', 'redis://:s3cret-pw@127.0.0.1:6379?db=2'],
     ['a family other than 4 or 6', 'redis://:s3cret-pw@127.0.0.1:6379?family=5'],
     ['a fragment', 'redis://:s3cret#pw@127.0.0.1:6379'],
@@ -175,7 +237,13 @@ describe('configuration', () => {
   })
 
   it('accepts a REDIS_URL with a host, an optional database number and family=4 or 6', () => {
-    for (const url of ['redis://127.0.0.1', 'redis://127.0.0.1:6379/', 'rediss://user:pw@redis.example:6380/15', 'redis://[::1]:6379/0?family=6', 'redis://redis?family=4']) {
+    for (const url of [
+      'redis://127.0.0.1',
+      'redis://127.0.0.1:6379/',
+      'rediss://user:pw@redis.example:6380/15',
+      'redis://[::1]:6379/0?family=6',
+      'redis://redis?family=4',
+    ]) {
       expect(loadConfig({ REDIS_URL: url }).redisUrl).toBe(url)
     }
   })
@@ -201,7 +269,12 @@ describe('configuration', () => {
     expect(loadConfig({ ISSUER: 'https://auth.example.com' }).issuer).toBe('https://auth.example.com')
     expect(loadConfig({ ISSUER: 'http://127.0.0.1:4000' }).issuer).toBe('http://127.0.0.1:4000')
     expect(loadConfig({ ISSUER: 'https://example.com/tenants/a' }).issuer).toBe('https://example.com/tenants/a')
-    for (const issuer of ['http://[::1]:4000', 'http://localhost:4000', 'http://auth.localhost:4000', 'http://127.0.0.2:4000']) {
+    for (const issuer of [
+      'http://[::1]:4000',
+      'http://localhost:4000',
+      'http://auth.localhost:4000',
+      'http://127.0.0.2:4000',
+    ]) {
       expect(loadConfig({ ISSUER: issuer }).issuer).toBe(issuer)
     }
   })

@@ -47,10 +47,17 @@ describe('.env parsing', () => {
   })
 
   it('refuses an unquoted value that a comment may have cut or lengthened', () => {
-    for (const line of [`KEYS_PASSPHRASE=${SECRET} # the passphrase`, 'KEYS_PASSPHRASE=#not-a-comment', 'PORT=3000\t# web', 'PORT= # empty?']) {
+    for (const line of [
+      `KEYS_PASSPHRASE=${SECRET} # the passphrase`,
+      'KEYS_PASSPHRASE=#not-a-comment',
+      'PORT=3000\t# web',
+      'PORT= # empty?',
+    ]) {
       const problems = problemsOf(line)
       expect(problems).toHaveLength(1)
-      expect(problems[0]).toMatch(/^\.env line 1: (KEYS_PASSPHRASE|PORT): an unquoted value may not start with # or hold " #"/)
+      expect(problems[0]).toMatch(
+        /^\.env line 1: (KEYS_PASSPHRASE|PORT): an unquoted value may not start with # or hold " #"/,
+      )
     }
   })
 
@@ -59,20 +66,30 @@ describe('.env parsing', () => {
   })
 
   it('reads the escapes \\\\, \\" and \\n in a double-quoted value, and nothing else', () => {
-    expect(parse(String.raw`KEYS_PASSPHRASE=" a\\b \"c\" d\ne # f 'g' "`)).toEqual({ KEYS_PASSPHRASE: ' a\\b "c" d\ne # f \'g\' ' })
+    expect(parse(String.raw`KEYS_PASSPHRASE=" a\\b \"c\" d\ne # f 'g' "`)).toEqual({
+      KEYS_PASSPHRASE: ' a\\b "c" d\ne # f \'g\' ',
+    })
     expect(problemsOf(String.raw`KEYS_PASSPHRASE="C:\keys\x"`)).toEqual([
       String.raw`.env line 1: KEYS_PASSPHRASE: in double quotes a backslash must start \\, \" or \n`,
     ])
   })
 
   it('refuses a quote that is not closed on its line', () => {
-    expect(problemsOf(`KEYS_PASSPHRASE='${SECRET}\nPORT=1`)).toEqual(['.env line 1: KEYS_PASSPHRASE: the single quote is not closed on this line'])
-    expect(problemsOf(`KEYS_PASSPHRASE="${SECRET}\\"`)).toEqual(['.env line 1: KEYS_PASSPHRASE: the double quote is not closed on this line'])
+    expect(problemsOf(`KEYS_PASSPHRASE='${SECRET}\nPORT=1`)).toEqual([
+      '.env line 1: KEYS_PASSPHRASE: the single quote is not closed on this line',
+    ])
+    expect(problemsOf(`KEYS_PASSPHRASE="${SECRET}\\"`)).toEqual([
+      '.env line 1: KEYS_PASSPHRASE: the double quote is not closed on this line',
+    ])
   })
 
   it('refuses text after a closing quote', () => {
-    expect(problemsOf(`KEYS_PASSPHRASE='${SECRET}' # comment`)).toEqual(['.env line 1: KEYS_PASSPHRASE: text after the closing quote'])
-    expect(problemsOf(`KEYS_PASSPHRASE="${SECRET}"x`)).toEqual(['.env line 1: KEYS_PASSPHRASE: text after the closing quote'])
+    expect(problemsOf(`KEYS_PASSPHRASE='${SECRET}' # comment`)).toEqual([
+      '.env line 1: KEYS_PASSPHRASE: text after the closing quote',
+    ])
+    expect(problemsOf(`KEYS_PASSPHRASE="${SECRET}"x`)).toEqual([
+      '.env line 1: KEYS_PASSPHRASE: text after the closing quote',
+    ])
   })
 
   it('refuses a line without = instead of joining it to the next one', () => {
@@ -82,12 +99,16 @@ describe('.env parsing', () => {
   })
 
   it('refuses text before = that is not a variable name', () => {
-    expect(problemsOf(`TODO: set the pass=${SECRET}`)).toEqual(['.env line 1: expected NAME=value: the text before = is not a variable name'])
+    expect(problemsOf(`TODO: set the pass=${SECRET}`)).toEqual([
+      '.env line 1: expected NAME=value: the text before = is not a variable name',
+    ])
     expect(problemsOf('=3000')).toHaveLength(1)
   })
 
   it('refuses a name that is not a configuration variable and suggests the closest one', () => {
-    expect(problemsOf('ISUER=https://a.example')).toEqual(['.env line 1: ISUER is not a configuration variable; did you mean ISSUER?'])
+    expect(problemsOf('ISUER=https://a.example')).toEqual([
+      '.env line 1: ISUER is not a configuration variable; did you mean ISSUER?',
+    ])
     expect(problemsOf('port=3000')).toEqual(['.env line 1: port is not a configuration variable; did you mean PORT?'])
     expect(problemsOf('NODE_ENV=production')).toEqual(['.env line 1: NODE_ENV is not a configuration variable'])
   })
@@ -124,7 +145,9 @@ describe('readEnv', () => {
   it('checks names against the configuration variables', () => {
     const file = join(tempDir(), '.env')
     writeFileSync(file, 'ISSUER=https://a.example\nISUER=https://b.example\n')
-    expect(() => readEnv({}, file)).toThrow(`${file} line 2: ISUER is not a configuration variable; did you mean ISSUER?`)
+    expect(() => readEnv({}, file)).toThrow(
+      `${file} line 2: ISUER is not a configuration variable; did you mean ISSUER?`,
+    )
   })
 
   it('reads .env.example, which gives the defaults', () => {

@@ -108,7 +108,11 @@ function collectDescriptions(): { descriptions: Description[]; unchecked: string
     }
 
     const visit = (node: ts.Node): void => {
-      if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && resolveName(node.expression.text) === 'OAuthError') {
+      if (
+        ts.isNewExpression(node) &&
+        ts.isIdentifier(node.expression) &&
+        resolveName(node.expression.text) === 'OAuthError'
+      ) {
         record(node.arguments?.[2], node)
       }
       if (ts.isCallExpression(node) && ts.isIdentifier(node.expression)) {
@@ -130,7 +134,9 @@ describe('client-facing error descriptions (RFC 6749 §5.2)', () => {
     expect(descriptions.map((d) => d.text)).toEqual(
       expect.arrayContaining(['grant_type is required', 'client authentication failed', 'internal server error']),
     )
-    expect([...descriptionHelpers()]).toEqual(expect.arrayContaining(['invalidRequest', 'unauthorizedClient', 'invalidScope', 'invalidTarget']))
+    expect([...descriptionHelpers()]).toEqual(
+      expect.arrayContaining(['invalidRequest', 'unauthorizedClient', 'invalidScope', 'invalidTarget']),
+    )
   })
 
   it('writes every description as a literal, so it can be checked here', () => {
@@ -138,12 +144,16 @@ describe('client-facing error descriptions (RFC 6749 §5.2)', () => {
   })
 
   it('keeps every description within %x20-21 / %x23-5B / %x5D-7E', () => {
-    const outside = descriptions.filter((d) => !DESCRIPTION.test(d.text)).map((d) => `${d.where}: ${JSON.stringify(d.text)}`)
+    const outside = descriptions
+      .filter((d) => !DESCRIPTION.test(d.text))
+      .map((d) => `${d.where}: ${JSON.stringify(d.text)}`)
     expect(outside).toEqual([])
   })
 
   it('interpolates only values known to stay within the character set', () => {
-    const unknown = descriptions.flatMap((d) => d.interpolated.filter((name) => !(name in INTERPOLATED)).map((name) => `${d.where}: ${name}`))
+    const unknown = descriptions.flatMap((d) =>
+      d.interpolated.filter((name) => !(name in INTERPOLATED)).map((name) => `${d.where}: ${name}`),
+    )
     expect(unknown).toEqual([])
   })
 

@@ -20,8 +20,21 @@ describe('runCommand', () => {
       },
       env: {},
     }
-    const code = await runCommand(io, 'usage: test\n', { async list() { return {} } }, [name])
-    expect({ code, stdout, stderr }).toEqual({ code: 2, stdout: '', stderr: `error: unknown command ${name}\nusage: test\n` })
+    const code = await runCommand(
+      io,
+      'usage: test\n',
+      {
+        async list() {
+          return {}
+        },
+      },
+      [name],
+    )
+    expect({ code, stdout, stderr }).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `error: unknown command ${name}\nusage: test\n`,
+    })
   })
 })
 

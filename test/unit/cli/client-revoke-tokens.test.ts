@@ -33,7 +33,12 @@ function setup(redis: string | null = redisUrl) {
   const file = join(tempDir(), 'clients.json')
   const prefix = `test:${randomBytes(6).toString('hex')}:`
   prefixes.push(prefix)
-  const env: Record<string, string> = { CLIENTS_FILE: file, REDIS_KEY_PREFIX: prefix, CLOCK_TOLERANCE: String(T), ...(redis && { REDIS_URL: redis }) }
+  const env: Record<string, string> = {
+    CLIENTS_FILE: file,
+    REDIS_KEY_PREFIX: prefix,
+    CLOCK_TOLERANCE: String(T),
+    ...(redis && { REDIS_URL: redis }),
+  }
   const client = (argv: string[], at = T0) => runCli((args, io) => run(args, io, () => at), argv, env)
   return { file, prefix, env, client }
 }
@@ -49,11 +54,16 @@ describe('client delete', () => {
     await createBilling(client)
     const out = await client(['delete', '--id', 'billing'], T0 + 5)
     expect(out.code).toBe(0)
-    expect(out.json()).toEqual({ deleted: 'billing', tokens_revoked: { revoked_at: T0 + 5, until: T0 + 5 + 3600 + T, denylisted: 'redis' } })
+    expect(out.json()).toEqual({
+      deleted: 'billing',
+      tokens_revoked: { revoked_at: T0 + 5, until: T0 + 5 + 3600 + T, denylisted: 'redis' },
+    })
     expect(await keysUnder(admin, prefix)).toEqual([entryKey(prefix, 'client', 'billing')])
     expect(await admin.get(entryKey(prefix, 'client', 'billing'))).toBe(String(T0 + 5))
     // The TTL counts from the command's clock (T0 + 5), as every revocation does.
-    expect(Math.abs((await admin.pttl(entryKey(prefix, 'client', 'billing'))) - (3600 + T) * 1000)).toBeLessThanOrEqual(1_000)
+    expect(Math.abs((await admin.pttl(entryKey(prefix, 'client', 'billing'))) - (3600 + T) * 1000)).toBeLessThanOrEqual(
+      1_000,
+    )
   })
 
   it('without REDIS_URL says each server denylists the client when it loads the file', async () => {
@@ -70,7 +80,9 @@ describe('client delete', () => {
     const out = await client(['delete', '--id', 'billing'])
     expect(out.code).toBe(1)
     expect(out.stdout).toBe('')
-    expect(out.stderr).toMatch(/error: client billing is deleted, but the denylist write failed .*each server writes it/)
+    expect(out.stderr).toMatch(
+      /error: client billing is deleted, but the denylist write failed .*each server writes it/,
+    )
     expect((await readClientsFile(file)).clients).toEqual([])
   }, 15_000)
 })

@@ -22,13 +22,21 @@ const client = (argv: string[], env: Record<string, string>, at: number) =>
   runCli((args, io) => run(args, io, () => at), argv, env)
 
 async function createBilling(env: Record<string, string>, at = T0) {
-  const out = await client(['create', '--id', 'billing', '--scope', 'invoices:read', '--audience', 'https://api.example.com'], env, at)
+  const out = await client(
+    ['create', '--id', 'billing', '--scope', 'invoices:read', '--audience', 'https://api.example.com'],
+    env,
+    at,
+  )
   expect(out.code).toBe(0)
   return out.json().client_secret as string
 }
 
 async function rotate(env: Record<string, string>, at: number, grace?: number) {
-  const out = await client(['rotate-secret', '--id', 'billing', ...(grace === undefined ? [] : ['--grace', String(grace)])], env, at)
+  const out = await client(
+    ['rotate-secret', '--id', 'billing', ...(grace === undefined ? [] : ['--grace', String(grace)])],
+    env,
+    at,
+  )
   expect(out.code).toBe(0)
   return out
 }
@@ -48,7 +56,9 @@ describe('client secret rotation', () => {
     expect(out.json()).toEqual({ client_id: 'billing', client_secret: fresh, previous_secret_expires: T0 + 160 })
     expect(fresh).toMatch(/^tks_[A-Za-z0-9_-]{43}$/)
     expect(fresh).not.toBe(old)
-    expect(out.stderr).toBe(`new secret for billing; the previous one works until ${new Date((T0 + 160) * 1000).toISOString()}\n`)
+    expect(out.stderr).toBe(
+      `new secret for billing; the previous one works until ${new Date((T0 + 160) * 1000).toISOString()}\n`,
+    )
     expect(readFileSync(file, 'utf8')).not.toContain(fresh)
 
     expect(await accepted(file, [old, fresh], T0 + 100)).toEqual([true, true])
@@ -93,15 +103,18 @@ describe('client secret rotation', () => {
     expect(await accepted(file, [old, fresh], T0 + 100)).toEqual([false, true])
   })
 
-  it.each([['-1'], ['1.5'], ['soon'], ['2592001'], [''], ['1e3']])('refuses --grace %s with exit 2 and leaves the file unchanged', async (grace) => {
-    const { file, env } = setup()
-    await createBilling(env)
-    const before = readFileSync(file, 'utf8')
-    const out = await client(['rotate-secret', '--id', 'billing', '--grace', grace], env, T0 + 100)
-    expect(out.code).toBe(2)
-    expect(out.stdout).toBe('')
-    expect(readFileSync(file, 'utf8')).toBe(before)
-  })
+  it.each([['-1'], ['1.5'], ['soon'], ['2592001'], [''], ['1e3']])(
+    'refuses --grace %s with exit 2 and leaves the file unchanged',
+    async (grace) => {
+      const { file, env } = setup()
+      await createBilling(env)
+      const before = readFileSync(file, 'utf8')
+      const out = await client(['rotate-secret', '--id', 'billing', '--grace', grace], env, T0 + 100)
+      expect(out.code).toBe(2)
+      expect(out.stdout).toBe('')
+      expect(readFileSync(file, 'utf8')).toBe(before)
+    },
+  )
 
   it('rotate-secret of an unknown client fails with exit 1', async () => {
     const { env } = setup()
@@ -121,7 +134,11 @@ describe('client secret rotation', () => {
     deps.clients = createClientRegistry(await readClientsFile(file))
     const app = createApp(deps)
     const token = (secret: string) =>
-      app.request('/oauth/token', { method: 'POST', headers: { 'content-type': FORM, authorization: basic('billing', secret) }, body: 'grant_type=client_credentials' })
+      app.request('/oauth/token', {
+        method: 'POST',
+        headers: { 'content-type': FORM, authorization: basic('billing', secret) },
+        body: 'grant_type=client_credentials',
+      })
 
     for (const secret of [old, fresh]) {
       const res = await token(secret)
@@ -148,7 +165,20 @@ describe('client update', () => {
     const secretsBefore = (await readClientsFile(file)).clients[0]!.secrets
 
     const out = await client(
-      ['update', '--id', 'billing', '--scope', 'invoices:read invoices:write', '--audience', 'urn:a', '--audience', 'urn:b', '--ttl', '120', '--resource-server'],
+      [
+        'update',
+        '--id',
+        'billing',
+        '--scope',
+        'invoices:read invoices:write',
+        '--audience',
+        'urn:a',
+        '--audience',
+        'urn:b',
+        '--ttl',
+        '120',
+        '--resource-server',
+      ],
       env,
       T0 + 100,
     )
@@ -163,12 +193,21 @@ describe('client update', () => {
       secrets: [{ created: T0, expires: null }],
     })
     const stored = (await readClientsFile(file)).clients[0]!
-    expect(stored).toMatchObject({ scopes: ['invoices:read', 'invoices:write'], audiences: ['urn:a', 'urn:b'], access_token_ttl: 120, resource_server: true })
+    expect(stored).toMatchObject({
+      scopes: ['invoices:read', 'invoices:write'],
+      audiences: ['urn:a', 'urn:b'],
+      access_token_ttl: 120,
+      resource_server: true,
+    })
     expect(stored.secrets).toEqual(secretsBefore)
     expect(await accepted(file, [secret], T0 + 100)).toEqual([true])
 
     const back = await client(['update', '--id', 'billing', '--no-resource-server'], env, T0 + 200)
-    expect(back.json()).toMatchObject({ scopes: ['invoices:read', 'invoices:write'], access_token_ttl: 120, resource_server: false })
+    expect(back.json()).toMatchObject({
+      scopes: ['invoices:read', 'invoices:write'],
+      access_token_ttl: 120,
+      resource_server: false,
+    })
   })
 
   it('refuses an update that changes nothing with exit 2', async () => {

@@ -1,4 +1,13 @@
-import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { run } from '../../../src/cli/client.js'
@@ -16,7 +25,8 @@ function linkedClientsFile() {
   return { root, target, link, env: { CLIENTS_FILE: link } }
 }
 
-const ids = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as { clients: { client_id: string }[] }).clients.map((c) => c.client_id)
+const ids = (path: string) =>
+  (JSON.parse(readFileSync(path, 'utf8')) as { clients: { client_id: string }[] }).clients.map((c) => c.client_id)
 
 describe('client CLI with CLIENTS_FILE a symlink', () => {
   it('create and delete change the file the link leads to, and the link stays a link', async () => {
@@ -33,6 +43,7 @@ describe('client CLI with CLIENTS_FILE a symlink', () => {
     expect(deleted.code).toBe(0)
     expect(lstatSync(link).isSymbolicLink()).toBe(true)
     expect(ids(target)).toEqual([])
-    for (const dir of ['data', 'conf']) expect(readdirSync(join(root, dir)).filter((name) => name.startsWith('.'))).toEqual([])
+    for (const dir of ['data', 'conf'])
+      expect(readdirSync(join(root, dir)).filter((name) => name.startsWith('.'))).toEqual([])
   })
 })

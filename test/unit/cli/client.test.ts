@@ -16,7 +16,23 @@ const setup = () => {
 describe('client CLI', () => {
   it('create prints the secret once and stores only its SHA-256 digest', async () => {
     const { file, env } = setup()
-    const out = await runCli(run, ['create', '--id', 'billing', '--scope', 'invoices:read invoices:write', '--audience', 'https://api.example.com', '--audience', 'urn:b', '--ttl', '120'], env)
+    const out = await runCli(
+      run,
+      [
+        'create',
+        '--id',
+        'billing',
+        '--scope',
+        'invoices:read invoices:write',
+        '--audience',
+        'https://api.example.com',
+        '--audience',
+        'urn:b',
+        '--ttl',
+        '120',
+      ],
+      env,
+    )
     expect(out.code).toBe(0)
     const { client_id, client_secret } = out.json()
     expect(client_id).toBe('billing')
@@ -28,7 +44,11 @@ describe('client CLI', () => {
     expect(text).not.toContain(client_secret.slice(4))
     expect(statSync(file).mode & 0o777).toBe(0o600)
     const registry = createClientRegistry(await readClientsFile(file))
-    expect(registry.get('billing')).toMatchObject({ scopes: ['invoices:read', 'invoices:write'], audiences: ['https://api.example.com', 'urn:b'], accessTokenTtl: 120 })
+    expect(registry.get('billing')).toMatchObject({
+      scopes: ['invoices:read', 'invoices:write'],
+      audiences: ['https://api.example.com', 'urn:b'],
+      accessTokenTtl: 120,
+    })
     expect(verifyClientSecret(registry, 'billing', client_secret, () => 0)).toBeDefined()
     expect(verifyClientSecret(registry, 'billing', `${client_secret}x`, () => 0)).toBeUndefined()
   })
@@ -39,7 +59,15 @@ describe('client CLI', () => {
     const listed = await runCli(run, ['list'], env)
     expect(listed.code).toBe(0)
     expect(listed.json().clients).toEqual([
-      { client_id: 'svc-1', scopes: ['a'], audiences: ['aud'], access_token_ttl: null, grant_types: ['client_credentials'], resource_server: false, secrets: [{ created: expect.any(Number), expires: null }] },
+      {
+        client_id: 'svc-1',
+        scopes: ['a'],
+        audiences: ['aud'],
+        access_token_ttl: null,
+        grant_types: ['client_credentials'],
+        resource_server: false,
+        secrets: [{ created: expect.any(Number), expires: null }],
+      },
     ])
     expect(listed.stdout).not.toContain(created.json().client_secret)
     expect(listed.stdout).not.toContain('sha256')
@@ -108,7 +136,9 @@ describe('client CLI', () => {
   it('keeps every one of 20 concurrent creates (lock + atomic rename)', async () => {
     const { file, env } = setup()
     const ids = Array.from({ length: 20 }, (_, i) => `svc-${i}`)
-    const results = await Promise.all(ids.map((id) => runCli(run, ['create', '--id', id, '--scope', 'a', '--audience', 'aud'], env)))
+    const results = await Promise.all(
+      ids.map((id) => runCli(run, ['create', '--id', id, '--scope', 'a', '--audience', 'aud'], env)),
+    )
     expect(results.map((r) => r.code)).toEqual(ids.map(() => 0))
     const stored = (await readClientsFile(file)).clients.map((c) => c.client_id).sort()
     expect(stored).toEqual([...ids].sort())
@@ -120,7 +150,11 @@ describe('client CLI', () => {
     const ids = ['p-1', 'p-2', 'p-3', 'p-4']
     await Promise.all(
       ids.map((id) =>
-        exec('node_modules/.bin/tsx', ['src/cli/client.ts', 'create', '--id', id, '--scope', 'a', '--audience', 'aud'], { env: { ...process.env, ...env } }),
+        exec(
+          'node_modules/.bin/tsx',
+          ['src/cli/client.ts', 'create', '--id', id, '--scope', 'a', '--audience', 'aud'],
+          { env: { ...process.env, ...env } },
+        ),
       ),
     )
     expect((await readClientsFile(file)).clients.map((c) => c.client_id).sort()).toEqual(ids)

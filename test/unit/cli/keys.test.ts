@@ -1,5 +1,17 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { describe, expect, inject, it } from 'vitest'
@@ -17,7 +29,12 @@ const RETENTION = keyRetention(30)
 async function setup(clock: Clock = fixedClock(T0)) {
   const dir = tempDir()
   const keysDir = join(dir, 'keys')
-  const env = { KEYS_DIR: keysDir, CLIENTS_FILE: join(dir, 'clients.json'), KEY_ACTIVATION_DELAY: String(DELAY), CLOCK_TOLERANCE: '30' }
+  const env = {
+    KEYS_DIR: keysDir,
+    CLIENTS_FILE: join(dir, 'clients.json'),
+    KEY_ACTIVATION_DELAY: String(DELAY),
+    CLOCK_TOLERANCE: '30',
+  }
   const { records } = await ensureKeys(keysDir, 'ES256', { clock, log: captureLog().log })
   const [current, standby] = records as [KeyRecord, KeyRecord]
   return { keysDir, env, current, standby }
@@ -27,7 +44,15 @@ async function setup(clock: Clock = fixedClock(T0)) {
 const keys = (argv: string[], env: Record<string, string>, at: number | Clock) =>
   runCli((args, io) => run(args, io, typeof at === 'number' ? () => at : at), argv, env)
 
-type Listed = { kid: string; alg: string; state: string; created: number; activates: number | null; retired: number | null; unpublishes: number | null }
+type Listed = {
+  kid: string
+  alg: string
+  state: string
+  created: number
+  activates: number | null
+  retired: number | null
+  unpublishes: number | null
+}
 const listed = (json: { keys: Listed[] }) => Object.fromEntries(json.keys.map((k) => [k.kid, k]))
 const states = (json: { keys: Listed[] }) => Object.fromEntries(json.keys.map((k) => [k.kid, k.state]))
 
@@ -37,15 +62,21 @@ async function signingAt(keysDir: string, now: number) {
   return createKeyStore(records, () => now, { retention: RETENTION }).signingKey()
 }
 
-const keyFiles = (dir: string) => readdirSync(dir).filter((name) => name.endsWith('.json')).sort()
-const readKey = (dir: string, kid: string) => JSON.parse(readFileSync(join(dir, `${kid}.json`), 'utf8')) as Record<string, unknown>
-const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name), 'utf8')]))
+const keyFiles = (dir: string) =>
+  readdirSync(dir)
+    .filter((name) => name.endsWith('.json'))
+    .sort()
+const readKey = (dir: string, kid: string) =>
+  JSON.parse(readFileSync(join(dir, `${kid}.json`), 'utf8')) as Record<string, unknown>
+const snapshot = (dir: string) =>
+  Object.fromEntries(readdirSync(dir).map((name) => [name, readFileSync(join(dir, name), 'utf8')]))
 
 /** Key files 0600 in a 0700 directory, and no lock or temp file left behind. */
 function expectPrivate(dir: string) {
   expect(statSync(dir).mode & 0o777).toBe(0o700)
   expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([])
-  for (const name of readdirSync(dir)) expect({ name, mode: statSync(join(dir, name)).mode & 0o777 }).toEqual({ name, mode: 0o600 })
+  for (const name of readdirSync(dir))
+    expect({ name, mode: statSync(join(dir, name)).mode & 0o777 }).toEqual({ name, mode: 0o600 })
 }
 
 describe('keys CLI', () => {
@@ -56,8 +87,24 @@ describe('keys CLI', () => {
     expect(out.stderr).toBe('')
     expect(out.stdout.endsWith('}\n')).toBe(true)
     const expected = [
-      { kid: current.kid, alg: 'ES256', state: 'current', created: T0, activates: T0, retired: null, unpublishes: null },
-      { kid: standby.kid, alg: 'ES256', state: 'standby', created: T0, activates: null, retired: null, unpublishes: null },
+      {
+        kid: current.kid,
+        alg: 'ES256',
+        state: 'current',
+        created: T0,
+        activates: T0,
+        retired: null,
+        unpublishes: null,
+      },
+      {
+        kid: standby.kid,
+        alg: 'ES256',
+        state: 'standby',
+        created: T0,
+        activates: null,
+        retired: null,
+        unpublishes: null,
+      },
     ].sort((a, b) => (a.kid < b.kid ? -1 : 1))
     expect(out.json()).toEqual({ keys: expected, revoked: [] })
     expectPrivate(keysDir)
@@ -105,7 +152,11 @@ describe('keys CLI', () => {
     const youngStandby = routine.json().keys.find((k: Listed) => k.state === 'standby').kid as string
     const out = await keys(['rotate', '--now'], env, T0 + 200)
     expect(out.json().rotated).toEqual({ kid: standby.kid, alg: 'ES256', activates: T0 + 200 })
-    expect(states(out.json())).toEqual({ [current.kid]: 'retired', [standby.kid]: 'current', [youngStandby]: 'standby' })
+    expect(states(out.json())).toEqual({
+      [current.kid]: 'retired',
+      [standby.kid]: 'current',
+      [youngStandby]: 'standby',
+    })
     expect(keyFiles(keysDir)).toHaveLength(3) // nothing generated: a published key was waiting
   })
 
@@ -153,7 +204,7 @@ describe('keys CLI', () => {
     const out = await keys(['rotate', '--now'], env, T0 + 100)
     expect(out.code).toBe(0)
     expect(out.stderr).toBe(
-      'warning: no published ES256 key was waiting; verifiers that cached the JWKS recently will refuse the new key\'s tokens until they refetch it\n',
+      "warning: no published ES256 key was waiting; verifiers that cached the JWKS recently will refuse the new key's tokens until they refetch it\n",
     )
     const json = out.json()
     expect(json.rotated).toMatchObject({ alg: 'ES256', activates: T0 + 100 })
@@ -223,7 +274,12 @@ describe('keys CLI', () => {
     expect(out.code).toBe(0)
     expect(out.stderr).toBe('')
     expect(out.json()).toEqual({
-      revoked: { kid: current.kid, unpublished: true, denylisted: 'each server, on reload (in-memory denylist; REDIS_URL is not set)', until: T0 + 100 + RETENTION },
+      revoked: {
+        kid: current.kid,
+        unpublished: true,
+        denylisted: 'each server, on reload (in-memory denylist; REDIS_URL is not set)',
+        until: T0 + 100 + RETENTION,
+      },
     })
     const text = readFileSync(join(keysDir, `${current.kid}.json`), 'utf8')
     expect(JSON.parse(text)).toEqual({ kid: current.kid, alg: 'ES256', created: T0, activates: T0, revoked: T0 + 100 })
@@ -275,7 +331,11 @@ describe('keys CLI', () => {
     const url = inject('redisUrl')
     const prefix = `test:${randomBytes(6).toString('hex')}:`
     const { keysDir, env, current } = await setup(systemClock)
-    const out = await keys(['revoke', '--kid', current.kid], { ...env, REDIS_URL: url, REDIS_KEY_PREFIX: prefix }, systemClock)
+    const out = await keys(
+      ['revoke', '--kid', current.kid],
+      { ...env, REDIS_URL: url, REDIS_KEY_PREFIX: prefix },
+      systemClock,
+    )
     expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' })
     expect(out.json().revoked).toMatchObject({ kid: current.kid, denylisted: 'redis' })
     const redis = new Redis(url)
@@ -298,7 +358,13 @@ describe('keys CLI', () => {
     const out = await keys(['revoke', '--kid', dashed.kid], env, T0 + 100)
     expect({ code: out.code, stderr: out.stderr }).toEqual({ code: 0, stderr: '' })
     expect(out.json().revoked).toMatchObject({ kid: dashed.kid, until: T0 + 100 + RETENTION })
-    expect(readKey(keysDir, dashed.kid)).toEqual({ kid: dashed.kid, alg: 'ES256', created: T0, activates: null, revoked: T0 + 100 })
+    expect(readKey(keysDir, dashed.kid)).toEqual({
+      kid: dashed.kid,
+      alg: 'ES256',
+      created: T0,
+      activates: null,
+      revoked: T0 + 100,
+    })
   })
 
   it('revoke of an unknown kid fails with exit 1 and changes nothing', async () => {
@@ -331,7 +397,11 @@ describe('keys CLI', () => {
       const { keysDir, env, current } = await setup()
       chmodSync(keysDir, mode)
       const before = snapshot(keysDir)
-      const out = await keys(argv.map((arg) => (arg === 'KID' ? current.kid : arg)), env, T0 + 100)
+      const out = await keys(
+        argv.map((arg) => (arg === 'KID' ? current.kid : arg)),
+        env,
+        T0 + 100,
+      )
       expect(out.code).toBe(1)
       expect(out.stdout).toBe('')
       expect(out.stderr).toBe(
@@ -358,7 +428,11 @@ describe('keys CLI', () => {
     const before = snapshot(keysDir)
     const out = await keys(['rotate', '--now'], env, T0 + 100)
     expect(out.code).toBe(1)
-    expect(out.stderr).toMatch(new RegExp(`^error: KEYS_DIR is not owned by the user running tokensmith: ${keysDir} belongs to uid 65534, .*chown`))
+    expect(out.stderr).toMatch(
+      new RegExp(
+        `^error: KEYS_DIR is not owned by the user running tokensmith: ${keysDir} belongs to uid 65534, .*chown`,
+      ),
+    )
     expect(snapshot(keysDir)).toEqual(before)
   })
 

@@ -30,7 +30,11 @@ function secrets() {
   return () => `tks_secret-${++n}`
 }
 const deps = (now = T) => ({ clock: fixedClock(now), generateSecret: secrets() })
-const BILLING: ClientSettings = { scopes: ['invoices:read'], audiences: ['https://api.example.com'], resourceServer: false }
+const BILLING: ClientSettings = {
+  scopes: ['invoices:read'],
+  audiences: ['https://api.example.com'],
+  resourceServer: false,
+}
 const EMPTY: ClientsFile = { clients: [] }
 const withBilling = () => createClient(EMPTY, 'billing', BILLING, deps(T - 100)).file
 
@@ -138,16 +142,26 @@ describe('rotateClientSecretInFile', () => {
   it('with revokeTokens writes the denylist first, then the file, both at the same instant', async () => {
     const path = await clientsFile()
     const seen: { clientId: string; revokedAt: number; fileChanged: boolean }[] = []
-    const rotated = await rotateClientSecretInFile(path, 'billing', { revokeTokens: true }, {
-      ...deps(T),
-      denylistClient: async (clientId, revokedAt) => {
-        const entry = (await readClientsFile(path)).clients[0]
-        seen.push({ clientId, revokedAt, fileChanged: entry?.tokens_revoked_at !== undefined })
-        return 'denylisted'
+    const rotated = await rotateClientSecretInFile(
+      path,
+      'billing',
+      { revokeTokens: true },
+      {
+        ...deps(T),
+        denylistClient: async (clientId, revokedAt) => {
+          const entry = (await readClientsFile(path)).clients[0]
+          seen.push({ clientId, revokedAt, fileChanged: entry?.tokens_revoked_at !== undefined })
+          return 'denylisted'
+        },
       },
-    })
+    )
     expect(seen).toEqual([{ clientId: 'billing', revokedAt: T, fileChanged: false }])
-    expect(rotated).toEqual({ clientSecret: 'tks_secret-1', previousExpires: T, rotatedAt: T, tokensRevoked: 'denylisted' })
+    expect(rotated).toEqual({
+      clientSecret: 'tks_secret-1',
+      previousExpires: T,
+      rotatedAt: T,
+      tokensRevoked: 'denylisted',
+    })
     expect((await readClientsFile(path)).clients[0]?.tokens_revoked_at).toBe(T)
   })
 
@@ -169,9 +183,9 @@ describe('rotateClientSecretInFile', () => {
     const denylistClient = async () => {
       denylisted = true
     }
-    await expect(rotateClientSecretInFile(path, 'nobody', { revokeTokens: true }, { ...deps(T), denylistClient })).rejects.toThrow(
-      'no client nobody',
-    )
+    await expect(
+      rotateClientSecretInFile(path, 'nobody', { revokeTokens: true }, { ...deps(T), denylistClient }),
+    ).rejects.toThrow('no client nobody')
     expect(denylisted).toBe(false)
   })
 
@@ -181,7 +195,12 @@ describe('rotateClientSecretInFile', () => {
     const denylistClient = async () => {
       denylisted = true
     }
-    const rotated = await rotateClientSecretInFile(path, 'billing', { grace: 60, revokeTokens: false }, { ...deps(T), denylistClient })
+    const rotated = await rotateClientSecretInFile(
+      path,
+      'billing',
+      { grace: 60, revokeTokens: false },
+      { ...deps(T), denylistClient },
+    )
     expect(rotated).toMatchObject({ previousExpires: T + 60, tokensRevoked: undefined })
     expect(denylisted).toBe(false)
   })

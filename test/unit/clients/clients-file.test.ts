@@ -8,13 +8,26 @@ import { clientEntry } from '../../helpers/make-deps.js'
 
 const entry = JSON.stringify(clientEntry({ id: 'svc-a', secret: 'tks_a' }))
 /** One client whose JSON text has `member` added right after its client_id. */
-const withMember = (member: string) => `{"clients": [${entry.replace('"client_id":"svc-a",', `"client_id":"svc-a",${member},`)}]}`
+const withMember = (member: string) =>
+  `{"clients": [${entry.replace('"client_id":"svc-a",', `"client_id":"svc-a",${member},`)}]}`
 
 describe('CLIENTS_FILE with duplicate member names', () => {
   it.each([
-    ['two "scopes" in one client', withMember('"scopes":["admin"]'), 'member name "scopes" appears twice in clients[0]'],
-    ['two "clients" at the top level', `{"clients": [${entry}], "clients": []}`, 'member name "clients" appears twice in the top-level object'],
-    ['two "sha256" in one secret', `{"clients": [${entry.replace('"sha256":', '"sha256":"x","sha256":')}]}`, 'member name "sha256" appears twice in clients[0].secrets[0]'],
+    [
+      'two "scopes" in one client',
+      withMember('"scopes":["admin"]'),
+      'member name "scopes" appears twice in clients[0]',
+    ],
+    [
+      'two "clients" at the top level',
+      `{"clients": [${entry}], "clients": []}`,
+      'member name "clients" appears twice in the top-level object',
+    ],
+    [
+      'two "sha256" in one secret',
+      `{"clients": [${entry.replace('"sha256":', '"sha256":"x","sha256":')}]}`,
+      'member name "sha256" appears twice in clients[0].secrets[0]',
+    ],
   ])('refuses %s as a broken file, naming the name and where', async (_, text, problem) => {
     const path = join(tempDir(), 'clients.json')
     writeFileSync(path, text)
@@ -26,7 +39,9 @@ describe('CLIENTS_FILE with duplicate member names', () => {
     const path = join(tempDir(), 'clients.json')
     const text = withMember('"scopes":["admin"]')
     writeFileSync(path, text, { mode: 0o600 })
-    const out = await runCli(clientCli, ['create', '--id', 'svc-b', '--scope', 'a', '--audience', 'aud'], { CLIENTS_FILE: path })
+    const out = await runCli(clientCli, ['create', '--id', 'svc-b', '--scope', 'a', '--audience', 'aud'], {
+      CLIENTS_FILE: path,
+    })
     expect(out.code).toBe(1)
     expect(out.stderr).toMatch(/member name "scopes" appears twice in clients\[0\]/)
     expect(readFileSync(path, 'utf8')).toBe(text)

@@ -29,7 +29,9 @@ const parseError = (text: string) => {
 
 describe('parseClientsFile', () => {
   it('parses a valid file and fills in the defaults', () => {
-    expect(parseClientsFile(file(entry(), entry({ client_id: 'svc-b', access_token_ttl: 900, resource_server: true })))).toEqual({
+    expect(
+      parseClientsFile(file(entry(), entry({ client_id: 'svc-b', access_token_ttl: 900, resource_server: true }))),
+    ).toEqual({
       clients: [
         {
           client_id: 'svc-a',
@@ -71,17 +73,37 @@ describe('parseClientsFile', () => {
 
   it.each([
     ['no secret', { secrets: [] }, 'client "svc-a" field secrets: needs at least one secret digest'],
-    ['a malformed digest', { secrets: [{ sha256: 'abc', created: 1 }] }, 'client "svc-a" field secrets.0.sha256: must be a base64url SHA-256 digest'],
-    ['a negative expiry', { secrets: [{ sha256: DIGEST, created: 1, expires: -1 }] }, /^client "svc-a" field secrets\.0\.expires: /],
-    ['a bad scope', { scopes: ['ok', 'a"b'] }, 'client "svc-a" field scopes.1: each scope must be an RFC 6749 section 3.3 scope-token'],
+    [
+      'a malformed digest',
+      { secrets: [{ sha256: 'abc', created: 1 }] },
+      'client "svc-a" field secrets.0.sha256: must be a base64url SHA-256 digest',
+    ],
+    [
+      'a negative expiry',
+      { secrets: [{ sha256: DIGEST, created: 1, expires: -1 }] },
+      /^client "svc-a" field secrets\.0\.expires: /,
+    ],
+    [
+      'a bad scope',
+      { scopes: ['ok', 'a"b'] },
+      'client "svc-a" field scopes.1: each scope must be an RFC 6749 section 3.3 scope-token',
+    ],
     ['no scopes', { scopes: [] }, /^client "svc-a" field scopes: /],
     ['no audiences', { audiences: [] }, /^client "svc-a" field audiences: /],
-    ['an audience with a space', { audiences: ['a b'] }, 'client "svc-a" field audiences.0: each audience must be 1-512 visible ASCII characters'],
+    [
+      'an audience with a space',
+      { audiences: ['a b'] },
+      'client "svc-a" field audiences.0: each audience must be 1-512 visible ASCII characters',
+    ],
     ['a TTL below 60 s', { access_token_ttl: 30 }, /^client "svc-a" field access_token_ttl: /],
     ['a TTL above 3600 s', { access_token_ttl: 3601 }, /^client "svc-a" field access_token_ttl: /],
     ['an unknown grant type', { grant_types: ['password'] }, /^client "svc-a" field grant_types\.0: /],
     ['an unknown field', { extra: true }, /^client "svc-a" field \(entry\): .*extra/],
-    ['a client_id with a space', { client_id: 'svc a' }, 'client "svc a" field client_id: must match ^[A-Za-z0-9._-]{3,64}$'],
+    [
+      'a client_id with a space',
+      { client_id: 'svc a' },
+      'client "svc a" field client_id: must match ^[A-Za-z0-9._-]{3,64}$',
+    ],
     ['a client_id with a colon', { client_id: 'svc:a' }, /^client "svc:a" field client_id: /],
     ['a client_id too short', { client_id: 'ab' }, /^client "ab" field client_id: /],
   ])('names the client and field for %s', (_name, overrides, message) => {
@@ -91,7 +113,9 @@ describe('parseClientsFile', () => {
   })
 
   it('names a client without a usable id by its position', () => {
-    expect(parseError(file(entry({ client_id: 'svc-ok' }), entry({ client_id: undefined })))).toMatch(/^client "#1" field client_id: /)
+    expect(parseError(file(entry({ client_id: 'svc-ok' }), entry({ client_id: undefined })))).toMatch(
+      /^client "#1" field client_id: /,
+    )
     expect(parseError(file('not an object'))).toMatch(/^client "#0" field \(entry\): /)
   })
 
@@ -113,7 +137,12 @@ describe('parseClientsFile', () => {
 
 describe('createClientRegistry', () => {
   const registry = createClientRegistry(
-    parseClientsFile(file(entry({ scopes: ['write', 'read'] }), entry({ client_id: 'svc-b', scopes: ['admin', 'read'], access_token_ttl: 600 }))),
+    parseClientsFile(
+      file(
+        entry({ scopes: ['write', 'read'] }),
+        entry({ client_id: 'svc-b', scopes: ['admin', 'read'], access_token_ttl: 600 }),
+      ),
+    ),
   )
 
   it('finds clients by id and nothing else', () => {
@@ -138,7 +167,10 @@ describe('createClientRegistry', () => {
 
   it('lists ids in file order and the tokens_revoked_at of those that have one', () => {
     const withRevocation = createClientRegistry({
-      clients: [clientEntry({ id: 'svc-b', secret: 'tks_b' }), { ...clientEntry({ id: 'svc-a', secret: 'tks_a' }), tokens_revoked_at: T0 }],
+      clients: [
+        clientEntry({ id: 'svc-b', secret: 'tks_b' }),
+        { ...clientEntry({ id: 'svc-a', secret: 'tks_a' }), tokens_revoked_at: T0 },
+      ],
     })
     expect([...withRevocation.ids()]).toEqual(['svc-b', 'svc-a'])
     expect(withRevocation.has('svc-a') && !withRevocation.has('svc-c')).toBe(true)
@@ -147,7 +179,9 @@ describe('createClientRegistry', () => {
 
   it('shares one frozen copy of the settings between clients that have the same', () => {
     const many = createClientRegistry({
-      clients: ['svc-1', 'svc-2', 'svc-3'].map((id) => clientEntry({ id, secret: `tks_${id}`, scopes: ['read', 'write'] })),
+      clients: ['svc-1', 'svc-2', 'svc-3'].map((id) =>
+        clientEntry({ id, secret: `tks_${id}`, scopes: ['read', 'write'] }),
+      ),
     })
     const [one, two] = [many.get('svc-1')!, many.get('svc-3')!]
     expect(two.scopes).toBe(one.scopes)
@@ -162,7 +196,14 @@ describe('verifyClientSecret', () => {
   const registry = createClientRegistry({
     clients: [
       clientEntry({ id: 'svc-a', secret: 'tks_a' }),
-      clientEntry({ id: 'svc-rot', secret: 'tks_new', secrets: [{ secret: 'tks_old', expires: T0 + 60 }, { secret: 'tks_new', expires: null }] }),
+      clientEntry({
+        id: 'svc-rot',
+        secret: 'tks_new',
+        secrets: [
+          { secret: 'tks_old', expires: T0 + 60 },
+          { secret: 'tks_new', expires: null },
+        ],
+      }),
       clientEntry({ id: 'svc-gone', secret: 'tks_gone', secrets: [{ secret: 'tks_gone', expires: T0 - 1 }] }),
     ],
   })
@@ -170,7 +211,11 @@ describe('verifyClientSecret', () => {
     vi.mocked(digestSecret).mockClear()
     vi.mocked(digestsEqual).mockClear()
     const client = verifyClientSecret(registry, id, secret, clock)
-    return { client: client?.id, hashes: vi.mocked(digestSecret).mock.calls.length, compares: vi.mocked(digestsEqual).mock.calls.length }
+    return {
+      client: client?.id,
+      hashes: vi.mocked(digestSecret).mock.calls.length,
+      compares: vi.mocked(digestsEqual).mock.calls.length,
+    }
   }
 
   beforeEach(() => clock.set(T0))

@@ -10,7 +10,9 @@ import { clientEntry, makeDeps } from '../../helpers/make-deps.js'
 
 const REFUSED = 'reload failed; keeping the last good state'
 const write = (path: string, ids: string[]) =>
-  writeFileSync(path, JSON.stringify({ clients: ids.map((id) => clientEntry({ id, secret: `tks_${id}` })) }), { mode: 0o600 })
+  writeFileSync(path, JSON.stringify({ clients: ids.map((id) => clientEntry({ id, secret: `tks_${id}` })) }), {
+    mode: 0o600,
+  })
 
 let watchers: Watcher[] = []
 afterEach(() => {
@@ -24,7 +26,8 @@ async function watched(write?: (path: string) => void) {
   const deps = await makeDeps({ clients: [], config: { clientsFile: path } })
   const watcher = await watchClients(deps, 60_000)
   watchers.push(watcher)
-  const logged = (msg: string) => deps.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((r) => r.msg === msg)
+  const logged = (msg: string) =>
+    deps.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((r) => r.msg === msg)
   return { path, deps, watcher, logged }
 }
 
@@ -52,7 +55,10 @@ describe('CLIENTS_FILE that vanishes', () => {
         problem: `${path} was loaded and is gone; the clients loaded last stay in force until it is back (to remove every client, write {"clients": []})`,
       }),
     ])
-    expect(await ready(deps)).toEqual({ status: 503, body: { status: 'not ready', missing: ['CLIENTS_FILE is missing'] } })
+    expect(await ready(deps)).toEqual({
+      status: 503,
+      body: { status: 'not ready', missing: ['CLIENTS_FILE is missing'] },
+    })
 
     renameSync(`${path}.moved`, path)
     await watcher.check()
@@ -98,7 +104,10 @@ describe('CLIENTS_FILE reload guards', () => {
     await watcher.check()
     expect(deps.clients).toBe(good)
     expect(logged(REFUSED)).toEqual([
-      expect.objectContaining({ level: 50, problem: `${path}: member name "scopes" appears twice in clients[0]; names in an object must be unique` }),
+      expect.objectContaining({
+        level: 50,
+        problem: `${path}: member name "scopes" appears twice in clients[0]; names in an object must be unique`,
+      }),
     ])
     expect(await ready(deps)).toEqual({ status: 200, body: { status: 'ready' } }) // like any broken file
   })
@@ -109,8 +118,8 @@ describe('CLIENTS_FILE reload guards', () => {
     chmodSync(path, 0o666)
     await watcher.check()
     expect(deps.clients.get('svc-b')).toBeDefined()
-    expect(logged('CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it')).toEqual([
-      expect.objectContaining({ level: 40, file: path, path, mode: '0666' }),
-    ])
+    expect(
+      logged('CLIENTS_FILE or its directory is writable by others, who could register clients; run chmod o-w on it'),
+    ).toEqual([expect.objectContaining({ level: 40, file: path, path, mode: '0666' })])
   })
 })

@@ -29,7 +29,9 @@ describe('client registry hot reload', () => {
         await watcher.check()
         expect(deps.clients).toBe(good)
       }
-      const problems = deps.logLines.map((line) => JSON.parse(line)).filter((r) => r.msg === 'reload failed; keeping the last good state')
+      const problems = deps.logLines
+        .map((line) => JSON.parse(line))
+        .filter((r) => r.msg === 'reload failed; keeping the last good state')
       expect(problems).toHaveLength(3)
       expect(problems[1].problem).toMatch(/client "svc-a" field secrets/)
 

@@ -1,13 +1,23 @@
 import { describe, expect, it } from 'vitest'
 import type { ClientEntry } from '../../../src/clients/registry.js'
-import { DEFAULT_GRACE, rotateEntrySecret, secretGrace, storedSecret, type SecretEntry } from '../../../src/clients/rotation.js'
+import {
+  DEFAULT_GRACE,
+  rotateEntrySecret,
+  secretGrace,
+  storedSecret,
+  type SecretEntry,
+} from '../../../src/clients/rotation.js'
 import { digestSecret } from '../../../src/clients/secret.js'
 import { T0 } from '../../helpers/make-deps.js'
 
 // Secret rotation as a pure function of the client entry and the time.
 const T = T0
 const digest = (secret: string) => digestSecret(secret).toString('base64url')
-const secret = (name: string, created: number, expires: number | null): SecretEntry => ({ sha256: digest(name), created, expires })
+const secret = (name: string, created: number, expires: number | null): SecretEntry => ({
+  sha256: digest(name),
+  created,
+  expires,
+})
 const entry = (secrets: SecretEntry[]): ClientEntry => ({
   client_id: 'billing',
   secrets,
@@ -38,7 +48,11 @@ describe('secretGrace', () => {
 
 describe('rotateEntrySecret', () => {
   it('keeps the current secret for the grace period beside the new one', () => {
-    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, null)]), 'tks_new', { now: T, grace: 60, revokeTokens: false })
+    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, null)]), 'tks_new', {
+      now: T,
+      grace: 60,
+      revokeTokens: false,
+    })
     expect(rotated).toEqual({
       entry: entry([secret('tks_old', T - 100, T + 60), secret('tks_new', T, null)]),
       previousExpires: T + 60,
@@ -52,18 +66,33 @@ describe('rotateEntrySecret', () => {
   })
 
   it('never lets the previous secret work longer than it already would', () => {
-    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, T + 30)]), 'tks_new', { now: T, grace: 3600, revokeTokens: false })
+    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, T + 30)]), 'tks_new', {
+      now: T,
+      grace: 3600,
+      revokeTokens: false,
+    })
     expect(rotated.previousExpires).toBe(T + 30)
   })
 
   it('drops secrets that have already ended, and reports no previous secret', () => {
-    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, T)]), 'tks_new', { now: T, grace: 60, revokeTokens: false })
+    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, T)]), 'tks_new', {
+      now: T,
+      grace: 60,
+      revokeTokens: false,
+    })
     expect(rotated).toEqual({ entry: entry([secret('tks_new', T, null)]), previousExpires: null })
   })
 
   it('with revokeTokens ends the previous secret now and marks every token issued up to now', () => {
-    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, null)]), 'tks_new', { now: T, grace: 0, revokeTokens: true })
-    expect(rotated.entry).toEqual({ ...entry([secret('tks_old', T - 100, T), secret('tks_new', T, null)]), tokens_revoked_at: T })
+    const rotated = rotateEntrySecret(entry([secret('tks_old', T - 100, null)]), 'tks_new', {
+      now: T,
+      grace: 0,
+      revokeTokens: true,
+    })
+    expect(rotated.entry).toEqual({
+      ...entry([secret('tks_old', T - 100, T), secret('tks_new', T, null)]),
+      tokens_revoked_at: T,
+    })
     expect(rotated.previousExpires).toBe(T)
   })
 

@@ -42,7 +42,9 @@ describe('digestSecret: stored as SHA-256 only (RFC 6819 §5.1.4.1.3)', () => {
   it('is the SHA-256 of the UTF-8 secret', () => {
     // FIPS 180-2 test vector
     expect(digestSecret('abc').toString('hex')).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
-    expect(digestSecret('tks_é:+&%').equals(createHash('sha256').update(Buffer.from('tks_é:+&%', 'utf8')).digest())).toBe(true)
+    expect(
+      digestSecret('tks_é:+&%').equals(createHash('sha256').update(Buffer.from('tks_é:+&%', 'utf8')).digest()),
+    ).toBe(true)
     expect(digestSecret('x')).toHaveLength(32)
   })
 

@@ -28,10 +28,14 @@ describe('which clients need a denylist entry', () => {
     expect(revocations([entry('svc-a'), entry('svc-b')], [entry('svc-b')], T0, T)).toEqual([
       { clientId: 'svc-a', revokedAt: T0, until: T0 + LIFETIME },
     ])
-    expect(revocations([entry('svc-a'), entry('svc-b')], [], T0, T).map((r) => r.clientId).sort()).toEqual(['svc-a', 'svc-b'])
+    expect(
+      revocations([entry('svc-a'), entry('svc-b')], [], T0, T)
+        .map((r) => r.clientId)
+        .sort(),
+    ).toEqual(['svc-a', 'svc-b'])
   })
 
-  it('uses the longest token lifetime any client may have, not the client\'s current one', () => {
+  it("uses the longest token lifetime any client may have, not the client's current one", () => {
     const shortLived = { ...entry('svc-a'), access_token_ttl: 60 }
     expect(revocations([shortLived], [], T0, 0)).toEqual([{ clientId: 'svc-a', revokedAt: T0, until: T0 + 3600 }])
   })
@@ -106,7 +110,12 @@ describe('client revocation sync', () => {
   it('applies tokens_revoked_at on the first load, so a restarted in-memory server refuses those tokens', async () => {
     const clock = fixedClock()
     const denylist = createMemoryDenylist({ clock })
-    const sync = createClientRevocationSync({ denylist, clock, log: captureLog().log, config: { clockTolerance: T } as never })
+    const sync = createClientRevocationSync({
+      denylist,
+      clock,
+      log: captureLog().log,
+      config: { clockTolerance: T } as never,
+    })
     await sync.apply(roster([entry('svc-a', T0 - 100)]))
     expect(await denylist.isRevoked({ jti: 'j', client_id: 'svc-a', iat: T0 - 100 })).toBe(true)
     expect(await denylist.isRevoked({ jti: 'j', client_id: 'svc-a', iat: T0 - 99 })).toBe(false)

@@ -47,12 +47,23 @@ function importsOf(file: string): Import[] {
         named.elements.length > 0 &&
         named.elements.every((element) => element.isTypeOnly)
       found.push({ specifier: node.moduleSpecifier.text, typeOnly: clause?.isTypeOnly === true || allNamedTypes })
-    } else if (ts.isExportDeclaration(node) && node.moduleSpecifier !== undefined && ts.isStringLiteral(node.moduleSpecifier)) {
+    } else if (
+      ts.isExportDeclaration(node) &&
+      node.moduleSpecifier !== undefined &&
+      ts.isStringLiteral(node.moduleSpecifier)
+    ) {
       found.push({ specifier: node.moduleSpecifier.text, typeOnly: node.isTypeOnly })
     } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       const [argument] = node.arguments
-      found.push({ specifier: argument !== undefined && ts.isStringLiteral(argument) ? argument.text : '<computed>', typeOnly: false })
-    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+      found.push({
+        specifier: argument !== undefined && ts.isStringLiteral(argument) ? argument.text : '<computed>',
+        typeOnly: false,
+      })
+    } else if (
+      ts.isImportTypeNode(node) &&
+      ts.isLiteralTypeNode(node.argument) &&
+      ts.isStringLiteral(node.argument.literal)
+    ) {
       found.push({ specifier: node.argument.literal.text, typeOnly: true })
     }
     ts.forEachChild(node, visit)
@@ -92,7 +103,9 @@ describe('resource-server import boundary', () => {
     const allowed = (imported: Import, resolved: string | undefined) =>
       resolved !== undefined
         ? VERIFIER.includes(resolved)
-        : isNodeBuiltin(imported.specifier) || isPackage(imported.specifier, 'hono') || isPackage(imported.specifier, 'jose')
+        : isNodeBuiltin(imported.specifier) ||
+          isPackage(imported.specifier, 'hono') ||
+          isPackage(imported.specifier, 'jose')
     expect(violations(VERIFIER, allowed)).toEqual([])
   })
 

@@ -32,7 +32,11 @@ describe('revocation messages', () => {
   })
 
   it('writes the wire format readers of every version parse: { t, id, until } plus revokedAt for a client', () => {
-    expect(JSON.parse(encodeRevocation({ kind: 'kid', id: 'k1', until: 10 }))).toEqual({ t: 'kid', id: 'k1', until: 10 })
+    expect(JSON.parse(encodeRevocation({ kind: 'kid', id: 'k1', until: 10 }))).toEqual({
+      t: 'kid',
+      id: 'k1',
+      until: 10,
+    })
     expect(JSON.parse(encodeRevocation({ kind: 'client', id: 'c', until: 10, revokedAt: 5 }))).toEqual({
       t: 'client',
       id: 'c',
@@ -61,7 +65,11 @@ describe('revocation messages', () => {
   })
 
   it('drops fields it does not know', () => {
-    expect(decodeRevocation('{"t":"jti","id":"x","until":5,"revokedAt":3,"extra":true}')).toEqual({ kind: 'jti', id: 'x', until: 5 })
+    expect(decodeRevocation('{"t":"jti","id":"x","until":5,"revokedAt":3,"extra":true}')).toEqual({
+      kind: 'jti',
+      id: 'x',
+      until: 5,
+    })
   })
 })
 

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { isPublished, keyTimelines, nextTransition, type KeyTimeline, type KeyTimes } from '../../../src/keys/key-states.js'
+import {
+  isPublished,
+  keyTimelines,
+  nextTransition,
+  type KeyTimeline,
+  type KeyTimes,
+} from '../../../src/keys/key-states.js'
 
 // The key lifecycle is a pure function of the key timestamps and `now`; every instance sharing
 // KEYS_DIR must compute the same states (OIDC Core §10.1.1 rotation). Times are small offsets from T.
@@ -8,10 +14,16 @@ const RETENTION = 3690 // keyRetention(30): 3600 + 30 + 60
 
 const key = (kid: string, created: number, activates: number | null): KeyTimes => ({ kid, created, activates })
 const at = (keys: readonly KeyTimes[], now: number) => keyTimelines(keys, now, RETENTION)
-const stateOf = (keys: readonly KeyTimes[], now: number) => Object.fromEntries(at(keys, now).map((t) => [t.kid, t.state]))
+const stateOf = (keys: readonly KeyTimes[], now: number) =>
+  Object.fromEntries(at(keys, now).map((t) => [t.kid, t.state]))
 
 const current = (kid: string): KeyTimeline => ({ kid, state: 'current', retired: null, unpublishes: null })
-const waiting = (kid: string, state: 'standby' | 'next'): KeyTimeline => ({ kid, state, retired: null, unpublishes: null })
+const waiting = (kid: string, state: 'standby' | 'next'): KeyTimeline => ({
+  kid,
+  state,
+  retired: null,
+  unpublishes: null,
+})
 const retired = (kid: string, when: number, state: 'retired' | 'expired' = 'retired'): KeyTimeline => ({
   kid,
   state,
@@ -82,7 +94,12 @@ describe('key states', () => {
   })
 
   it('reports the next instant at which any key changes state', () => {
-    const keys = [key('old', T - 1000, T - 1000), key('cur', T - 10, T - 10), key('nxt', T, T + 600), key('sb', T, null)]
+    const keys = [
+      key('old', T - 1000, T - 1000),
+      key('cur', T - 10, T - 10),
+      key('nxt', T, T + 600),
+      key('sb', T, null),
+    ]
     const next = (now: number) => nextTransition(keys, at(keys, now), now)
     // old retired at T - 10 and unpublishes at T - 10 + R; nxt activates at T + 600.
     expect(next(T)).toBe(T + 600)

@@ -74,14 +74,24 @@ describe('key store', () => {
     const clock = fixedClock(ACTIVATES - 1)
     const store = createKeyStore([old, rotated], clock, { retention: RETENTION })
     const deps = { clock, keys: store, issuer: ISSUER }
-    const lastOld = await issueAccessToken(deps, { clientId: 'svc-a', scopes: ['read'], audience: 'https://api.example.com', ttl: 3600 })
+    const lastOld = await issueAccessToken(deps, {
+      clientId: 'svc-a',
+      scopes: ['read'],
+      audience: 'https://api.example.com',
+      ttl: 3600,
+    })
     expect(lastOld.kid).toBe(old.kid)
     for (const now of [ACTIVATES, ACTIVATES + 1800, ACTIVATES - 1 + 3600 + T - 1]) {
       clock.set(now)
       expect(await verifyOwnToken(deps, lastOld.accessToken, T)).toMatchObject({ kid: old.kid, jti: lastOld.jti })
     }
     clock.set(ACTIVATES)
-    const firstNew = await issueAccessToken(deps, { clientId: 'svc-a', scopes: ['read'], audience: 'https://api.example.com', ttl: 60 })
+    const firstNew = await issueAccessToken(deps, {
+      clientId: 'svc-a',
+      scopes: ['read'],
+      audience: 'https://api.example.com',
+      ttl: 60,
+    })
     expect(firstNew.kid).toBe(rotated.kid)
     clock.set(UNPUBLISHES)
     expect(await verifyOwnToken(deps, lastOld.accessToken, T)).toBeUndefined()
@@ -92,8 +102,12 @@ describe('key store', () => {
     const store = createKeyStore([old, rotated, standby], clock, { retention: RETENTION })
     const before = store.jwks()
     expect(before.etag).toMatch(/^"[A-Za-z0-9_-]{27}"$/)
-    expect(JSON.parse(before.body)).toEqual({ keys: [old, rotated, standby].map((r) => r.publicJwk).sort((a, b) => (a.kid! < b.kid! ? -1 : 1)) })
-    expect(JSON.parse(before.body).keys.every((k: Record<string, unknown>) => !('d' in k) && k.use === 'sig')).toBe(true)
+    expect(JSON.parse(before.body)).toEqual({
+      keys: [old, rotated, standby].map((r) => r.publicJwk).sort((a, b) => (a.kid! < b.kid! ? -1 : 1)),
+    })
+    expect(JSON.parse(before.body).keys.every((k: Record<string, unknown>) => !('d' in k) && k.use === 'sig')).toBe(
+      true,
+    )
 
     // The activation moves a key from next to current, and the old one to retired: same keys published.
     for (const now of [ACTIVATES - 1, ACTIVATES, UNPUBLISHES - 1]) {

@@ -6,7 +6,13 @@ import { createKeyStore as createStore } from '../../../src/keys/key-store.js'
 import type { Clock } from '../../../src/clock.js'
 
 const createKeyStore = (records: KeyRecord[], clock: Clock) => createStore(records, clock, { retention: 3690 })
-import { ensureKeys, keysDirAccessProblem, keysDirSignature, readKeysDir, writeKeyRecord } from '../../../src/keys/keys-dir.js'
+import {
+  ensureKeys,
+  keysDirAccessProblem,
+  keysDirSignature,
+  readKeysDir,
+  writeKeyRecord,
+} from '../../../src/keys/keys-dir.js'
 import { tempDir } from '../../helpers/cli.js'
 import { T0, captureLog, fixedClock } from '../../helpers/make-deps.js'
 
@@ -22,7 +28,9 @@ describe('KEYS_DIR', () => {
     expect(keyFiles(dir).sort()).toEqual([`${current!.kid}.json`, `${standby!.kid}.json`].sort())
     for (const file of keyFiles(dir)) expect(statSync(join(dir, file)).mode & 0o777).toBe(0o600)
     expect(statSync(dir).mode & 0o777).toBe(0o700)
-    expect(records().find((r) => r.msg === 'generated a signing key and a standby key in an empty KEYS_DIR')).toMatchObject({ kid: current!.kid, standby: standby!.kid })
+    expect(
+      records().find((r) => r.msg === 'generated a signing key and a standby key in an empty KEYS_DIR'),
+    ).toMatchObject({ kid: current!.kid, standby: standby!.kid })
     expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([]) // no temp or lock left
   })
 
@@ -41,7 +49,12 @@ describe('KEYS_DIR', () => {
       Array.from({ length: 5 }, () => ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log })),
     )
     expect(keyFiles(dir)).toHaveLength(2)
-    const currents = results.map((r) => r.records.filter((k) => k.activates !== null).map((k) => k.kid).join())
+    const currents = results.map((r) =>
+      r.records
+        .filter((k) => k.activates !== null)
+        .map((k) => k.kid)
+        .join(),
+    )
     expect(new Set(currents).size).toBe(1)
   })
 
@@ -51,7 +64,9 @@ describe('KEYS_DIR', () => {
     writeFileSync(join(dir, `${record.kid}.json`), serializeKeyRecord(record).slice(0, 100), { mode: 0o600 })
     const contents = await ensureKeys(dir, 'ES256', { clock: fixedClock(), log: captureLog().log })
     expect(contents.records).toEqual([])
-    expect(contents.problems).toEqual([{ file: `${record.kid}.json`, problem: expect.stringMatching(/not valid JSON/) }])
+    expect(contents.problems).toEqual([
+      { file: `${record.kid}.json`, problem: expect.stringMatching(/not valid JSON/) },
+    ])
     expect(keyFiles(dir)).toHaveLength(1)
   })
 
@@ -71,15 +86,20 @@ describe('KEYS_DIR', () => {
     expect(contents.exposed.sort()).toEqual(names.slice(0, 2).sort())
   })
 
-  it.each(['0620', '0602', '0660', '0666'])('refuses a key file writable by group or others (mode %s), like a broken one', async (mode) => {
-    const dir = tempDir()
-    const record = await generateKeyRecord('ES256', T0)
-    await writeKeyRecord(dir, record)
-    chmodSync(join(dir, `${record.kid}.json`), Number.parseInt(mode, 8))
-    const contents = await readKeysDir(dir)
-    expect(contents.records).toEqual([])
-    expect(contents.problems).toEqual([{ file: `${record.kid}.json`, problem: `writable by group or others (mode ${mode}); run chmod 600 on it` }])
-  })
+  it.each(['0620', '0602', '0660', '0666'])(
+    'refuses a key file writable by group or others (mode %s), like a broken one',
+    async (mode) => {
+      const dir = tempDir()
+      const record = await generateKeyRecord('ES256', T0)
+      await writeKeyRecord(dir, record)
+      chmodSync(join(dir, `${record.kid}.json`), Number.parseInt(mode, 8))
+      const contents = await readKeysDir(dir)
+      expect(contents.records).toEqual([])
+      expect(contents.problems).toEqual([
+        { file: `${record.kid}.json`, problem: `writable by group or others (mode ${mode}); run chmod 600 on it` },
+      ])
+    },
+  )
 
   it('a key file is never overwritten by a second write', async () => {
     const dir = tempDir()
@@ -98,14 +118,17 @@ describe('KEYS_DIR access', () => {
     expect(await keysDirAccessProblem(dir)).toBeUndefined()
   })
 
-  it.each(['0770', '0730', '0707', '0777', '01777'])('refuses a directory writable by group or others (mode %s), saying how to fix it', async (mode) => {
-    const dir = tempDir()
-    chmodSync(dir, Number.parseInt(mode, 8))
-    expect(await keysDirAccessProblem(dir)).toEqual({
-      summary: 'KEYS_DIR is writable by group or others',
-      message: `KEYS_DIR is writable by group or others: ${dir} has mode ${mode}, and whoever can write it can add a signing key; run chmod 700 ${dir}`,
-    })
-  })
+  it.each(['0770', '0730', '0707', '0777', '01777'])(
+    'refuses a directory writable by group or others (mode %s), saying how to fix it',
+    async (mode) => {
+      const dir = tempDir()
+      chmodSync(dir, Number.parseInt(mode, 8))
+      expect(await keysDirAccessProblem(dir)).toEqual({
+        summary: 'KEYS_DIR is writable by group or others',
+        message: `KEYS_DIR is writable by group or others: ${dir} has mode ${mode}, and whoever can write it can add a signing key; run chmod 700 ${dir}`,
+      })
+    },
+  )
 
   it('refuses a directory that the user running the process does not own', async () => {
     const dir = tempDir()
@@ -151,7 +174,8 @@ describe('key files', () => {
     expect(parsed.publicJwk).toEqual(record.publicJwk)
     expect(parsed.publicJwk).toMatchObject({ kid: record.kid, alg, use: 'sig' })
     expect(Object.keys(parsed.publicJwk)).not.toContain('d')
-    if (alg.startsWith('RS') || alg.startsWith('PS')) expect(record.privateKey.asymmetricKeyDetails?.modulusLength).toBe(3072)
+    if (alg.startsWith('RS') || alg.startsWith('PS'))
+      expect(record.privateKey.asymmetricKeyDetails?.modulusLength).toBe(3072)
   })
 
   it('refuses a file whose kid is not the key thumbprint', async () => {
@@ -171,7 +195,10 @@ describe('key files', () => {
     const record = await generateKeyRecord('ES256', T0)
     const json = JSON.parse(serializeKeyRecord(record))
     await expect(parseKeyFile(JSON.stringify({ ...json, activates: 'soon' }))).rejects.toThrow(/field activates/)
-    const broken = JSON.stringify({ ...json, privateKey: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n' })
+    const broken = JSON.stringify({
+      ...json,
+      privateKey: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n',
+    })
     const error = await parseKeyFile(broken).catch((e: Error) => e)
     expect(String(error)).toMatch(/not a readable PKCS#8/)
     expect(String(error)).not.toContain('BEGIN')
@@ -186,7 +213,11 @@ describe('key store', () => {
     const next = await generateKeyRecord('ES256', T0, T0 + 600)
     const store = createKeyStore([old, next, current], clock)
     expect(store.signingKey().kid).toBe(current.kid)
-    expect(JSON.parse(store.jwks().body).keys.map((k: { kid: string }) => k.kid).sort()).toEqual([old.kid, current.kid, next.kid].sort())
+    expect(
+      JSON.parse(store.jwks().body)
+        .keys.map((k: { kid: string }) => k.kid)
+        .sort(),
+    ).toEqual([old.kid, current.kid, next.kid].sort())
     clock.set(T0 + 600)
     expect(store.signingKey().kid).toBe(next.kid)
     expect(store.verificationKey(old.kid)).toBeDefined()

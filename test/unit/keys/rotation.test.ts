@@ -93,7 +93,12 @@ describe('activationSecond', () => {
   })
 
   it('skips the seconds other keys activate at', () => {
-    const keys = [key('current', T - 10, T), key('next', T - 5, T + 1), key('after', T - 5, T + 2), key('sb', T - 100, null)]
+    const keys = [
+      key('current', T - 10, T),
+      key('next', T - 5, T + 1),
+      key('after', T - 5, T + 2),
+      key('sb', T - 100, null),
+    ]
     expect(activationSecond(keys, keys[3], T)).toBe(T + 3)
   })
 
@@ -135,12 +140,40 @@ describe('prunableKids', () => {
 
 describe('describeKeys', () => {
   it('lists the keys oldest first with their states and times, then the revoked ones with when they may go', () => {
-    const records = [key('b-next', T - 10, T + DELAY), key('a-current', T - 100, T - 100), key('c-standby', T - 10, null)]
+    const records = [
+      key('b-next', T - 10, T + DELAY),
+      key('a-current', T - 100, T - 100),
+      key('c-standby', T - 10, null),
+    ]
     expect(describeKeys({ records, tombstones: [tombstone('gone', T - 50)] }, T, RETENTION)).toEqual({
       keys: [
-        { kid: 'a-current', alg: 'ES256', state: 'current', created: T - 100, activates: T - 100, retired: null, unpublishes: null },
-        { kid: 'b-next', alg: 'ES256', state: 'next', created: T - 10, activates: T + DELAY, retired: null, unpublishes: null },
-        { kid: 'c-standby', alg: 'ES256', state: 'standby', created: T - 10, activates: null, retired: null, unpublishes: null },
+        {
+          kid: 'a-current',
+          alg: 'ES256',
+          state: 'current',
+          created: T - 100,
+          activates: T - 100,
+          retired: null,
+          unpublishes: null,
+        },
+        {
+          kid: 'b-next',
+          alg: 'ES256',
+          state: 'next',
+          created: T - 10,
+          activates: T + DELAY,
+          retired: null,
+          unpublishes: null,
+        },
+        {
+          kid: 'c-standby',
+          alg: 'ES256',
+          state: 'standby',
+          created: T - 10,
+          activates: null,
+          retired: null,
+          unpublishes: null,
+        },
       ],
       revoked: [{ kid: 'gone', alg: 'ES256', revoked: T - 50, prunable: T - 50 + RETENTION }],
     })
@@ -158,12 +191,17 @@ async function keysDir() {
   return { dir, settings, current, standby, warnings, deps }
 }
 
-const stored = (dir: string, kid: string) => JSON.parse(readFileSync(join(dir, `${kid}.json`), 'utf8')) as Record<string, unknown>
+const stored = (dir: string, kid: string) =>
+  JSON.parse(readFileSync(join(dir, `${kid}.json`), 'utf8')) as Record<string, unknown>
 
 describe('rotateKeys', () => {
   it('schedules the standby key after the delay and writes a new standby key, without a warning', async () => {
     const { dir, settings, current, standby, warnings, deps } = await keysDir()
-    const result = await rotateKeys(settings, deps(T + 100), { defaultAlg: 'ES256', activationDelay: DELAY, immediate: false })
+    const result = await rotateKeys(settings, deps(T + 100), {
+      defaultAlg: 'ES256',
+      activationDelay: DELAY,
+      immediate: false,
+    })
     expect(result.rotated).toEqual({ kid: standby.kid, alg: 'ES256', activates: T + 100 + DELAY })
     const fresh = result.keys.find((k) => k.kid !== current.kid && k.kid !== standby.kid)
     expect(fresh).toMatchObject({ state: 'standby', created: T + 100, activates: null })
@@ -175,7 +213,12 @@ describe('rotateKeys', () => {
     const { dir, settings, standby, warnings, deps } = await keysDir()
     await rotateKeys(settings, deps(T + 100), { defaultAlg: 'ES256', activationDelay: DELAY, immediate: true })
     // No EdDSA key is waiting: one is made, and signs at once.
-    const again = await rotateKeys(settings, deps(T + 200), { alg: 'EdDSA', defaultAlg: 'ES256', activationDelay: DELAY, immediate: true })
+    const again = await rotateKeys(settings, deps(T + 200), {
+      alg: 'EdDSA',
+      defaultAlg: 'ES256',
+      activationDelay: DELAY,
+      immediate: true,
+    })
     expect(again.rotated).toMatchObject({ alg: 'EdDSA', activates: T + 200 })
     expect(warnings).toEqual([
       "no published EdDSA key was waiting; verifiers that cached the JWKS recently will refuse the new key's tokens until they refetch it",
@@ -204,7 +247,13 @@ describe('revokeKey', () => {
     })
     expect(result).toEqual({ kid: current.kid, revoked: T + 100, until: T + 100 + RETENTION, denylisted: 'denylisted' })
     expect(calls).toEqual([{ kid: current.kid, until: T + 100 + RETENTION, tombstone: true }])
-    expect(stored(dir, current.kid)).toEqual({ kid: current.kid, alg: 'ES256', created: T, activates: T, revoked: T + 100 })
+    expect(stored(dir, current.kid)).toEqual({
+      kid: current.kid,
+      alg: 'ES256',
+      created: T,
+      activates: T,
+      revoked: T + 100,
+    })
     expect(stored(dir, standby.kid).activates).toBe(T + 100) // the standby key signs from now
   })
 
@@ -226,7 +275,9 @@ describe('revokeKey', () => {
     const denylist = async () => {
       denylisted = true
     }
-    await expect(revokeKey(settings, deps(T + 100), 'no-such-kid', denylist)).rejects.toThrow(`no key no-such-kid in ${dir}`)
+    await expect(revokeKey(settings, deps(T + 100), 'no-such-kid', denylist)).rejects.toThrow(
+      `no key no-such-kid in ${dir}`,
+    )
     expect(denylisted).toBe(false)
     expect(readdirSync(dir).sort()).toEqual(before)
   })
@@ -253,7 +304,11 @@ describe('denylistRevokedKeys', () => {
         written.push([kid, until])
       },
     }
-    const failed = await denylistRevokedKeys(denylist, [tombstone('a', T), tombstone('down', T), tombstone('b', T + 5)], RETENTION)
+    const failed = await denylistRevokedKeys(
+      denylist,
+      [tombstone('a', T), tombstone('down', T), tombstone('b', T + 5)],
+      RETENTION,
+    )
     expect(failed).toEqual(['down'])
     expect(written).toEqual([
       ['a', T + RETENTION],

@@ -56,7 +56,13 @@ describe('issueAccessToken', () => {
       { clock: deps.clock, keys: deps.keys, issuer: ISSUER },
       { clientId: 'svc-a', scopes: ['read', 'write'], audience: 'urn:api:b', ttl: 600 },
     )
-    expect(token).toEqual({ accessToken: expect.any(String), jti: expect.any(String), kid: deps.keys.signingKey().kid, expiresIn: 600, scope: 'read write' })
+    expect(token).toEqual({
+      accessToken: expect.any(String),
+      jti: expect.any(String),
+      kid: deps.keys.signingKey().kid,
+      expiresIn: 600,
+      scope: 'read write',
+    })
     expect(decodeProtectedHeader(token.accessToken)).toEqual({ alg: 'ES256', kid: token.kid, typ: 'at+jwt' })
     expect(decodeJwt(token.accessToken)).toEqual({
       iss: ISSUER,

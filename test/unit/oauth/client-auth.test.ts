@@ -8,7 +8,6 @@ import { thrown } from '../../helpers/oauth-error.js'
 const form = (body = '') => parseForm(new TextEncoder().encode(body))
 const rawBasic = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`
 
-
 describe('extractClientCredentials', () => {
   it('reads client_secret_basic', () => {
     expect(extractClientCredentials(basic('svc-a', 'tks_s'), form())).toEqual({
@@ -26,7 +25,10 @@ describe('extractClientCredentials', () => {
   })
 
   it('form-decodes id and secret (RFC 6749 Appendix B): + is a space, escapes are UTF-8', () => {
-    expect(extractClientCredentials(rawBasic('a%3Ab%25c:x+y%2Bz%26%C3%A9'), form())).toMatchObject({ clientId: 'a:b%c', secret: 'x y+z&é' })
+    expect(extractClientCredentials(rawBasic('a%3Ab%25c:x+y%2Bz%26%C3%A9'), form())).toMatchObject({
+      clientId: 'a:b%c',
+      secret: 'x y+z&é',
+    })
     expect(extractClientCredentials(basic('id with: % + & space', 'se:cr%et + &'), form())).toMatchObject({
       clientId: 'id with: % + & space',
       secret: 'se:cr%et + &',
@@ -34,11 +36,18 @@ describe('extractClientCredentials', () => {
   })
 
   it('splits at the first colon, so an unencoded colon stays in the secret', () => {
-    expect(extractClientCredentials(rawBasic('svc-a:a:b:c'), form())).toMatchObject({ clientId: 'svc-a', secret: 'a:b:c' })
+    expect(extractClientCredentials(rawBasic('svc-a:a:b:c'), form())).toMatchObject({
+      clientId: 'svc-a',
+      secret: 'a:b:c',
+    })
   })
 
   it('accepts an empty secret in Basic as a (wrong) secret, not as no authentication', () => {
-    expect(extractClientCredentials(rawBasic('svc-a:'), form())).toEqual({ method: 'client_secret_basic', clientId: 'svc-a', secret: '' })
+    expect(extractClientCredentials(rawBasic('svc-a:'), form())).toEqual({
+      method: 'client_secret_basic',
+      clientId: 'svc-a',
+      secret: '',
+    })
   })
 
   it.each([
@@ -54,7 +63,10 @@ describe('extractClientCredentials', () => {
     ['a raw % in the secret', rawBasic('svc-a:50%off')],
     ['a lone surrogate in the secret', rawBasic('svc-a:%ED%A0%80')],
   ])('refuses %s with invalid_request', (_name, header) => {
-    expect(thrown(() => extractClientCredentials(header, form()))).toMatchObject({ code: 'invalid_request', status: 400 })
+    expect(thrown(() => extractClientCredentials(header, form()))).toMatchObject({
+      code: 'invalid_request',
+      status: 400,
+    })
   })
 
   it('reads client_secret_post', () => {
@@ -91,16 +103,25 @@ describe('extractClientCredentials', () => {
   })
 
   it('refuses a body client_id that differs from the Basic one', () => {
-    expect(thrown(() => extractClientCredentials(basic('svc-a', 's'), form('client_id=svc-b'))).code).toBe('invalid_request')
+    expect(thrown(() => extractClientCredentials(basic('svc-a', 's'), form('client_id=svc-b'))).code).toBe(
+      'invalid_request',
+    )
   })
 
   it('accepts a body client_id equal to the Basic one', () => {
-    expect(extractClientCredentials(basic('svc-a', 's'), form('client_id=svc-a'))).toMatchObject({ method: 'client_secret_basic', clientId: 'svc-a' })
+    expect(extractClientCredentials(basic('svc-a', 's'), form('client_id=svc-a'))).toMatchObject({
+      method: 'client_secret_basic',
+      clientId: 'svc-a',
+    })
   })
 
   it('refuses a repeated client_id or client_secret', () => {
-    expect(thrown(() => extractClientCredentials(undefined, form('client_id=a&client_id=a&client_secret=s'))).code).toBe('invalid_request')
-    expect(thrown(() => extractClientCredentials(undefined, form('client_id=a&client_secret=s&client_secret=s'))).code).toBe('invalid_request')
+    expect(
+      thrown(() => extractClientCredentials(undefined, form('client_id=a&client_id=a&client_secret=s'))).code,
+    ).toBe('invalid_request')
+    expect(
+      thrown(() => extractClientCredentials(undefined, form('client_id=a&client_secret=s&client_secret=s'))).code,
+    ).toBe('invalid_request')
   })
 })
 
@@ -109,20 +130,33 @@ describe('authenticateClient', () => {
   const clients = createClientRegistry({
     clients: [
       clientEntry({ id: 'svc-a', secret: 'tks_a' }),
-      clientEntry({ id: 'svc-old', secret: 'tks_new', secrets: [{ secret: 'tks_old', expires: T0 - 1 }, { secret: 'tks_new', expires: null }] }),
+      clientEntry({
+        id: 'svc-old',
+        secret: 'tks_new',
+        secrets: [
+          { secret: 'tks_old', expires: T0 - 1 },
+          { secret: 'tks_new', expires: null },
+        ],
+      }),
     ],
   })
   const deps = { clients, clock }
 
   it('returns the client for a right secret, whichever method carried it', () => {
-    expect(authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_a' }).id).toBe('svc-a')
-    expect(authenticateClient(deps, { method: 'client_secret_post', clientId: 'svc-a', secret: 'tks_a' }).id).toBe('svc-a')
+    expect(authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_a' }).id).toBe(
+      'svc-a',
+    )
+    expect(authenticateClient(deps, { method: 'client_secret_post', clientId: 'svc-a', secret: 'tks_a' }).id).toBe(
+      'svc-a',
+    )
   })
 
   it('throws one identical invalid_client for no credentials, an unknown client, a wrong or an expired secret', () => {
     const errors = [
       thrown(() => authenticateClient(deps, undefined)),
-      thrown(() => authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-nobody', secret: 'tks_a' })),
+      thrown(() =>
+        authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-nobody', secret: 'tks_a' }),
+      ),
       thrown(() => authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_b' })),
       thrown(() => authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-old', secret: 'tks_old' })),
     ]

@@ -6,7 +6,6 @@ import { thrown } from '../../helpers/oauth-error.js'
 
 const form = (body = '') => parseForm(new TextEncoder().encode(body))
 
-
 const client = (overrides: Partial<Client> = {}): Client => ({
   id: 'svc-a',
   scopes: ['read', 'write', 'a:b/c'],
@@ -24,23 +23,35 @@ describe('checkGrantType', () => {
 
   it('refuses a missing or empty grant_type with invalid_request', () => {
     expect(thrown(() => checkGrantType(client(), form()))).toMatchObject({ code: 'invalid_request', status: 400 })
-    expect(thrown(() => checkGrantType(client(), form('grant_type=')))).toMatchObject({ code: 'invalid_request', status: 400 })
+    expect(thrown(() => checkGrantType(client(), form('grant_type=')))).toMatchObject({
+      code: 'invalid_request',
+      status: 400,
+    })
   })
 
   it('refuses a repeated grant_type with invalid_request', () => {
-    expect(thrown(() => checkGrantType(client(), form('grant_type=client_credentials&grant_type=client_credentials'))).code).toBe('invalid_request')
+    expect(
+      thrown(() => checkGrantType(client(), form('grant_type=client_credentials&grant_type=client_credentials'))).code,
+    ).toBe('invalid_request')
   })
 
-  it.each(['password', 'authorization_code', 'refresh_token', 'implicit', 'foo', 'Client_Credentials', 'client_credentials '])(
-    'answers grant_type %j with unsupported_grant_type',
-    (grantType) => {
-      const error = thrown(() => checkGrantType(client(), form(`grant_type=${encodeURIComponent(grantType)}`)))
-      expect(error).toMatchObject({ code: 'unsupported_grant_type', status: 400 })
-    },
-  )
+  it.each([
+    'password',
+    'authorization_code',
+    'refresh_token',
+    'implicit',
+    'foo',
+    'Client_Credentials',
+    'client_credentials ',
+  ])('answers grant_type %j with unsupported_grant_type', (grantType) => {
+    const error = thrown(() => checkGrantType(client(), form(`grant_type=${encodeURIComponent(grantType)}`)))
+    expect(error).toMatchObject({ code: 'unsupported_grant_type', status: 400 })
+  })
 
   it('answers unsupported_grant_type before unauthorized_client for an unknown grant', () => {
-    expect(thrown(() => checkGrantType(client({ grantTypes: [] }), form('grant_type=password'))).code).toBe('unsupported_grant_type')
+    expect(thrown(() => checkGrantType(client({ grantTypes: [] }), form('grant_type=password'))).code).toBe(
+      'unsupported_grant_type',
+    )
   })
 
   it('refuses a client not allowed the grant with unauthorized_client', () => {
@@ -112,6 +123,8 @@ describe('resolveAudience', () => {
   })
 
   it('refuses resource and audience together with invalid_request', () => {
-    expect(thrown(() => resolveAudience(client(), form('resource=urn%3Aapi%3Ab&audience=urn%3Aapi%3Ab'))).code).toBe('invalid_request')
+    expect(thrown(() => resolveAudience(client(), form('resource=urn%3Aapi%3Ab&audience=urn%3Aapi%3Ab'))).code).toBe(
+      'invalid_request',
+    )
   })
 })

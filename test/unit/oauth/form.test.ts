@@ -5,7 +5,6 @@ import { thrown } from '../../helpers/oauth-error.js'
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 
-
 describe('formDecode', () => {
   it.each([
     ['a+b', 'a b'],
@@ -70,8 +69,13 @@ describe('parseForm', () => {
   })
 
   it('refuses a body that is not UTF-8 with invalid_request', () => {
-    expect(thrown(() => parseForm(new Uint8Array([0x61, 0x3d, 0xff, 0xfe])))).toMatchObject({ code: 'invalid_request', status: 400 })
-    expect(thrown(() => parseForm(new Uint8Array([0x61, 0x3d, 0xed, 0xa0, 0x80])))).toMatchObject({ code: 'invalid_request' })
+    expect(thrown(() => parseForm(new Uint8Array([0x61, 0x3d, 0xff, 0xfe])))).toMatchObject({
+      code: 'invalid_request',
+      status: 400,
+    })
+    expect(thrown(() => parseForm(new Uint8Array([0x61, 0x3d, 0xed, 0xa0, 0x80])))).toMatchObject({
+      code: 'invalid_request',
+    })
   })
 
   it('refuses a broken escape in a name or a value with invalid_request', () => {
@@ -88,14 +92,21 @@ describe('rejectRepeatedParams', () => {
 
   it('refuses any repeated parameter, known or not, with invalid_request', () => {
     for (const body of ['grant_type=x&grant_type=x', 'scope[]=a&scope[]=b', 'unknown=1&unknown=2']) {
-      expect(thrown(() => rejectRepeatedParams(parseForm(bytes(body))))).toMatchObject({ code: 'invalid_request', status: 400 })
+      expect(thrown(() => rejectRepeatedParams(parseForm(bytes(body))))).toMatchObject({
+        code: 'invalid_request',
+        status: 400,
+      })
     }
   })
 
   it('uses the override for a named parameter and the default for others', () => {
     const overrides = { resource: () => invalidTarget('one resource') }
-    expect(thrown(() => rejectRepeatedParams(parseForm(bytes('resource=a&resource=b')), overrides)).code).toBe('invalid_target')
-    expect(thrown(() => rejectRepeatedParams(parseForm(bytes('scope=a&scope=b')), overrides)).code).toBe('invalid_request')
+    expect(thrown(() => rejectRepeatedParams(parseForm(bytes('resource=a&resource=b')), overrides)).code).toBe(
+      'invalid_target',
+    )
+    expect(thrown(() => rejectRepeatedParams(parseForm(bytes('scope=a&scope=b')), overrides)).code).toBe(
+      'invalid_request',
+    )
   })
 })
 

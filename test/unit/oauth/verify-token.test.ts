@@ -44,7 +44,11 @@ function claims(overrides: Record<string, unknown> = {}): JWTPayload {
 }
 
 /** Signed with jose and the test key, the way issueAccessToken does, with header and claim overrides. */
-function sign(claimOverrides: Record<string, unknown> = {}, header: Record<string, unknown> = {}, signer: KeyRecord = key) {
+function sign(
+  claimOverrides: Record<string, unknown> = {},
+  header: Record<string, unknown> = {},
+  signer: KeyRecord = key,
+) {
   const protectedHeader: Record<string, unknown> = { alg: signer.alg, kid: signer.kid, typ: 'at+jwt' }
   for (const [name, value] of Object.entries(header)) {
     if (value === undefined) delete protectedHeader[name]
@@ -57,7 +61,12 @@ function sign(claimOverrides: Record<string, unknown> = {}, header: Record<strin
 
 /** Signed with node:crypto over raw text, for headers and payloads jose would refuse to produce. */
 function forgeWithTestKey(header: Record<string, unknown>, payload: unknown, signAlg = 'ES256'): string {
-  return forge({ header: { alg: 'ES256', kid: key.kid, typ: 'at+jwt', ...header }, payload, signAlg, key: key.privateKey })
+  return forge({
+    header: { alg: 'ES256', kid: key.kid, typ: 'at+jwt', ...header },
+    payload,
+    signAlg,
+    key: key.privateKey,
+  })
 }
 
 describe('verifyOwnToken accepts', () => {
@@ -143,7 +152,18 @@ describe('verifyOwnToken returns undefined, never throws, for', () => {
   }
 
   it('garbage strings', async () => {
-    for (const token of ['', 'garbage', '.', '..', 'a.b.c', '%%%.%%%.%%%', 'ey.ey.ey', ' ', '\u0000', 'a'.repeat(9000)]) {
+    for (const token of [
+      '',
+      'garbage',
+      '.',
+      '..',
+      'a.b.c',
+      '%%%.%%%.%%%',
+      'ey.ey.ey',
+      ' ',
+      '\u0000',
+      'a'.repeat(9000),
+    ]) {
       await rejects(token)
     }
   })
@@ -182,7 +202,7 @@ describe('verifyOwnToken returns undefined, never throws, for', () => {
     }
   })
 
-  it('an alg other than the key\'s, even with a valid ES256 signature (ES384 header)', async () => {
+  it("an alg other than the key's, even with a valid ES256 signature (ES384 header)", async () => {
     await rejects(forgeWithTestKey({ alg: 'ES384' }, claims(), 'ES256'))
     await rejects(forgeWithTestKey({ alg: 'ES512' }, claims(), 'ES256'))
     await rejects(forgeWithTestKey({ alg: 'ES256K' }, claims(), 'ES256'))
@@ -192,9 +212,15 @@ describe('verifyOwnToken returns undefined, never throws, for', () => {
     const rs = await testKey('RS256')
     const { verify: rsVerify } = verifier({ keys: [rs] })
     const header = { kid: rs.kid, typ: 'at+jwt' }
-    expect(await rsVerify(forge({ header: { ...header, alg: 'RS256' }, payload: claims(), key: rs.privateKey }))).toBeDefined()
-    await expect(rsVerify(forge({ header: { ...header, alg: 'PS256' }, payload: claims(), key: rs.privateKey }))).resolves.toBeUndefined()
-    await expect(rsVerify(forge({ header: { ...header, alg: 'RS512' }, payload: claims(), key: rs.privateKey }))).resolves.toBeUndefined()
+    expect(
+      await rsVerify(forge({ header: { ...header, alg: 'RS256' }, payload: claims(), key: rs.privateKey })),
+    ).toBeDefined()
+    await expect(
+      rsVerify(forge({ header: { ...header, alg: 'PS256' }, payload: claims(), key: rs.privateKey })),
+    ).resolves.toBeUndefined()
+    await expect(
+      rsVerify(forge({ header: { ...header, alg: 'RS512' }, payload: claims(), key: rs.privateKey })),
+    ).resolves.toBeUndefined()
   })
 
   it('alg missing, empty, null or an array', async () => {
@@ -214,8 +240,16 @@ describe('verifyOwnToken returns undefined, never throws, for', () => {
 
   it('a signature from another key, under an unknown kid or under our kid', async () => {
     const attacker = makeKey('ES256', 'attacker-kid')
-    await rejects(forge({ header: { alg: 'ES256', kid: 'attacker-kid', typ: 'at+jwt' }, payload: claims(), key: attacker.privateKey }))
-    await rejects(forge({ header: { alg: 'ES256', kid: key.kid, typ: 'at+jwt' }, payload: claims(), key: attacker.privateKey }))
+    await rejects(
+      forge({
+        header: { alg: 'ES256', kid: 'attacker-kid', typ: 'at+jwt' },
+        payload: claims(),
+        key: attacker.privateKey,
+      }),
+    )
+    await rejects(
+      forge({ header: { alg: 'ES256', kid: key.kid, typ: 'at+jwt' }, payload: claims(), key: attacker.privateKey }),
+    )
   })
 
   it('a signature that does not match the signed content', async () => {
@@ -237,7 +271,9 @@ describe('verifyOwnToken returns undefined, never throws, for', () => {
   it('a key that is no longer published (retired beyond its retention)', async () => {
     const successor = await generateKeyRecord('ES256', T0 + 60, T0 + 60)
     const { verify: muchLater } = verifier({ keys: [key, successor], now: T0 + 60 + keyRetention(T) })
-    await expect(muchLater(await sign({ iat: T0 + 60 + keyRetention(T) - 10, exp: T0 + 60 + keyRetention(T) + 100 }))).resolves.toBeUndefined()
+    await expect(
+      muchLater(await sign({ iat: T0 + 60 + keyRetention(T) - 10, exp: T0 + 60 + keyRetention(T) + 100 })),
+    ).resolves.toBeUndefined()
   })
 
   it('typ JWT, jwt, absent, or another type', async () => {

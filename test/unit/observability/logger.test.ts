@@ -5,7 +5,14 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { batchedDestination, createLogger, epochTime, exitOnFatal, flushLogSync, loggerOptions } from '../../../src/observability/logger.js'
+import {
+  batchedDestination,
+  createLogger,
+  epochTime,
+  exitOnFatal,
+  flushLogSync,
+  loggerOptions,
+} from '../../../src/observability/logger.js'
 import { tempDir } from '../../helpers/cli.js'
 
 afterEach(() => vi.restoreAllMocks())
@@ -19,7 +26,14 @@ function fileLogger() {
   return { log, fd, lines, records: () => lines().map((line) => JSON.parse(line) as Record<string, unknown>) }
 }
 
-const requestRecord = (i: number) => ({ method: 'POST', path: '/oauth/token', status: 200, ms: 1.2, client_id: 'svc-a', jti: `jti-${i}` })
+const requestRecord = (i: number) => ({
+  method: 'POST',
+  path: '/oauth/token',
+  status: 200,
+  ms: 1.2,
+  client_id: 'svc-a',
+  jti: `jti-${i}`,
+})
 
 /** Every line that `log` writes, as written and parsed. */
 function captured(fields?: Record<string, unknown>) {
@@ -39,7 +53,11 @@ describe('the batched destination', () => {
     const { log, fd, lines } = fileLogger()
     const writes: { size: number; text: string }[] = []
     const writeSync = fs.writeSync.bind(fs)
-    vi.spyOn(fs, 'writeSync').mockImplementation(((target: number, data: string | NodeJS.ArrayBufferView, ...rest: never[]) => {
+    vi.spyOn(fs, 'writeSync').mockImplementation(((
+      target: number,
+      data: string | NodeJS.ArrayBufferView,
+      ...rest: never[]
+    ) => {
       if (target === fd) writes.push({ size: Buffer.byteLength(data as string), text: String(data) })
       return writeSync(target, data as string, ...rest)
     }) as typeof fs.writeSync)
@@ -76,7 +94,11 @@ describe('the stdout logger', () => {
       const { createLogger, flushLogSync } = await import(${JSON.stringify(logger)})
       const log = createLogger('info')
       setTimeout(() => { log.info('into a closed pipe'); flushLogSync(log); process.exit(0) }, 300)`
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(
+      process.execPath,
+      ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', script],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
     child.stdout.destroy()
     const exited = new Promise((resolve) => child.once('exit', resolve))
     const timeout = new Promise((resolve) => setTimeout(() => resolve('still running after 5 s'), 5_000))
@@ -101,7 +123,11 @@ describe('exitOnFatal', () => {
     expect(atExit?.code).toBe(1)
     expect(atExit?.records.map((r) => r.msg)).toEqual(['request', 'request', 'fatal error, exiting'])
     const fatal = atExit!.records[2]!
-    expect(fatal).toMatchObject({ level: 60, origin: 'uncaughtException', err: { type: 'TypeError', message: 'boom at the worst moment' } })
+    expect(fatal).toMatchObject({
+      level: 60,
+      origin: 'uncaughtException',
+      err: { type: 'TypeError', message: 'boom at the worst moment' },
+    })
     expect((fatal.err as { stack: string }).stack).toContain('logger.test.ts')
   })
 
@@ -110,12 +136,14 @@ describe('exitOnFatal', () => {
     const exit = vi.fn()
     exitOnFatal(log, exit)('a rejected string', 'unhandledRejection')
     expect(exit).toHaveBeenCalledWith(1)
-    expect(records()).toEqual([expect.objectContaining({ level: 60, err: 'a rejected string', origin: 'unhandledRejection' })])
+    expect(records()).toEqual([
+      expect.objectContaining({ level: 60, err: 'a rejected string', origin: 'unhandledRejection' }),
+    ])
   })
 })
 
 describe('createLogger', () => {
-  it('writes time as epoch milliseconds, exactly as pino\'s epochTime does', () => {
+  it("writes time as epoch milliseconds, exactly as pino's epochTime does", () => {
     for (const now of [0, 7, 1_796_196_587_123, 4_102_444_800_000]) {
       vi.spyOn(Date, 'now').mockReturnValue(now)
       expect(epochTime()).toBe(pino.stdTimeFunctions.epochTime())
@@ -129,7 +157,16 @@ describe('createLogger', () => {
     const { log, lines } = captured()
     const values = [3.4, 3, 0, 12.3, Number.NaN, -1.5, 1e21, 'not a number']
     for (const ms of values) log.info({ ms }, 'request')
-    expect(lines().map((line) => /"ms":([^,}]*)/.exec(line)?.[1])).toEqual(['3.4', '3', '0', '12.3', 'null', '-1.5', '1e+21', '"not a number"'])
+    expect(lines().map((line) => /"ms":([^,}]*)/.exec(line)?.[1])).toEqual([
+      '3.4',
+      '3',
+      '0',
+      '12.3',
+      'null',
+      '-1.5',
+      '1e+21',
+      '"not a number"',
+    ])
   })
 
   it('puts the given fields, such as a cluster worker id, in every line', () => {
@@ -144,7 +181,14 @@ describe('createLogger', () => {
 
   it('redacts the usual carriers of secrets at the top and one level down, without changing what was logged', () => {
     const { log, records } = captured()
-    const nested = { authorization: 'Basic c2VjcmV0', client_secret: 's1', token: 't1', access_token: 'a1', command: { name: 'auth', args: ['pw'] }, kept: 'visible' }
+    const nested = {
+      authorization: 'Basic c2VjcmV0',
+      client_secret: 's1',
+      token: 't1',
+      access_token: 'a1',
+      command: { name: 'auth', args: ['pw'] },
+      kept: 'visible',
+    }
     const logged = {
       authorization: 'Bearer x',
       client_secret: 's0',
@@ -168,7 +212,14 @@ describe('createLogger', () => {
     }
     expect(record.headers).toEqual({ authorization: '[redacted]', host: 'h' })
     expect(record.req).toEqual({ headers: { authorization: '[redacted]' } })
-    expect(record.nested).toEqual({ authorization: '[redacted]', client_secret: '[redacted]', token: '[redacted]', access_token: '[redacted]', command: '[redacted]', kept: 'visible' })
+    expect(record.nested).toEqual({
+      authorization: '[redacted]',
+      client_secret: '[redacted]',
+      token: '[redacted]',
+      access_token: '[redacted]',
+      command: '[redacted]',
+      kept: 'visible',
+    })
     expect(record).toMatchObject({ list: ['token'], count: 3 })
     expect(logged).toEqual(copy)
   })
@@ -181,7 +232,12 @@ describe('createLogger', () => {
     const { log, records } = captured()
     const error = new ReplyError('WRONGPASS')
     log.error({ err: error }, 'redis failed')
-    expect(records()[0]!.err).toMatchObject({ type: 'ReplyError', message: 'WRONGPASS', command: '[redacted]', stack: expect.stringContaining('WRONGPASS') })
+    expect(records()[0]!.err).toMatchObject({
+      type: 'ReplyError',
+      message: 'WRONGPASS',
+      command: '[redacted]',
+      stack: expect.stringContaining('WRONGPASS'),
+    })
     expect(error.command.args).toEqual(['user', 'the-password'])
   })
 
@@ -190,13 +246,28 @@ describe('createLogger', () => {
   it('redacts at little cost: a request line costs less than twice one without redaction', () => {
     const sink = { write() {} }
     // The same logger without the redacting formatter.
-    const loggers = { plain: pino({ ...loggerOptions('info'), formatters: {} }, sink), ours: createLogger('info', sink) }
+    const loggers = {
+      plain: pino({ ...loggerOptions('info'), formatters: {} }, sink),
+      ours: createLogger('info', sink),
+    }
     const perLine = (log: pino.Logger) => {
       const n = 2_000
       const started = performance.now()
       for (let i = 0; i < n; i++) {
         // The shape of the request log's record (src/http/middleware/request-log.ts).
-        log.info({ method: 'POST', path: '/oauth/token', status: 200, ms: 1.2, client_id: 'svc-a', jti: 'Jb1z0Q4mYqN2c3d4e5f6g7', error: undefined, detail: undefined }, 'request')
+        log.info(
+          {
+            method: 'POST',
+            path: '/oauth/token',
+            status: 200,
+            ms: 1.2,
+            client_id: 'svc-a',
+            jti: 'Jb1z0Q4mYqN2c3d4e5f6g7',
+            error: undefined,
+            detail: undefined,
+          },
+          'request',
+        )
       }
       return (performance.now() - started) / n
     }

@@ -1,7 +1,23 @@
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { createFileAtomic, removeFile, resolveTarget, withFileLock, writeFileAtomic } from '../../../src/storage/atomic-file.js'
+import {
+  createFileAtomic,
+  removeFile,
+  resolveTarget,
+  withFileLock,
+  writeFileAtomic,
+} from '../../../src/storage/atomic-file.js'
 import { tempDir } from '../../helpers/cli.js'
 
 /** A file in one directory and a symlink to it (relative, as mounted volumes make them) in another. */

@@ -18,8 +18,14 @@ describe('findDuplicateName', () => {
 
   it.each([
     ['{"clients": [], "clients": []}', { name: 'clients', path: '' }],
-    ['{"clients": [{"client_id": "a", "scopes": ["admin"], "scopes": ["read"]}]}', { name: 'scopes', path: 'clients[0]' }],
-    ['{"clients": [{}, {"secrets": [{"sha256": "x"}, {"sha256": "y", "sha256": "z"}]}]}', { name: 'sha256', path: 'clients[1].secrets[1]' }],
+    [
+      '{"clients": [{"client_id": "a", "scopes": ["admin"], "scopes": ["read"]}]}',
+      { name: 'scopes', path: 'clients[0]' },
+    ],
+    [
+      '{"clients": [{}, {"secrets": [{"sha256": "x"}, {"sha256": "y", "sha256": "z"}]}]}',
+      { name: 'sha256', path: 'clients[1].secrets[1]' },
+    ],
     ['{"a": {"b": [1, [2, {"c": 1, "c": 2}]]}}', { name: 'c', path: 'a.b[1][1]' }],
     ['{"scopes": 1, "\\u0073copes": 2}', { name: 'scopes', path: '' }], // the same name, escaped
     ['{"__proto__": 1, "__proto__": 2}', { name: '__proto__', path: '' }],
@@ -32,7 +38,10 @@ describe('findDuplicateName', () => {
     const names = Array.from({ length: 40 }, (_, i) => `"n${i}": ${i}`)
     expect(findDuplicateName(`{"o": {${names.join(', ')}}}`)).toBeUndefined()
     expect(findDuplicateName(`{"o": {${names.join(', ')}, "n3": 0}}`)).toEqual({ name: 'n3', path: 'o' })
-    expect(findDuplicateName(`{"o": {${names.join(', ')}}, "p": [{${names.join(', ')}}, {"a": 1, "a": 2}]}`)).toEqual({ name: 'a', path: 'p[1]' })
+    expect(findDuplicateName(`{"o": {${names.join(', ')}}, "p": [{${names.join(', ')}}, {"a": 1, "a": 2}]}`)).toEqual({
+      name: 'a',
+      path: 'p[1]',
+    })
   })
 
   it('reads names with escaped quotes and backslashes', () => {

@@ -1,7 +1,10 @@
 import { SignJWT } from 'jose'
 import { describe, expect, it, vi } from 'vitest'
 
-import { DenylistUnavailableError, type RevocationCheck as DenylistRevocationCheck } from '../../../src/denylist/denylist.js'
+import {
+  DenylistUnavailableError,
+  type RevocationCheck as DenylistRevocationCheck,
+} from '../../../src/denylist/denylist.js'
 import {
   BEARER_AUTH_DEFAULTS,
   bearerAuth,
@@ -40,8 +43,14 @@ describe('bearerAuth: a valid token', () => {
     const response = await callWith(app, token)
     expect(response.headers.get('www-authenticate')).toBeNull()
     expect(await expectAccepted(response)).toEqual({
-      iss: ISSUER, sub: 'client-a', client_id: 'client-a', aud: AUDIENCE,
-      iat: NOW, exp: NOW + 300, jti: expect.any(String), scope: 'read write',
+      iss: ISSUER,
+      sub: 'client-a',
+      client_id: 'client-a',
+      aud: AUDIENCE,
+      iat: NOW,
+      exp: NOW + 300,
+      jti: expect.any(String),
+      scope: 'read write',
     })
   })
 
@@ -53,8 +62,11 @@ describe('bearerAuth: a valid token', () => {
   it('accepts a token signed by jose SignJWT, as the AS does', async () => {
     const jwt = await new SignJWT({ client_id: 'client-a', scope: 'read', jti: 'abcdefghijklmnopqrstuv' })
       .setProtectedHeader({ alg: 'ES256', kid: es.kid, typ: 'at+jwt' })
-      .setIssuer(ISSUER).setSubject('client-a').setAudience(AUDIENCE)
-      .setIssuedAt(NOW).setExpirationTime(NOW + 300)
+      .setIssuer(ISSUER)
+      .setSubject('client-a')
+      .setAudience(AUDIENCE)
+      .setIssuedAt(NOW)
+      .setExpirationTime(NOW + 300)
       .sign(es.privateKey)
     await expectAccepted(await callWith(makeApp({ jwks: jwksOf(es) }).app, jwt))
   })
@@ -87,9 +99,12 @@ describe('bearerAuth: RFC 6750 credentials', () => {
     await expectBareChallenge(response)
   })
 
-  it.each(['bearer', 'BEARER', 'BeArEr'])('scheme %s is accepted (case-insensitive, RFC 9110 §11.1)', async (scheme) => {
-    await expectAccepted(await app.request('/api/whoami', { headers: { authorization: `${scheme} ${token}` } }))
-  })
+  it.each(['bearer', 'BEARER', 'BeArEr'])(
+    'scheme %s is accepted (case-insensitive, RFC 9110 §11.1)',
+    async (scheme) => {
+      await expectAccepted(await app.request('/api/whoami', { headers: { authorization: `${scheme} ${token}` } }))
+    },
+  )
 
   it('accepts several spaces after the scheme (RFC 6750 §2.1: 1*SP)', async () => {
     await expectAccepted(await app.request('/api/whoami', { headers: { authorization: `Bearer   ${token}` } }))
@@ -120,7 +135,7 @@ describe('bearerAuth: RFC 6750 credentials', () => {
     await expectInvalidRequest(await app.request(`/api/whoami?access_token=${token}`, bearer(token)))
   })
 
-  it('never reads the body: access_token in a form body beside a header token is the handler\'s business', async () => {
+  it("never reads the body: access_token in a form body beside a header token is the handler's business", async () => {
     const response = await app.request('/api/form', {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-www-form-urlencoded' },
@@ -131,13 +146,16 @@ describe('bearerAuth: RFC 6750 credentials', () => {
 
   it('answers a bad header token without pulling a single byte of the body', async () => {
     let pulls = 0
-    const body = new ReadableStream<Uint8Array>({
-      pull: (controller) => {
-        pulls += 1
-        if (pulls > 100) controller.close()
-        else controller.enqueue(new TextEncoder().encode('access_token=x&'))
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull: (controller) => {
+          pulls += 1
+          if (pulls > 100) controller.close()
+          else controller.enqueue(new TextEncoder().encode('access_token=x&'))
+        },
       },
-    }, { highWaterMark: 0 })
+      { highWaterMark: 0 },
+    )
     const response = await app.request('/api/form', {
       method: 'POST',
       headers: { authorization: 'Bearer x', 'content-type': 'application/x-www-form-urlencoded' },
@@ -190,7 +208,12 @@ describe('bearerAuth: denylist (a denylist that cannot answer is 503, never a pa
   it('refuses a revoked token with 401 invalid_token, asking with jti, kid, client_id and iat', async () => {
     const denylist = denylistOf(async () => true)
     await expectInvalidToken(await callWith(makeApp({ jwks: jwksOf(es), denylist }).app, token))
-    expect(denylist.isRevoked).toHaveBeenCalledWith({ jti: 'MDEyMzQ1Njc4OWFiY2RlZg', kid: 'es-1', client_id: 'client-a', iat: NOW })
+    expect(denylist.isRevoked).toHaveBeenCalledWith({
+      jti: 'MDEyMzQ1Njc4OWFiY2RlZg',
+      kid: 'es-1',
+      client_id: 'client-a',
+      iat: NOW,
+    })
   })
 
   it('passes a token the denylist does not know', async () => {
@@ -210,7 +233,12 @@ describe('bearerAuth: denylist (a denylist that cannot answer is 503, never a pa
   it.each([
     ['DenylistUnavailableError', () => Promise.reject(new DenylistUnavailableError('redis down'))],
     ['any other exception', () => Promise.reject(new Error('boom'))],
-    ['a synchronous throw', () => { throw new Error('sync') }],
+    [
+      'a synchronous throw',
+      () => {
+        throw new Error('sync')
+      },
+    ],
     ['a non-boolean answer', () => Promise.resolve(undefined as unknown as boolean)],
   ])('answers 503 with Retry-After when the denylist throws %s', async (_name, isRevoked) => {
     const response = await callWith(makeApp({ jwks: jwksOf(es), denylist: { isRevoked } }).app, token)
@@ -238,7 +266,10 @@ describe('bearerAuth: denylist (a denylist that cannot answer is 503, never a pa
 
   it('failOpen still refuses a token the denylist says is revoked', async () => {
     const { app } = makeApp({
-      jwks: jwksOf(es), denylist: denylistOf(async () => true), failOpen: true, onFailOpen: () => undefined,
+      jwks: jwksOf(es),
+      denylist: denylistOf(async () => true),
+      failOpen: true,
+      onFailOpen: () => undefined,
     })
     await expectInvalidToken(await callWith(app, token))
   })
@@ -248,7 +279,9 @@ describe('bearerAuth: denylist (a denylist that cannot answer is 503, never a pa
       jwks: jwksOf(es),
       denylist: { isRevoked: () => Promise.reject(new Error('down')) },
       failOpen: true,
-      onFailOpen: () => { throw new Error('logger broke') },
+      onFailOpen: () => {
+        throw new Error('logger broke')
+      },
     })
     await expectAccepted(await callWith(app, token))
   })
@@ -261,7 +294,10 @@ describe('bearerAuth: denylist (a denylist that cannot answer is 503, never a pa
 
 describe('bearerAuth: algorithms (RFC 8725 §3.1 allowlist, RFC 9068 §4)', () => {
   const algs: TestAlg[] = ['ES256', 'EdDSA', 'RS256', 'PS256']
-  const keys = Object.fromEntries(algs.map((alg) => [alg, makeKey(alg, `${alg}-kid`)])) as Record<TestAlg, ReturnType<typeof makeKey>>
+  const keys = Object.fromEntries(algs.map((alg) => [alg, makeKey(alg, `${alg}-kid`)])) as Record<
+    TestAlg,
+    ReturnType<typeof makeKey>
+  >
   const everyKey = jwksOf(...Object.values(keys))
 
   it.each(algs)('a %s token verifies at an RS set to exactly that algorithm', async (alg) => {
@@ -291,7 +327,10 @@ describe('bearerAuth: no lockout (refusals keep no per-client state)', () => {
       onReject: ({ reason }) => reasons.set(reason, (reasons.get(reason) ?? 0) + 1),
     })
     for (let i = 0; i < 1000; i += 1) {
-      const bad = i % 2 === 0 ? signToken(es, DEFAULTS, { aud: `https://rs-${i}.test` }) : `${token.slice(0, -6)}${String(i).padStart(6, 'A')}`
+      const bad =
+        i % 2 === 0
+          ? signToken(es, DEFAULTS, { aud: `https://rs-${i}.test` })
+          : `${token.slice(0, -6)}${String(i).padStart(6, 'A')}`
       expect((await callWith(app, bad)).status).toBe(401)
     }
     await expectAccepted(await callWith(app, token))
@@ -334,7 +373,9 @@ describe('bearerAuth: configuration is checked at start-up', () => {
 
   it('names the RFC section in words in its messages, so they print as plain ASCII anywhere', () => {
     expect(() => bearerAuth({ ...base, scopes: ['a b'] })).toThrow('scopes must be RFC 6749 section 3.3 scope tokens')
-    expect(() => bearerAuth({ ...base, failOpen: true } as never)).toThrow(/^bearerAuth: failOpen requires onFailOpen, so that every pass is logged$/)
+    expect(() => bearerAuth({ ...base, failOpen: true } as never)).toThrow(
+      /^bearerAuth: failOpen requires onFailOpen, so that every pass is logged$/,
+    )
   })
 
   it('throws without jwks, naming both shapes', () => {

@@ -42,6 +42,8 @@ describe('extractBearerToken (RFC 6750 §2.1)', () => {
   })
 
   it('refuses a header token together with ?access_token= (RFC 6750 §2: one method per request)', () => {
-    expect(thrownBy(() => extractBearerToken(sources('Bearer abc', { query: true })))).toMatchObject({ reason: 'multiple_token_methods' })
+    expect(thrownBy(() => extractBearerToken(sources('Bearer abc', { query: true })))).toMatchObject({
+      reason: 'multiple_token_methods',
+    })
   })
 })

@@ -57,7 +57,8 @@ const realRaw = (headerValue: Record<string, unknown> | string, payload: unknown
 type Expect = 401 | 400 | 'accepted'
 type Row = [group: string, name: string, token: string, expected: Expect]
 const rows: Row[] = []
-const add = (group: string, name: string, token: string, expected: Expect = 401) => rows.push([group, name, token, expected])
+const add = (group: string, name: string, token: string, expected: Expect = 401) =>
+  rows.push([group, name, token, expected])
 
 // alg none (an unsecured JWS, RFC 7518 §3.6), in every spelling, with the signature empty, missing, or kept:
 // never on the allowlist.
@@ -91,21 +92,39 @@ const hmacKeys: Array<[string, string | Buffer]> = [
 ]
 for (const alg of ['HS256', 'HS384', 'HS512']) {
   for (const [name, secret] of hmacKeys) {
-    add('HMAC with the public key', `${alg} keyed with the public key as ${name}`, forge({ header: header({ alg }), payload: claims(), key: secret }))
+    add(
+      'HMAC with the public key',
+      `${alg} keyed with the public key as ${name}`,
+      forge({ header: header({ alg }), payload: claims(), key: secret }),
+    )
   }
 }
 
 // HMAC with guessable secrets.
 for (const secret of ['', 'secret', 'password', 'client-a-secret']) {
-  add('HMAC with a guessed secret', `HS256 keyed with ${JSON.stringify(secret)}`, forge({ header: header({ alg: 'HS256' }), payload: claims(), key: secret }))
+  add(
+    'HMAC with a guessed secret',
+    `HS256 keyed with ${JSON.stringify(secret)}`,
+    forge({ header: header({ alg: 'HS256' }), payload: claims(), key: secret }),
+  )
 }
 
 // The right key under another alg, and alg missing or mistyped.
 for (const alg of ['ES384', 'ES512', 'ES256K', 'EdDSA', 'Ed25519', 'RS256', 'PS256']) {
   const signAlg = alg === 'ES384' || alg === 'ES512' || alg === 'ES256K' ? alg : 'ES256'
-  add('alg confusion', `alg ${alg} with the AS ES256 key`, forge({ header: header({ alg }), payload: claims(), signAlg, key: es.privateKey }))
+  add(
+    'alg confusion',
+    `alg ${alg} with the AS ES256 key`,
+    forge({ header: header({ alg }), payload: claims(), signAlg, key: es.privateKey }),
+  )
 }
-for (const [name, alg] of [['missing', undefined], ['empty', ''], ['null', null], ['an array', ['ES256']], ['a number', 256]] as const) {
+for (const [name, alg] of [
+  ['missing', undefined],
+  ['empty', ''],
+  ['null', null],
+  ['an array', ['ES256']],
+  ['a number', 256],
+] as const) {
   const h: Record<string, unknown> = header({ alg })
   if (alg === undefined) delete h.alg
   add('alg confusion', `alg ${name}`, forge({ header: h, payload: claims(), signAlg: 'ES256', key: es.privateKey }))
@@ -115,7 +134,11 @@ for (const [name, alg] of [['missing', undefined], ['empty', ''], ['null', null]
 const nBytes = Buffer.from(P256_N.toString(16).padStart(64, '0'), 'hex')
 const goodSigBytes = fromB64u(goodSignature)
 add('bad ECDSA signature', '64 zero bytes', withSignature(good, new Uint8Array(64)))
-add('bad ECDSA signature', 'r = 0, real s', withSignature(good, Buffer.concat([Buffer.alloc(32), goodSigBytes.subarray(32)])))
+add(
+  'bad ECDSA signature',
+  'r = 0, real s',
+  withSignature(good, Buffer.concat([Buffer.alloc(32), goodSigBytes.subarray(32)])),
+)
 add('bad ECDSA signature', 'r = s = n', withSignature(good, Buffer.concat([nBytes, nBytes])))
 add('bad ECDSA signature', 'r = s = 0xff…', withSignature(good, Buffer.alloc(64, 0xff)))
 add('bad ECDSA signature', 'the real signature in DER', withSignature(good, p1363ToDer(goodSigBytes)))
@@ -124,10 +147,20 @@ add('bad ECDSA signature', '65 bytes', withSignature(good, Buffer.concat([goodSi
 
 // kid junk, traversal and injection (RFC 8725 §3.10). None names an AS key, none reaches the file system.
 const kids: Array<[string, unknown]> = [
-  ['empty', ''], ['../../../../dev/null', '../../../../dev/null'], ['/dev/null', '/dev/null'],
-  ['../clients.json', '../clients.json'], ['SQL injection', "' OR '1'='1"], ['shell injection', '$(sleep 10)'],
-  ['1 KB of text', 'k'.repeat(1000)], ['10 KB of text', 'k'.repeat(10_000)], ['a NUL byte', `${KID}\u0000`],
-  ['a number', 1], ['an object', { kid: KID }], ['null', null], ['an array', [KID]], ['a newline', `${KID}\n`],
+  ['empty', ''],
+  ['../../../../dev/null', '../../../../dev/null'],
+  ['/dev/null', '/dev/null'],
+  ['../clients.json', '../clients.json'],
+  ['SQL injection', "' OR '1'='1"],
+  ['shell injection', '$(sleep 10)'],
+  ['1 KB of text', 'k'.repeat(1000)],
+  ['10 KB of text', 'k'.repeat(10_000)],
+  ['a NUL byte', `${KID}\u0000`],
+  ['a number', 1],
+  ['an object', { kid: KID }],
+  ['null', null],
+  ['an array', [KID]],
+  ['a newline', `${KID}\n`],
 ]
 for (const [name, kid] of kids) add('kid', `kid ${name}`, real({}, { kid }))
 add('kid', 'kid absent', real({}, { kid: undefined }))
@@ -143,7 +176,11 @@ const embedded = {
 }
 for (const [name, extra] of Object.entries(embedded)) {
   add('key in the header', `${name}, signed by the attacker key`, signToken(impostor, DEFAULTS, {}, extra))
-  add('key in the header', `${name}, signed by the attacker key, no kid`, signToken(impostor, DEFAULTS, {}, { ...extra, kid: undefined }))
+  add(
+    'key in the header',
+    `${name}, signed by the attacker key, no kid`,
+    signToken(impostor, DEFAULTS, {}, { ...extra, kid: undefined }),
+  )
   add('key in the header', `${name}, even when signed by the AS key`, real({}, extra))
 }
 
@@ -157,15 +194,32 @@ add('crit and b64', 'b64 false without crit', real({}, { b64: false }))
 add('crit and b64', 'crit empty', real({}, { crit: [] }))
 
 // Explicit typing (RFC 9068 §4, RFC 8725 §3.11).
-for (const typ of [undefined, 'JWT', 'jwt', 'id_token+jwt', 'application/jwt', 'at+jwt ', ' at+jwt', 'dpop+jwt', '', 'at+JWT;x=1', 7]) {
+for (const typ of [
+  undefined,
+  'JWT',
+  'jwt',
+  'id_token+jwt',
+  'application/jwt',
+  'at+jwt ',
+  ' at+jwt',
+  'dpop+jwt',
+  '',
+  'at+JWT;x=1',
+  7,
+]) {
   add('typ', `typ ${JSON.stringify(typ) ?? 'absent'}`, real({}, { typ }))
 }
 for (const typ of ['at+jwt', 'application/at+jwt', 'AT+JWT']) add('typ', `typ ${typ}`, real({}, { typ }), 'accepted')
 
 // Audience (RFC 9068 §4).
 for (const [name, aud] of [
-  ['another RS', 'https://other.test'], ['missing', undefined], ['an empty array', []], ['a number', 123],
-  ['an array of others', ['https://other.test']], ['ours with a trailing slash', `${AUDIENCE}/`], ['null', null],
+  ['another RS', 'https://other.test'],
+  ['missing', undefined],
+  ['an empty array', []],
+  ['a number', 123],
+  ['an array of others', ['https://other.test']],
+  ['ours with a trailing slash', `${AUDIENCE}/`],
+  ['null', null],
   ['an array with a non-string', [AUDIENCE, 5]],
 ] as const) {
   add('aud', `aud ${name}`, real({ aud }))
@@ -175,15 +229,19 @@ add('aud', 'aud an array of just ours', real({ aud: [AUDIENCE] }), 'accepted')
 
 // Issuer, byte-equal (RFC 9068 §4), including another issuer whose key shares the JWK Set.
 for (const [name, iss] of [
-  ['missing', undefined], ['another issuer (its key in a shared JWK Set)', 'https://other-as.test'],
-  ['with a trailing slash', `${ISSUER}/`], ['upper-case scheme', ISSUER.toUpperCase()], ['an array', [ISSUER]],
+  ['missing', undefined],
+  ['another issuer (its key in a shared JWK Set)', 'https://other-as.test'],
+  ['with a trailing slash', `${ISSUER}/`],
+  ['upper-case scheme', ISSUER.toUpperCase()],
+  ['an array', [ISSUER]],
   ['a leading space', ` ${ISSUER}`],
 ] as const) {
   add('iss', `iss ${name}`, real({ iss }))
 }
 
 // Each required claim missing (RFC 9068 §2.2), signed by the AS key.
-for (const claim of ['exp', 'iat', 'jti', 'sub', 'client_id', 'iss', 'aud']) add('required claim', `${claim} missing`, real({ [claim]: undefined }))
+for (const claim of ['exp', 'iat', 'jti', 'sub', 'client_id', 'iss', 'aud'])
+  add('required claim', `${claim} missing`, real({ [claim]: undefined }))
 
 // Time claims at the tolerance edges (RFC 7519 §4.1.4–§4.1.6) and in bad shapes (RFC 7519 §2 NumericDate).
 add('time claims', 'exp = now − T − 1', real({ exp: NOW - T - 1, iat: NOW - 600 }))
@@ -196,7 +254,11 @@ add('time claims', 'iat = now + T', real({ iat: NOW + T }), 'accepted')
 for (const claim of ['exp', 'iat', 'nbf']) {
   const valid = claim === 'exp' ? NOW + 300 : NOW - 10
   for (const [name, value] of [
-    ['non-integer', valid + 0.5], ['a string', String(valid)], ['negative', -1], ['null', null], ['true', true],
+    ['non-integer', valid + 0.5],
+    ['a string', String(valid)],
+    ['negative', -1],
+    ['null', null],
+    ['true', true],
     ['beyond 2^53', 2 ** 53 + 2],
   ] as const) {
     add('time claims', `${claim} ${name}`, real({ [claim]: value }))
@@ -208,11 +270,20 @@ for (const claim of ['exp', 'iat', 'nbf']) {
 // Not a canonical JWS compact serialization (RFC 7515 §7.1).
 const flattened = { protected: goodHeader, payload: goodPayload, signature: goodSignature }
 add('not compact JWS', 'JWS JSON flattened serialization (not a b64token: quotes)', JSON.stringify(flattened), 400)
-add('not compact JWS', 'JWS JSON general serialization', JSON.stringify({ payload: goodPayload, signatures: [{ protected: goodHeader, signature: goodSignature }] }), 400)
+add(
+  'not compact JWS',
+  'JWS JSON general serialization',
+  JSON.stringify({ payload: goodPayload, signatures: [{ protected: goodHeader, signature: goodSignature }] }),
+  400,
+)
 add('not compact JWS', 'JWS JSON, base64url-encoded', b64u(JSON.stringify(flattened)))
 add('not compact JWS', '2 segments', `${goodHeader}.${goodPayload}`)
 add('not compact JWS', '4 segments', `${good}.${goodSignature}`)
-add('not compact JWS', '5 segments (JWE shape)', `${goodHeader}.${goodPayload}.${goodSignature}.${goodPayload}.${goodSignature}`)
+add(
+  'not compact JWS',
+  '5 segments (JWE shape)',
+  `${goodHeader}.${goodPayload}.${goodSignature}.${goodPayload}.${goodSignature}`,
+)
 add('not compact JWS', 'trailing dot', `${good}.`)
 add('not compact JWS', 'leading dot', `.${good}`)
 add('not compact JWS', '= padding after the signature', `${good}==`)
@@ -220,7 +291,16 @@ add('not compact JWS', '= padding inside (not a b64token)', `${goodHeader}=.${go
 // ECDSA signatures are random: sign until the base64url text has a - or _ to turn into + or /.
 let dashed = good
 while (!/[-_]/.test(dashed.split('.')[2] ?? '')) dashed = real()
-add('not compact JWS', '+ and / (base64, not base64url)', withSignature(dashed, fromB64u(dashed.split('.')[2] ?? '').toString('base64').replace(/=+$/, '')))
+add(
+  'not compact JWS',
+  '+ and / (base64, not base64url)',
+  withSignature(
+    dashed,
+    fromB64u(dashed.split('.')[2] ?? '')
+      .toString('base64')
+      .replace(/=+$/, ''),
+  ),
+)
 add('not compact JWS', 'whitespace inside (not a b64token)', `${goodHeader}. ${goodPayload}.${goodSignature}`, 400)
 add('not compact JWS', 'a tab inside (not a b64token)', `${goodHeader}.\t${goodPayload}.${goodSignature}`, 400)
 const lastChar = goodSignature.at(-1) ?? 'A'
@@ -233,7 +313,11 @@ add('not compact JWS', 'over 8 KiB', withSignature(good, 'A'.repeat(8200)))
 
 // Payloads that are not a JSON object (RFC 7519 §7.2), and broken headers.
 for (const [name, payload] of [
-  ['null', 'null'], ['an array', '[]'], ['a string', '"claims"'], ['a number', '42'], ['empty', ''],
+  ['null', 'null'],
+  ['an array', '[]'],
+  ['a string', '"claims"'],
+  ['a number', '42'],
+  ['empty', ''],
   ['invalid UTF-8', Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d])],
   ['truncated JSON', JSON.stringify(claims()).slice(0, -1)],
 ] as const) {
@@ -241,8 +325,18 @@ for (const [name, payload] of [
 }
 // jose's UTF-8 decoder drops a leading BOM (RFC 8259 §8.1 lets parsers ignore it). The AS never emits
 // one and the signature covers it, so this is recorded, not refused.
-add('not JSON', 'payload with a BOM before the object, signed by the AS key', realRaw(header(), `\ufeff${JSON.stringify(claims())}`), 'accepted')
-for (const [name, h] of [['null', 'null'], ['an array', '[]'], ['invalid UTF-8', '\udcff'], ['not JSON', 'alg=ES256']] as const) {
+add(
+  'not JSON',
+  'payload with a BOM before the object, signed by the AS key',
+  realRaw(header(), `\ufeff${JSON.stringify(claims())}`),
+  'accepted',
+)
+for (const [name, h] of [
+  ['null', 'null'],
+  ['an array', '[]'],
+  ['invalid UTF-8', '\udcff'],
+  ['not JSON', 'alg=ES256'],
+] as const) {
   add('not JSON', `header ${name}`, `${b64u(h)}.${goodPayload}.${goodSignature}`)
 }
 
@@ -298,8 +392,12 @@ describe('forged tokens at an RS with a remote JWK Set', () => {
 describe('kid values touch no file and cost no time', () => {
   it('opens no file and answers each junk kid quickly', async () => {
     const spies = [
-      vi.spyOn(fs, 'openSync'), vi.spyOn(fs, 'readFileSync'), vi.spyOn(fs, 'open'), vi.spyOn(fs, 'readFile'),
-      vi.spyOn(fs.promises, 'open'), vi.spyOn(fs.promises, 'readFile'),
+      vi.spyOn(fs, 'openSync'),
+      vi.spyOn(fs, 'readFileSync'),
+      vi.spyOn(fs, 'open'),
+      vi.spyOn(fs, 'readFile'),
+      vi.spyOn(fs.promises, 'open'),
+      vi.spyOn(fs.promises, 'readFile'),
     ]
     try {
       const { app } = makeApp({ jwks: JWKS })
@@ -321,13 +419,30 @@ describe('kid values touch no file and cost no time', () => {
 })
 
 describe('the key binds its algorithm, not just the allowlist (RFC 8725 §3.1)', () => {
-  const everything = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+  const everything = [
+    'ES256',
+    'ES384',
+    'ES512',
+    'EdDSA',
+    'Ed25519',
+    'RS256',
+    'RS384',
+    'RS512',
+    'PS256',
+    'PS384',
+    'PS512',
+  ]
   const { app } = makeApp({ jwks: JWKS, algorithms: everything })
 
-  it.each(['ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'PS256'])('alg %s with the ES256 key fails even when allowed', async (alg) => {
-    const signAlg = alg.startsWith('ES') ? alg : 'ES256'
-    await expectInvalidToken(await callWith(app, forge({ header: header({ alg }), payload: claims(), signAlg, key: es.privateKey })))
-  })
+  it.each(['ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'PS256'])(
+    'alg %s with the ES256 key fails even when allowed',
+    async (alg) => {
+      const signAlg = alg.startsWith('ES') ? alg : 'ES256'
+      await expectInvalidToken(
+        await callWith(app, forge({ header: header({ alg }), payload: claims(), signAlg, key: es.privateKey })),
+      )
+    },
+  )
 
   it('the honest token passes there', async () => {
     await expectAccepted(await callWith(app, good))
@@ -360,7 +475,10 @@ describe('duplicate JSON members (RFC 7519 §4: lexically last)', () => {
     const { app } = makeApp({ jwks: JWKS })
     const text = JSON.stringify(claims()).replace('"scope":"read write"', '"scope":"admin","scope":"read"')
     expect(await expectAccepted(await callWith(app, realRaw(header(), text)))).toMatchObject({ scope: 'read' })
-    const audText = JSON.stringify(claims()).replace(`"aud":"${AUDIENCE}"`, `"aud":"${AUDIENCE}","aud":"https://other.test"`)
+    const audText = JSON.stringify(claims()).replace(
+      `"aud":"${AUDIENCE}"`,
+      `"aud":"${AUDIENCE}","aud":"https://other.test"`,
+    )
     await expectInvalidToken(await callWith(app, realRaw(header(), audText)))
   })
 })

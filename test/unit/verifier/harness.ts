@@ -16,7 +16,12 @@ export const INVALID_TOKEN = 'Bearer realm="tokensmith", error="invalid_token"'
 export const INVALID_REQUEST = 'Bearer realm="tokensmith", error="invalid_request"'
 
 export function makeApp(options: Partial<BearerAuthOptions>) {
-  const middleware = bearerAuth({ issuer: ISSUER, audience: AUDIENCE, clock: () => NOW, ...options } as BearerAuthOptions)
+  const middleware = bearerAuth({
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    clock: () => NOW,
+    ...options,
+  } as BearerAuthOptions)
   const app = new Hono<{ Variables: BearerAuthVariables }>()
   app.use('/api/*', middleware)
   app.get('/api/whoami', (c) => c.json(c.get('auth')))

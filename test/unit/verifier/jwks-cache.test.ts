@@ -9,15 +9,7 @@ import { describe, expect, it } from 'vitest'
 import type { RemoteJwks } from '../../../src/verifier/index.js'
 import { jwksOf, makeKey, signToken, type TestKey } from '../../helpers/forge.js'
 import { ATTACKER_ORIGIN, JWKS_URL, useMsw } from '../../helpers/msw.js'
-import {
-  DEFAULTS,
-  NOW,
-  callWith,
-  expectAccepted,
-  expectInvalidToken,
-  expectUnavailable,
-  makeApp,
-} from './harness.js'
+import { DEFAULTS, NOW, callWith, expectAccepted, expectInvalidToken, expectUnavailable, makeApp } from './harness.js'
 
 const k1 = makeKey('ES256', 'k1')
 const k2 = makeKey('ES256', 'k2')
@@ -50,7 +42,12 @@ describe('remote JWKS: caching and rotation', () => {
 
   it('sends a plain GET with redirect: manual and a JWK Set Accept header', async () => {
     const seen: Request[] = []
-    msw.server.use(http.get(JWKS_URL, ({ request }) => { seen.push(request); return HttpResponse.json(jwksOf(k1)) }))
+    msw.server.use(
+      http.get(JWKS_URL, ({ request }) => {
+        seen.push(request)
+        return HttpResponse.json(jwksOf(k1))
+      }),
+    )
     await expectAccepted(await rs().call(k1))
     expect(seen).toHaveLength(1)
     expect(seen[0]?.redirect).toBe('manual')
@@ -81,7 +78,12 @@ describe('remote JWKS: caching and rotation', () => {
   })
 
   it('concurrent misses share one in-flight fetch', async () => {
-    msw.server.use(http.get(JWKS_URL, async () => { await delay(50); return HttpResponse.json(jwksOf(k1, k2)) }))
+    msw.server.use(
+      http.get(JWKS_URL, async () => {
+        await delay(50)
+        return HttpResponse.json(jwksOf(k1, k2))
+      }),
+    )
     const { call } = rs()
     const responses = await Promise.all(Array.from({ length: 50 }, (_, i) => call(i % 2 === 0 ? k1 : k2)))
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(200))
@@ -148,7 +150,10 @@ describe('random kids cannot drive fetches (one fetch per cooldown at most)', ()
     const durations: number[] = []
     for (let i = 0; i < 10_000; i += 1) {
       clock.now = NOW + (i * 60) / 10_000
-      const token = signToken({ ...k1, kid: `random-${i}-${Math.random().toString(36).slice(2)}` }, { ...DEFAULTS, now: Math.floor(clock.now) })
+      const token = signToken(
+        { ...k1, kid: `random-${i}-${Math.random().toString(36).slice(2)}` },
+        { ...DEFAULTS, now: Math.floor(clock.now) },
+      )
       const started = performance.now()
       const response = await callWith(app, token)
       durations.push(performance.now() - started)
@@ -198,7 +203,10 @@ describe('JWKS faults: the last good set is kept, a missing one is 503, never 40
 
   it('(c) a 302 is not followed: 503 with no set, and the target gets no request', async () => {
     msw.server.use(
-      http.get(JWKS_URL, () => new HttpResponse(null, { status: 302, headers: { location: `${ATTACKER_ORIGIN}/jwks.json` } })),
+      http.get(
+        JWKS_URL,
+        () => new HttpResponse(null, { status: 302, headers: { location: `${ATTACKER_ORIGIN}/jwks.json` } }),
+      ),
       http.all(`${ATTACKER_ORIGIN}/*`, () => HttpResponse.json(jwksOf(k1))),
     )
     await expectUnavailable(await rs().call(k1))
@@ -210,13 +218,20 @@ describe('JWKS faults: the last good set is kept, a missing one is 503, never 40
     let produced = 0
     const chunk = new Uint8Array(16 * 1024).fill(0x20)
     msw.server.use(
-      http.get(JWKS_URL, () => new HttpResponse(new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (produced >= 10 * 1024 * 1024) return controller.close()
-          produced += chunk.byteLength
-          controller.enqueue(chunk)
-        },
-      }), { headers: { 'content-type': 'application/json' } })),
+      http.get(
+        JWKS_URL,
+        () =>
+          new HttpResponse(
+            new ReadableStream<Uint8Array>({
+              pull(controller) {
+                if (produced >= 10 * 1024 * 1024) return controller.close()
+                produced += chunk.byteLength
+                controller.enqueue(chunk)
+              },
+            }),
+            { headers: { 'content-type': 'application/json' } },
+          ),
+      ),
     )
     const started = performance.now()
     await expectUnavailable(await rs({ maxBytes: 64 * 1024 }).call(k1))
@@ -226,9 +241,15 @@ describe('JWKS faults: the last good set is kept, a missing one is 503, never 40
   })
 
   it('(d) a declared Content-Length over the cap is refused without reading', async () => {
-    msw.server.use(http.get(JWKS_URL, () => new HttpResponse(JSON.stringify(jwksOf(k1)), {
-      headers: { 'content-type': 'application/json', 'content-length': String(1024 * 1024) },
-    })))
+    msw.server.use(
+      http.get(
+        JWKS_URL,
+        () =>
+          new HttpResponse(JSON.stringify(jwksOf(k1)), {
+            headers: { 'content-type': 'application/json', 'content-length': String(1024 * 1024) },
+          }),
+      ),
+    )
     await expectUnavailable(await rs({ maxBytes: 1024 }).call(k1))
   })
 
@@ -240,7 +261,12 @@ describe('JWKS faults: the last good set is kept, a missing one is 503, never 40
   })
 
   it('(e) a stalled response is aborted at jwks.timeout', async () => {
-    msw.server.use(http.get(JWKS_URL, async () => { await delay('infinite'); return HttpResponse.json(jwksOf(k1)) }))
+    msw.server.use(
+      http.get(JWKS_URL, async () => {
+        await delay('infinite')
+        return HttpResponse.json(jwksOf(k1))
+      }),
+    )
     const started = performance.now()
     await expectUnavailable(await rs({ timeout: 0.2 }).call(k1))
     const elapsed = performance.now() - started
@@ -249,9 +275,20 @@ describe('JWKS faults: the last good set is kept, a missing one is 503, never 40
   })
 
   it('(e) a body that stalls half-way is aborted at jwks.timeout', async () => {
-    msw.server.use(http.get(JWKS_URL, () => new HttpResponse(new ReadableStream<Uint8Array>({
-      start(controller) { controller.enqueue(new TextEncoder().encode('{"keys":[')) },
-    }), { headers: { 'content-type': 'application/json' } })))
+    msw.server.use(
+      http.get(
+        JWKS_URL,
+        () =>
+          new HttpResponse(
+            new ReadableStream<Uint8Array>({
+              start(controller) {
+                controller.enqueue(new TextEncoder().encode('{"keys":['))
+              },
+            }),
+            { headers: { 'content-type': 'application/json' } },
+          ),
+      ),
+    )
     const started = performance.now()
     await expectUnavailable(await rs({ timeout: 0.2 }).call(k1))
     expect(performance.now() - started).toBeLessThan(1000)

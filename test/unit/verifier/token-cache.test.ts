@@ -6,7 +6,13 @@ import { Hono } from 'hono'
 import { http, HttpResponse } from 'msw'
 import { describe, expect, it } from 'vitest'
 
-import { bearerAuth, type AccessTokenClaims, type BearerAuthOptions, type BearerAuthVariables, type RejectInfo } from '../../../src/verifier/index.js'
+import {
+  bearerAuth,
+  type AccessTokenClaims,
+  type BearerAuthOptions,
+  type BearerAuthVariables,
+  type RejectInfo,
+} from '../../../src/verifier/index.js'
 import { jwksOf, makeKey, signToken, withSignature } from '../../helpers/forge.js'
 import { JWKS_URL, useMsw } from '../../helpers/msw.js'
 import { AUDIENCE, DEFAULTS, ISSUER, NOW, T, callWith, expectAccepted, expectInvalidToken, makeApp } from './harness.js'
@@ -47,7 +53,12 @@ describe('bearerAuth token cache', () => {
     ]
     const answers = (options: Partial<BearerAuthOptions>) => {
       const seen: RejectInfo[] = []
-      const { app } = makeApp({ jwks: jwksOf(es), clock: () => clock.now, onReject: (info) => seen.push(info), ...options })
+      const { app } = makeApp({
+        jwks: jwksOf(es),
+        clock: () => clock.now,
+        onReject: (info) => seen.push(info),
+        ...options,
+      })
       return async (presented: string) => {
         const before = seen.length
         const response = await callWith(app, presented)
@@ -59,7 +70,20 @@ describe('bearerAuth token cache', () => {
     // Each token is remembered at an instant it is valid, then asked about at every other second.
     clock.now = NOW + T
     for (const presented of tokens) expect((await cached(presented)).status).toBe(200)
-    const instants = [NOW - 2 * T, NOW - T - 1, NOW - 1, NOW, NOW + 1, NOW + 2 * T, NOW + 299, NOW + 300, NOW + 329, NOW + 330, NOW + 331, NOW + 600]
+    const instants = [
+      NOW - 2 * T,
+      NOW - T - 1,
+      NOW - 1,
+      NOW,
+      NOW + 1,
+      NOW + 2 * T,
+      NOW + 299,
+      NOW + 300,
+      NOW + 329,
+      NOW + 330,
+      NOW + 331,
+      NOW + 600,
+    ]
     for (const instant of instants) {
       for (const presented of tokens) {
         clock.now = instant
@@ -82,7 +106,7 @@ describe('bearerAuth token cache', () => {
     await expectInvalidToken(await callWith(app, token))
   })
 
-  it('checks each middleware instance\'s own scopes for a remembered token (RFC 6750 §3.1)', async () => {
+  it("checks each middleware instance's own scopes for a remembered token (RFC 6750 §3.1)", async () => {
     const reader = signToken(es, DEFAULTS, { scope: 'read' })
     const app = new Hono<{ Variables: BearerAuthVariables }>()
     const options = { issuer: ISSUER, audience: AUDIENCE, jwks: jwksOf(es), clock: () => NOW }
