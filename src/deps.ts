@@ -26,3 +26,6 @@ export interface Deps {
    */
   readiness?: Map<'KEYS_DIR' | 'CLIENTS_FILE', string>
 }
+
+/** The problems /readyz reports (see Deps.readiness), created for deps built without them. */
+export const readinessOf = (deps: Deps): Map<'KEYS_DIR' | 'CLIENTS_FILE', string> => (deps.readiness ??= new Map())

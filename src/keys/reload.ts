@@ -1,5 +1,11 @@
+import type { Deps } from '../deps.js'
+import { readinessOf } from '../deps.js'
+import type { Logger } from '../observability/logger.js'
+import { watchForChanges, type Watcher } from '../storage/watch.js'
+import { createKeyStore, keyRetention } from './key-store.js'
 import type { KeyStore } from './key-store.js'
-import type { KeysDirContents } from './keys-dir.js'
+import { keysDirAccessProblem, keysDirSignature, readKeysDir, type KeysDirContents } from './keys-dir.js'
+import { denylistRevokedKeys } from './rotation.js'
 
 /**
  * Why a freshly read KEYS_DIR must not replace the keys in force, or undefined if it may.
@@ -19,4 +25,61 @@ export function reloadProblem(inForce: KeyStore, next: KeysDirContents): string 
     return `published key ${vanished.map((t) => `${t.kid} (${t.state})`).join(', ')} disappeared without being revoked`
   }
   return undefined
+}
+
+/**
+ * A private key readable by others is reported as an error at every load (group-readable, 0640 or
+ * 0440, is fine: a group the operator chose), and one stored in clear although KEYS_PASSPHRASE is
+ * set as a warning (rotate it out to get rid of it).
+ */
+function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
+  for (const file of contents.exposed) {
+    log.error({ file }, 'key file is readable by others; run chmod 600 on it')
+  }
+  for (const file of contents.unencrypted) {
+    log.warn({ file }, 'private key is stored unencrypted although KEYS_PASSPHRASE is set; rotate it out')
+  }
+}
+
+/**
+ * Hot reload of KEYS_DIR: within `intervalMs` of a change (or at once on SIGHUP), all or nothing.
+ * A reload that would break signing or verification is refused and logged; the last good keys stay.
+ * So is every reload while others can write the directory (or it is not ours), and then /readyz
+ * answers 503 until that is fixed.
+ * The first check runs at once (it denylists revoked keys); a denylist write that fails keeps the
+ * new keys in force and fails the reload, so it is tried again at every check until it lands.
+ */
+export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher> {
+  const dir = deps.config.keysDir
+  const watcher = watchForChanges({
+    name: dir,
+    intervalMs,
+    log: deps.log,
+    initial: undefined,
+    signature: () => keysDirSignature(dir),
+    reload: async () => {
+      // Whoever can write KEYS_DIR can add a key that signs: nothing in it is loaded until fixed.
+      const access = await keysDirAccessProblem(dir)
+      if (access) {
+        readinessOf(deps).set('KEYS_DIR', access.summary)
+        throw new Error(access.message)
+      }
+      readinessOf(deps).delete('KEYS_DIR')
+      const contents = await readKeysDir(dir, deps.config.keysPassphrase)
+      const problem = reloadProblem(deps.keys, contents)
+      if (problem) throw new Error(problem)
+      reportExposedKeys(contents, deps.log)
+      deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
+      deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
+      const failed = await denylistRevokedKeys(
+        deps.denylist,
+        contents.tombstones,
+        keyRetention(deps.config.clockTolerance),
+      )
+      if (failed.length > 0)
+        throw new Error(`keys applied, but revoked key ${failed.join(', ')} is not in the denylist yet; retrying`)
+    },
+  })
+  await watcher.check()
+  return watcher
 }

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { watchClients } from '../../../src/bootstrap.js'
+import { watchClients } from '../../../src/clients/reload.js'
 import { loadClientRegistry } from '../../../src/clients/clients-file.js'
 import { tempDir } from '../../helpers/cli.js'
 import { clientEntry, makeDeps } from '../../helpers/make-deps.js'

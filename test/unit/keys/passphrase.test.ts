@@ -117,7 +117,8 @@ describe('plain key files with KEYS_PASSPHRASE set', () => {
     expect(contents.unencrypted.sort()).toEqual(plain.records.map((r) => `${r.kid}.json`).sort())
     expect((await readKeysDir(keysDir)).unencrypted).toEqual([])
 
-    const { buildDeps, watchKeys } = await import('../../../src/bootstrap.js')
+    const { buildDeps } = await import('../../../src/bootstrap.js')
+    const { watchKeys } = await import('../../../src/keys/reload.js')
     const { loadConfig } = await import('../../../src/config.js')
     const captured = captureLog()
     const deps = await buildDeps(
