@@ -4,6 +4,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
   type JWTVerifyOptions,
+  type JWTVerifyResult,
   type KeyInput,
 } from 'jose'
 
@@ -61,18 +62,18 @@ export interface VerifiedAccessToken {
  * jose's local set throws `JWKSMultipleMatchingKeys` when a `kid` is published twice (say, once per
  * algorithm); it then yields each candidate, and the first whose signature verifies wins.
  */
-async function verifySignature(
+export async function verifySignature(
   token: string,
   key: VerificationKey['key'],
   options: JWTVerifyOptions,
-): Promise<JWTPayload> {
+): Promise<JWTVerifyResult> {
   try {
-    return (await jwtVerify(token, key, options)).payload
+    return await jwtVerify(token, key, options)
   } catch (error) {
     if (!(error instanceof joseErrors.JWKSMultipleMatchingKeys)) throw error
     for await (const candidate of error) {
       try {
-        return (await jwtVerify(token, candidate, options)).payload
+        return await jwtVerify(token, candidate, options)
       } catch (inner) {
         if (!(inner instanceof joseErrors.JWSSignatureVerificationFailed)) throw inner
       }
@@ -129,7 +130,7 @@ export async function verifyAccessToken(deps: AccessTokenVerifierDeps, token: st
   }
   let payload: JWTPayload
   try {
-    payload = await verifySignature(token, key.key, options)
+    payload = (await verifySignature(token, key.key, options)).payload
   } catch (cause) {
     throw invalidToken(joseReason(cause), cause)
   }
