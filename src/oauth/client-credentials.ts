@@ -59,8 +59,13 @@ export function resolveAudience(client: Client, params: FormParams): string {
     throw invalidTarget('resource must be an absolute URI without a fragment')
   }
   const target = resource ?? audience
-  // The registry holds at least one audience per client; the first is the default.
-  if (target === undefined) return client.audiences[0] ?? ''
-  if (!client.audiences.includes(target)) throw invalidTarget('the requested resource is not allowed for this client')
-  return target
+  if (target !== undefined) {
+    if (!client.audiences.includes(target)) throw invalidTarget('the requested resource is not allowed for this client')
+    return target
+  }
+  // The first audience is the default. The registry refuses a client without one; were one to slip
+  // through, that is our fault (500), never a token with an empty `aud`.
+  const [first] = client.audiences
+  if (first === undefined) throw new Error(`client ${client.id} has no audience`)
+  return first
 }

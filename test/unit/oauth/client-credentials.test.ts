@@ -102,6 +102,10 @@ describe('resolveAudience', () => {
     expect(resolveAudience(client(), form())).toBe('https://api.example.com')
   })
 
+  it('never issues for an empty audience: a client without one is a fault of ours, not a default', () => {
+    expect(() => resolveAudience(client({ audiences: [] }), form())).toThrow('client svc-a has no audience')
+  })
+
   it('uses a registered resource or audience', () => {
     expect(resolveAudience(client(), form('resource=urn%3Aapi%3Ab'))).toBe('urn:api:b')
     expect(resolveAudience(client(), form('audience=urn%3Aapi%3Ab'))).toBe('urn:api:b')
