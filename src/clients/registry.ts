@@ -3,6 +3,8 @@ import { z } from 'zod'
 import type { Clock } from '../clock.js'
 import { DIGEST_BYTES, DUMMY_DIGEST, digestSecret, digestsEqual } from './secret.js'
 import { SCOPE_TOKEN } from '../verifier/grammar.js'
+import { parseJwkSet, type JwkSet } from '../verifier/jwk-set.js'
+import { isLoopbackHost } from '../config.js'
 
 /**
  * The client registry: who may ask for tokens, with which scopes and for which audiences.
@@ -17,6 +19,43 @@ const AUDIENCE = /^[\x21-\x7E]{1,512}$/
 
 export const GRANT_TYPES = ['client_credentials'] as const
 
+/**
+ * RFC 7591 §2 `token_endpoint_auth_method`. Absent: a secret, sent either way RFC 6749 §2.3.1 allows
+ * (`client_secret_basic`, `client_secret_post`). `private_key_jwt` (RFC 7523 §2.2): a JWT signed with
+ * the client's key (`jwks` or `jwks_uri`), or, with neither, a platform token that a trust entry of
+ * TRUST_FILE maps to this client (workload identity federation). Such a client has no secret.
+ */
+export const ASSERTION_AUTH_METHOD = 'private_key_jwt'
+
+/** Why `value` is not an acceptable client `jwks_uri` (https; plain http only on loopback), or undefined. */
+export function jwksUriProblem(value: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return 'must be an absolute URL'
+  }
+  if (url.username || url.password) return 'must not hold a user name or password'
+  if (url.hash || value.includes('#')) return 'must not have a fragment'
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+    return 'must be an https URL (http only for a loopback host)'
+  }
+  return undefined
+}
+
+/** A JWK Set of public signature keys (RFC 7517 §5), as parseJwkSet accepts it. */
+const publicJwks = z
+  .object({ keys: z.array(z.record(z.string(), z.unknown())).min(1, 'needs at least one key').max(10) })
+  .passthrough()
+  .superRefine((value, ctx) => {
+    try {
+      const set = parseJwkSet(value)
+      if (set.kids.size !== value.keys.length) ctx.addIssue({ code: 'custom', message: 'every key needs a kid' })
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: (error as Error).message })
+    }
+  })
+
 const secretEntry = z.object({
   /** base64url SHA-256 of the secret */
   sha256: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url SHA-256 digest'),
@@ -28,7 +67,8 @@ const secretEntry = z.object({
 export const clientEntrySchema = z
   .object({
     client_id: z.string().regex(CLIENT_ID, 'must match ^[A-Za-z0-9._-]{3,64}$'),
-    secrets: z.array(secretEntry).min(1, 'needs at least one secret digest').max(2, 'at most two live secrets'),
+    /** Empty only for `private_key_jwt` clients, which have none. */
+    secrets: z.array(secretEntry).max(2, 'at most two live secrets').default([]),
     scopes: z.array(z.string().regex(SCOPE_TOKEN, 'each scope must be an RFC 6749 section 3.3 scope-token')).min(1),
     audiences: z.array(z.string().regex(AUDIENCE, 'each audience must be 1-512 visible ASCII characters')).min(1),
     access_token_ttl: z.number().int().min(60).max(3600).optional(),
@@ -40,13 +80,61 @@ export const clientEntrySchema = z
      * `client rotate-secret --revoke-tokens`; each server denylists the client when it loads the file).
      */
     tokens_revoked_at: z.number().int().nonnegative().optional(),
+    token_endpoint_auth_method: z.literal(ASSERTION_AUTH_METHOD).optional(),
+    /** private_key_jwt: the client's public keys, inline (RFC 7591 §2 `jwks`). */
+    jwks: publicJwks.optional(),
+    /** private_key_jwt: where the client publishes its public keys (RFC 7591 §2 `jwks_uri`). */
+    jwks_uri: z
+      .string()
+      .max(2048)
+      .superRefine((value, ctx) => {
+        const problem = jwksUriProblem(value)
+        if (problem) ctx.addIssue({ code: 'custom', message: problem })
+      })
+      .optional(),
+    /** private_key_jwt: refuse assertions without `typ: client-authentication+jwt` (RFC 10070). */
+    require_typ: z.boolean().optional(),
   })
   .strict()
+  .superRefine((entry, ctx) => {
+    if (entry.token_endpoint_auth_method === ASSERTION_AUTH_METHOD) {
+      if (entry.secrets.length > 0) {
+        ctx.addIssue({ code: 'custom', path: ['secrets'], message: 'a private_key_jwt client has no secret' })
+      }
+      if (entry.jwks !== undefined && entry.jwks_uri !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['jwks_uri'], message: 'use jwks or jwks_uri, not both' })
+      }
+      return
+    }
+    if (entry.secrets.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['secrets'], message: 'needs at least one secret digest' })
+    }
+    for (const field of ['jwks', 'jwks_uri', 'require_typ'] as const) {
+      if (entry[field] !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [field],
+          message: 'only for token_endpoint_auth_method "private_key_jwt"',
+        })
+      }
+    }
+  })
 
 export const clientsFileSchema = z.object({ clients: z.array(clientEntrySchema) }).strict()
 
 export type ClientEntry = z.infer<typeof clientEntrySchema>
 export type ClientsFile = z.infer<typeof clientsFileSchema>
+
+/**
+ * How a private_key_jwt client proves itself (RFC 7523 §2.2): its own keys, inline or at a URL; with
+ * neither, only through a workload identity federation trust entry.
+ */
+export interface AssertionSettings {
+  jwks?: JwkSet
+  jwksUri?: string
+  /** Refuse assertions without `typ: client-authentication+jwt` (RFC 10070). */
+  requireTyp: boolean
+}
 
 /** One client, as the token endpoint sees it. Clients with the same settings share these arrays. */
 export interface Client {
@@ -56,6 +144,8 @@ export interface Client {
   accessTokenTtl: number | undefined
   grantTypes: readonly string[]
   resourceServer: boolean
+  /** Set for private_key_jwt clients (which have no secret); undefined for secret clients. */
+  assertion?: AssertionSettings
 }
 
 export interface ClientRegistry {
@@ -133,6 +223,8 @@ export interface ClientSettings {
   resourceServer: boolean
   accessTokenTtl: number | undefined
   tokensRevokedAt: number | undefined
+  /** private_key_jwt clients only (they are few: kept beside the compact rows). */
+  assertion?: AssertionSettings | undefined
 }
 
 export interface RegistryBuilder {
@@ -155,6 +247,7 @@ export function createRegistryBuilder(): RegistryBuilder {
   const profiles: Profile[] = []
   const profileIndex = new Map<string, number>()
   const tokensRevokedAt = new Map<string, number>()
+  const assertions = new Map<string, AssertionSettings>()
   let profileOf = new Uint32Array(1024)
   let firstSecret = new Uint32Array(1025)
   let digests = Buffer.alloc(1024 * DIGEST_BYTES)
@@ -215,6 +308,8 @@ export function createRegistryBuilder(): RegistryBuilder {
       const added = rows.size > before
       if (settings.tokensRevokedAt !== undefined) tokensRevokedAt.set(id, settings.tokensRevokedAt)
       else if (!added) tokensRevokedAt.delete(id)
+      if (settings.assertion !== undefined) assertions.set(id, settings.assertion)
+      else if (!added) assertions.delete(id)
       return added
     },
     build(source) {
@@ -227,6 +322,7 @@ export function createRegistryBuilder(): RegistryBuilder {
         digests: Buffer.from(digests.subarray(0, secretCount * DIGEST_BYTES)),
         expiries: expiries.slice(0, secretCount),
         tokensRevokedAt,
+        assertions,
         source,
       })
     },
@@ -254,12 +350,13 @@ function compactRegistry(parts: {
   digests: Buffer
   expiries: Float64Array
   tokensRevokedAt: Map<string, number>
+  assertions: Map<string, AssertionSettings>
   source: string | undefined
 }): ClientRegistry {
-  const { rows, profiles, profileOf, firstSecret, digests, expiries } = parts
+  const { rows, profiles, profileOf, firstSecret, digests, expiries, assertions } = parts
   const clientAt = (id: string, row: number): Client => {
     const profile = profiles[profileOf[row]!]!
-    return {
+    const client: Client = {
       id,
       scopes: profile.scopes,
       audiences: profile.audiences,
@@ -267,6 +364,11 @@ function compactRegistry(parts: {
       grantTypes: profile.grantTypes,
       resourceServer: profile.resourceServer,
     }
+    if (assertions.size > 0) {
+      const assertion = assertions.get(id)
+      if (assertion) client.assertion = assertion
+    }
+    return client
   }
   const scopes = [...new Set(profiles.flatMap((profile) => profile.scopes))].sort()
   return {
@@ -311,9 +413,20 @@ export function createClientRegistry(file: ClientsFile, source?: string): Client
       resourceServer: entry.resource_server,
       accessTokenTtl: entry.access_token_ttl,
       tokensRevokedAt: entry.tokens_revoked_at,
+      assertion: assertionSettings(entry),
     })
   }
   return builder.build(source)
+}
+
+/** A private_key_jwt entry's keys and options, parsed once when the registry is built. */
+function assertionSettings(entry: ClientEntry): AssertionSettings | undefined {
+  if (entry.token_endpoint_auth_method !== ASSERTION_AUTH_METHOD) return undefined
+  return {
+    ...(entry.jwks !== undefined && { jwks: parseJwkSet(entry.jwks) }),
+    ...(entry.jwks_uri !== undefined && { jwksUri: entry.jwks_uri }),
+    requireTyp: entry.require_typ ?? false,
+  }
 }
 
 /**
