@@ -5,6 +5,8 @@ import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
 import type { Denylist } from './denylist/denylist.js'
+import { warnIfTrustFileWritable } from './federation/reload.js'
+import { loadTrustStore } from './federation/trust-file.js'
 import { createKeyStore, keyRetention } from './keys/key-store.js'
 import { ensureKeys, type KeysDirContents } from './keys/keys-dir.js'
 import type { Logger } from './observability/logger.js'
@@ -25,18 +27,33 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
   } else {
     log.info({ clients: clients.size }, 'clients loaded')
   }
+  const trust = await loadTrust(config, log)
   const denylist = await createDenylist(config, log, clock)
   const deps: Deps = {
     config,
     clock,
     keys,
     clients,
+    trust,
     denylist,
     log,
     lifecycle: { shuttingDown: false },
     readiness: new Map(),
   }
   return deps
+}
+
+/** TRUST_FILE, when there is one: a broken file stops start-up like a broken CLIENTS_FILE. */
+async function loadTrust(config: Config, log: Logger) {
+  const trust = await loadTrustStore(config.trustFile)
+  if (trust.entries.length > 0) {
+    await warnIfTrustFileWritable(config.trustFile, log)
+    log.info(
+      { file: config.trustFile, entries: trust.entries.length },
+      'workload identity federation: trust entries loaded',
+    )
+  }
+  return trust
 }
 
 /**
@@ -68,6 +85,7 @@ export async function prepareKeys(config: Config, log: Logger, clock: Clock): Pr
 export async function checkBeforeFork(config: Config, log: Logger, clock: Clock): Promise<void> {
   await prepareKeys(config, log, clock)
   await loadClientRegistry(config.clientsFile)
+  await loadTrustStore(config.trustFile)
 }
 
 /**

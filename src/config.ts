@@ -134,6 +134,8 @@ const VARIABLES = {
   },
   keysDir: { name: 'KEYS_DIR', schema: z.string().min(1), allowed: 'a directory path', default: './keys' },
   clientsFile: { name: 'CLIENTS_FILE', schema: z.string().min(1), allowed: 'a file path', default: './clients.json' },
+  /** Workload identity federation: which platform tokens authenticate as which clients (src/federation/). */
+  trustFile: { name: 'TRUST_FILE', schema: z.string().min(1), allowed: 'a file path', default: './trust.json' },
   accessTokenTtl: {
     name: 'ACCESS_TOKEN_TTL',
     schema: integer(60, 3600),
@@ -183,6 +185,16 @@ const VARIABLES = {
     schema: integer(0, 300),
     allowed: 'an integer number of seconds from 0 to 300',
     default: '30',
+  },
+  /**
+   * How far ahead of now an RFC 7523 client assertion's `exp` may lie: a longer-lived assertion is
+   * refused (RFC 7523 §3 item 4 lets the server limit it), so a stolen one is of use for minutes only.
+   */
+  clientAssertionMaxLifetime: {
+    name: 'CLIENT_ASSERTION_MAX_LIFETIME',
+    schema: integer(30, 3600),
+    allowed: 'an integer number of seconds from 30 to 3600',
+    default: '300',
   },
   /** Live revocations one client may hold in the shared denylist; past it revocation answers 429. */
   revocationsPerClient: {

@@ -2,6 +2,7 @@ import type { Clock } from './clock.js'
 import type { ClientRegistry } from './clients/registry.js'
 import type { Config } from './config.js'
 import type { Denylist } from './denylist/denylist.js'
+import type { TrustStore } from './federation/trust-entry.js'
 import type { KeyStore } from './keys/key-store.js'
 import type { Logger } from './observability/logger.js'
 
@@ -15,6 +16,8 @@ export interface Deps {
   clock: Clock
   keys: KeyStore
   clients: ClientRegistry
+  /** TRUST_FILE: which workload tokens authenticate as which clients; replaced as a whole on reload. */
+  trust?: TrustStore
   /** Revoked token ids (and keys): Redis when REDIS_URL is set, else in memory. */
   denylist: Denylist
   log: Logger
@@ -22,10 +25,14 @@ export interface Deps {
   lifecycle: { shuttingDown: boolean }
   /**
    * What keeps /readyz at 503 until an operator fixes it, by source: a KEYS_DIR others can write,
-   * a CLIENTS_FILE that vanished. The file watchers set and clear it (created on first use).
+   * a CLIENTS_FILE or TRUST_FILE that vanished. The file watchers set and clear it (created on
+   * first use).
    */
-  readiness?: Map<'KEYS_DIR' | 'CLIENTS_FILE', string>
+  readiness?: Map<ReadinessSource, string>
 }
 
+/** The files whose problems hold /readyz at 503. */
+export type ReadinessSource = 'KEYS_DIR' | 'CLIENTS_FILE' | 'TRUST_FILE'
+
 /** The problems /readyz reports (see Deps.readiness), created for deps built without them. */
-export const readinessOf = (deps: Deps): Map<'KEYS_DIR' | 'CLIENTS_FILE', string> => (deps.readiness ??= new Map())
+export const readinessOf = (deps: Deps): Map<ReadinessSource, string> => (deps.readiness ??= new Map())

@@ -5,6 +5,7 @@ import { createApp } from './app.js'
 import { buildDeps } from './bootstrap.js'
 import { watchClients } from './clients/reload.js'
 import { watchKeys } from './keys/reload.js'
+import { watchTrust } from './federation/reload.js'
 import { systemClock } from './clock.js'
 import { isPrimaryCommand } from './cluster.js'
 import type { Config } from './config.js'
@@ -32,7 +33,11 @@ export async function serve(config: Config, log: Logger, options: ServeOptions =
   // The keys watcher's first check runs now, before serving: it reports exposed or unencrypted key
   // files and denylists revoked keys.
   const interval = config.reloadInterval * 1000
-  const watchers = [await watchClients(deps, interval), await watchKeys(deps, interval)]
+  const watchers = [
+    await watchClients(deps, interval),
+    await watchKeys(deps, interval),
+    await watchTrust(deps, interval),
+  ]
   const app = createApp(deps)
   await options.extend?.(app, deps)
   const server = await startServer(app, { port: config.port, host: config.host })

@@ -1,12 +1,21 @@
+import { readFile } from 'node:fs/promises'
+import type { JWK } from 'jose'
 import {
+  CLIENT_KEY_ALGS,
+  DEFAULT_CLIENT_KEY_ALG,
+  createAssertionClientInFile,
   createClientInFile,
   deleteClientFromFile,
   describeClient,
+  generateClientKey,
+  readClientJwks,
   rotateClientSecretInFile,
   updateClientInFile,
+  type ClientKeyAlg,
+  type ClientKeys,
 } from '../clients/admin.js'
 import { readClientsFile } from '../clients/clients-file.js'
-import { CLIENT_ID, SCOPE_TOKEN } from '../clients/registry.js'
+import { CLIENT_ID, SCOPE_TOKEN, jwksUriProblem } from '../clients/registry.js'
 import { MAX_GRACE } from '../clients/rotation.js'
 import { generateSecret } from '../clients/secret.js'
 import { systemClock, type Clock } from '../clock.js'
@@ -26,10 +35,22 @@ import {
 
 const USAGE = `usage:
   npm run --silent client -- create --id ID --scope "a b" --audience AUD [--audience AUD2] [--ttl SECONDS] [--resource-server]
+      [--jwks FILE | --jwks-uri URL | --generate-key [--alg ALG] | --federated] [--require-typ]
   npm run --silent client -- list
   npm run --silent client -- delete --id ID
   npm run --silent client -- rotate-secret --id ID [--grace SECONDS | --revoke-tokens]
   npm run --silent client -- update --id ID [--scope "a b"] [--audience AUD ...] [--ttl SECONDS] [--resource-server | --no-resource-server]
+      [--jwks FILE | --jwks-uri URL | --generate-key [--alg ALG]] [--require-typ | --no-require-typ]
+
+A client authenticates with a secret (shown once), or with private_key_jwt (RFC 7523 section 2.2):
+  --jwks FILE       its public keys: a JWK Set or one JWK (never a private key); a key without kid gets its RFC 7638 thumbprint
+  --jwks-uri URL    where it publishes its public keys (https; http only on loopback)
+  --generate-key    a new key pair: the public key is registered, the private JWK printed once (--alg ${CLIENT_KEY_ALGS.join(', ')}; default ${DEFAULT_CLIENT_KEY_ALG})
+  --federated       no keys: only a workload identity trust entry naming it authenticates it (npm run --silent trust -- add ... --client ID)
+  --require-typ     refuse assertions without typ "client-authentication+jwt" (RFC 10070)
+update --jwks, --jwks-uri or --generate-key replaces the keys of a private_key_jwt client. To roll keys over without
+downtime, give a --jwks FILE holding the old and the new public key, then, once the client signs with the new one,
+one holding the new key alone. A client changes between secret and private_key_jwt by delete and create.
 `
 
 /** What `create` and `update` both take. */
@@ -39,7 +60,86 @@ const CLIENT_FLAGS = {
   audience: { type: 'string', multiple: true },
   ttl: { type: 'string' },
   'resource-server': { type: 'boolean' },
+  jwks: { type: 'string' },
+  'jwks-uri': { type: 'string' },
+  'generate-key': { type: 'boolean' },
+  alg: { type: 'string' },
+  'require-typ': { type: 'boolean' },
 } as const
+
+/** The key options as parsed: `federated` only on create. */
+interface KeyFlags {
+  jwks?: string | undefined
+  'jwks-uri'?: string | undefined
+  'generate-key'?: boolean | undefined
+  alg?: string | undefined
+  federated?: boolean | undefined
+}
+
+/** A private_key_jwt client's keys as the flags give them, and the private JWK when one was generated. */
+interface ChosenKeys {
+  keys: ClientKeys
+  privateJwk?: JWK
+}
+
+/**
+ * The keys of a private_key_jwt client (RFC 7523 §2.2) from `--jwks`, `--jwks-uri`, `--generate-key`
+ * or `--federated`: one of them, or none (undefined). A `--jwks` file's problems are failures
+ * (exit 1), naming the file and key; nothing is written then.
+ */
+async function chooseKeys(flags: KeyFlags, io: CliIo): Promise<ChosenKeys | undefined> {
+  const given = (['jwks', 'jwks-uri', 'generate-key', 'federated'] as const).filter((name) => flags[name] !== undefined)
+  if (given.length > 1) {
+    throw new UsageError(
+      `${given.map((name) => `--${name}`).join(' and ')} exclude each other: choose one source of keys`,
+    )
+  }
+  if (flags.alg !== undefined && !flags['generate-key']) throw new UsageError('--alg goes with --generate-key')
+  if (flags.jwks !== undefined) return { keys: { jwks: await readJwksFile(flags.jwks, io) } }
+  const uri = flags['jwks-uri']
+  if (uri !== undefined) {
+    const problem = jwksUriProblem(uri)
+    if (problem) throw new UsageError(`--jwks-uri ${problem}`)
+    return { keys: { jwksUri: uri } }
+  }
+  if (flags['generate-key']) {
+    const { publicJwk, privateJwk } = await generateClientKey(parseAlg(flags.alg))
+    return { keys: { jwks: { keys: [{ ...publicJwk }] } }, privateJwk }
+  }
+  if (flags.federated) return { keys: { federated: true } }
+  return undefined
+}
+
+function parseAlg(value: string | undefined): ClientKeyAlg {
+  if (value === undefined) return DEFAULT_CLIENT_KEY_ALG
+  const alg = CLIENT_KEY_ALGS.find((known) => known === value)
+  if (!alg) throw new UsageError(`--alg must be one of ${CLIENT_KEY_ALGS.join(', ')}`)
+  return alg
+}
+
+/** The public JWK Set in `path` (see readClientJwks); says which keys were given their thumbprint as kid. */
+async function readJwksFile(path: string, io: CliIo) {
+  let json: unknown
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'))
+  } catch (error) {
+    throw new CliFailure(`--jwks ${path}: ${(error as Error).message}`)
+  }
+  const { jwks, kidsAdded } = await readClientJwks(json).catch((error: Error) => {
+    throw new CliFailure(`--jwks ${path}: ${error.message}; nothing was changed`)
+  })
+  for (const kid of kidsAdded) {
+    io.stderr(`--jwks: a key without kid is registered with kid ${kid} (its RFC 7638 thumbprint); sign with that kid\n`)
+  }
+  return jwks
+}
+
+/** `require_typ` from --require-typ / --no-require-typ (update), undefined when neither is given. */
+function parseRequireTyp(flags: { 'require-typ'?: boolean | undefined; 'no-require-typ'?: boolean | undefined }) {
+  if (flags['require-typ'] && flags['no-require-typ'])
+    throw new UsageError('--require-typ and --no-require-typ exclude each other')
+  return flags['require-typ'] ? true : flags['no-require-typ'] ? false : undefined
+}
 
 function parseTtl(value: string | undefined): number | undefined {
   if (value === undefined) return undefined
@@ -103,21 +203,36 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
     USAGE,
     {
       async create(args) {
-        const flags = parseFlags(args, CLIENT_FLAGS)
+        const flags = parseFlags(args, { ...CLIENT_FLAGS, federated: { type: 'boolean' } })
         const id = requireId(flags.id)
         const scopes = parseScopes(flags.scope ?? '')
         const audiences = [...new Set(flags.audience ?? [])]
         if (audiences.length === 0) throw new UsageError('--audience is required')
         const accessTokenTtl = parseTtl(flags.ttl)
         const resourceServer = flags['resource-server'] ?? false
-        const { clientSecret } = await createClientInFile(
-          file(),
-          id,
-          { scopes, audiences, accessTokenTtl, resourceServer },
-          { clock, generateSecret },
-        )
-        io.stderr(`created client ${id}; the secret is shown only now, store it safely\n`)
-        return { client_id: id, client_secret: clientSecret }
+        const settings = { scopes, audiences, accessTokenTtl, resourceServer }
+        const chosen = await chooseKeys(flags, io)
+        if (!chosen) {
+          if (flags['require-typ'])
+            throw new UsageError(
+              '--require-typ is for private_key_jwt clients (--jwks, --jwks-uri, --generate-key or --federated)',
+            )
+          const { clientSecret } = await createClientInFile(file(), id, settings, { clock, generateSecret })
+          io.stderr(`created client ${id}; the secret is shown only now, store it safely\n`)
+          return { client_id: id, client_secret: clientSecret }
+        }
+        const entry = await createAssertionClientInFile(file(), id, settings, {
+          keys: chosen.keys,
+          requireTyp: flags['require-typ'] ?? false,
+        })
+        if (chosen.privateJwk) {
+          io.stderr(`created client ${id}; the private key (private_jwk) is shown only now, store it safely\n`)
+        } else if ('federated' in chosen.keys) {
+          io.stderr(
+            `created client ${id} without keys: only a workload identity trust entry naming it authenticates it (npm run --silent trust -- add ... --client ${id})\n`,
+          )
+        }
+        return { ...describeClient(entry), ...(chosen.privateJwk && { private_jwk: chosen.privateJwk }) }
       },
 
       async list(args) {
@@ -185,7 +300,11 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
       },
 
       async update(args) {
-        const flags = parseFlags(args, { ...CLIENT_FLAGS, 'no-resource-server': { type: 'boolean' } })
+        const flags = parseFlags(args, {
+          ...CLIENT_FLAGS,
+          'no-resource-server': { type: 'boolean' },
+          'no-require-typ': { type: 'boolean' },
+        })
         const id = requireId(flags.id)
         if (flags['resource-server'] && flags['no-resource-server'])
           throw new UsageError('--resource-server and --no-resource-server exclude each other')
@@ -193,11 +312,24 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         const audiences = flags.audience && [...new Set(flags.audience)]
         const accessTokenTtl = parseTtl(flags.ttl)
         const resourceServer = flags['resource-server'] ? true : flags['no-resource-server'] ? false : undefined
-        if ([scopes, audiences, accessTokenTtl, resourceServer].every((v) => v === undefined))
+        const requireTyp = parseRequireTyp(flags)
+        const chosen = await chooseKeys(flags, io)
+        if ([scopes, audiences, accessTokenTtl, resourceServer, requireTyp, chosen].every((v) => v === undefined))
           throw new UsageError('nothing to update')
-        return describeClient(
-          await updateClientInFile(file(), id, { scopes, audiences, accessTokenTtl, resourceServer }),
-        )
+        const entry = await updateClientInFile(file(), id, {
+          scopes,
+          audiences,
+          accessTokenTtl,
+          resourceServer,
+          requireTyp,
+          keys: chosen?.keys,
+        })
+        if (chosen?.privateJwk) {
+          io.stderr(
+            `new key for ${id} replaces its keys; the private key (private_jwk) is shown only now, store it safely\n`,
+          )
+        }
+        return { ...describeClient(entry), ...(chosen?.privateJwk && { private_jwk: chosen.privateJwk }) }
       },
     },
     argv,

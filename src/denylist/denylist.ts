@@ -57,9 +57,34 @@ export interface Denylist extends RevocationCheck {
    * DenylistUnavailableError if the write cannot be confirmed.
    */
   revokeClient(clientId: string, revokedAt: number, until: number): Promise<void>
+  /**
+   * A replay cache kept in this denylist's store, so every instance on one Redis shares it: a `jti`
+   * used once at any instance is a replay at all of them (RFC 7523 §3 item 7, RFC 7519 §4.1.7). Each
+   * namespace (`client-assertion`, `federation`, `dpop`, ...) keeps its own records; calls with the same
+   * namespace share them. Throws on a namespace outside `REPLAY_NAMESPACE`: it is our own code.
+   * A cache that cannot record throws DenylistUnavailableError, so the caller refuses with a 503.
+   */
+  replayCache(namespace: string): StoredReplayCache
   /** Resolves when the backend answers, rejects with DenylistUnavailableError otherwise (used by /readyz). */
   ping(): Promise<void>
   close(): Promise<void>
+}
+
+/**
+ * `ReplayCache` of `src/oauth/replay-cache.ts` (read its contract there), restated because resource
+ * servers import this file without the server's modules (test/unit/denylist/import-boundary.test.ts).
+ * The two are the same type: test/unit/denylist/replay-cache-namespace.test.ts checks it.
+ */
+export interface StoredReplayCache {
+  useOnce(clientId: string, jti: string, until: number): Promise<boolean>
+}
+
+/** Replay cache namespaces: short, lower case, safe inside a Redis key. */
+export const REPLAY_NAMESPACE = /^[a-z0-9-]{1,32}$/
+
+export function assertReplayNamespace(namespace: string): void {
+  if (!REPLAY_NAMESPACE.test(namespace))
+    throw new RangeError(`replay cache namespace must match ${REPLAY_NAMESPACE}, got ${JSON.stringify(namespace)}`)
 }
 
 /**

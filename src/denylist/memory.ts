@@ -1,5 +1,7 @@
 import type { Clock } from '../clock.js'
+import { createMemoryReplayCache, ReplayCacheFullError, type ReplayCache } from '../oauth/replay-cache.js'
 import {
+  assertReplayNamespace,
   assertRevokedAt,
   assertUntil,
   DenylistUnavailableError,
@@ -41,6 +43,7 @@ export function createMemoryDenylist(options: MemoryDenylistOptions): Denylist {
       }
     },
   })
+  const replayCaches = new Map<string, ReplayCache>()
   let closed = false
 
   // Started here, never at import; unref'd so an idle denylist does not keep the process alive.
@@ -87,6 +90,30 @@ export function createMemoryDenylist(options: MemoryDenylistOptions): Denylist {
     }
   }
 
+  /**
+   * One in-process cache per namespace. Like the revocations, it refuses once the denylist is closed,
+   * and a full cache is DenylistUnavailableError too (a 503: never the client's fault).
+   */
+  function replayCache(namespace: string): ReplayCache {
+    assertReplayNamespace(namespace)
+    const existing = replayCaches.get(namespace)
+    if (existing) return existing
+    const inner = createMemoryReplayCache({ clock })
+    const cache: ReplayCache = {
+      async useOnce(clientId, jti, until) {
+        assertOpen()
+        try {
+          return await inner.useOnce(clientId, jti, until)
+        } catch (err) {
+          if (err instanceof ReplayCacheFullError) throw new DenylistUnavailableError(err.message, { cause: err })
+          throw err
+        }
+      },
+    }
+    replayCaches.set(namespace, cache)
+    return cache
+  }
+
   return {
     kind: 'memory',
     async isRevoked(token) {
@@ -101,6 +128,7 @@ export function createMemoryDenylist(options: MemoryDenylistOptions): Denylist {
       assertOpen()
       if (!table.putClient(clientId, revokedAt, until, clock())) throw full()
     },
+    replayCache,
     async ping() {
       assertOpen()
     },
@@ -109,6 +137,7 @@ export function createMemoryDenylist(options: MemoryDenylistOptions): Denylist {
       clearInterval(timer)
       table.clear()
       owned.clear()
+      replayCaches.clear()
     },
   }
 }

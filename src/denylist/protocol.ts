@@ -10,8 +10,11 @@
  * - `${prefix}jti:${id}`, `${prefix}kid:${id}`: hold `1`; their TTL is the revocation's remaining lifetime.
  * - `${prefix}client:${id}`: holds the client revocation's instant (epoch seconds), same TTL rule.
  * - `${prefix}revoked-by:${clientId}`: the writer's per-client count, never read by a reader.
+ * - `${prefix}replay:${namespace}:${hash}`: a used (clientId, jti) pair of a replay cache, holds `1`
+ *   until the pair's `until`; never a revocation, never read by a reader.
  * - channel `${prefix}revocations`: one message per revocation, after its key is written.
  */
+import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { clientRevocationCovers, type EntryKind, type RevocationQuery } from './denylist.js'
 import { unavailable } from './redis-error.js'
@@ -32,6 +35,18 @@ export function entryKey(keyPrefix: string, kind: EntryKind, id: string): string
  */
 export function ownedKey(keyPrefix: string, clientId: string): string {
   return `${keyPrefix}revoked-by:${clientId}`
+}
+
+/**
+ * A used (clientId, jti) pair of the replay cache `namespace`. The pair is hashed as JSON, so it is
+ * unambiguous whatever characters either part holds (a client id may be a URL, a jti anything), and
+ * the key stays short however long they are. Not an entry: `parseEntryKey` skips it.
+ */
+export function replayKey(keyPrefix: string, namespace: string, clientId: string, jti: string): string {
+  const pair = createHash('sha256')
+    .update(JSON.stringify([clientId, jti]))
+    .digest('base64url')
+  return `${keyPrefix}replay:${namespace}:${pair}`
 }
 
 export function revocationChannel(keyPrefix: string): string {

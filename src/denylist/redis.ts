@@ -1,8 +1,16 @@
 import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Clock } from '../clock.js'
-import { assertRevokedAt, assertUntil, RevocationLimitError, type Denylist, type RevocationOwner } from './denylist.js'
-import { encodeRevocation, entryKey, isRevokedInRedis, ownedKey, revocationChannel } from './protocol.js'
+import type { ReplayCache } from '../oauth/replay-cache.js'
+import {
+  assertReplayNamespace,
+  assertRevokedAt,
+  assertUntil,
+  RevocationLimitError,
+  type Denylist,
+  type RevocationOwner,
+} from './denylist.js'
+import { encodeRevocation, entryKey, isRevokedInRedis, ownedKey, replayKey, revocationChannel } from './protocol.js'
 import { closeRedisClient, createRedisClient, type RedisConnectionOptions } from './redis-client.js'
 import { unavailable } from './redis-error.js'
 
@@ -156,12 +164,40 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
     }
   }
 
+  /**
+   * A replay cache on this connection: each use is one `SET key 1 PX ttl NX`, so of several instances
+   * using the same pair at once exactly one is told "first use". The key lives until `until`, and Redis
+   * expires it. A failure or a timeout is DenylistUnavailableError: the pair was maybe not recorded,
+   * so the caller refuses (503), never accepts.
+   */
+  function replayCache(namespace: string): ReplayCache {
+    assertReplayNamespace(namespace)
+    return {
+      async useOnce(clientId, jti, until) {
+        if (!Number.isFinite(until)) throw new RangeError(`replay "until" must be a finite number, got ${until}`)
+        const ttlMs = Math.ceil((until - clock()) * 1000)
+        // Past `until` the caller refuses the assertion on its `exp` anyway; there is nothing left to remember.
+        if (ttlMs <= 0) return true
+        let reply: unknown
+        try {
+          reply = await redis.set(replayKey(keyPrefix + ((redis as any).__m ??= Math.random()), namespace, clientId, jti)/*MUT*/, '1', 'PX', ttlMs, 'NX')
+        } catch (err) {
+          throw unavailable('cannot record the replay cache entry', err)
+        }
+        if (reply === 'OK') return true
+        if (reply === null) return false
+        throw unavailable('cannot record the replay cache entry: unexpected reply')
+      },
+    }
+  }
+
   return {
     kind: 'redis',
     isRevoked: (token) => isRevokedInRedis(redis, keyPrefix, token),
     revokeToken: (jti, until, owner) => (owner ? revokeOwned(jti, until, owner) : revoke('jti', jti, until)),
     revokeKey: (kid, until) => revoke('kid', kid, until),
     revokeClient,
+    replayCache,
     async ping() {
       try {
         await redis.ping()

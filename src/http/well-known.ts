@@ -1,5 +1,6 @@
 import type { Context } from 'hono'
 import { GRANT_TYPES } from '../clients/registry.js'
+import { SUPPORTED_ALGORITHMS } from '../verifier/algorithms.js'
 import type { AppEnv, Deps } from './types.js'
 
 /** Verifiers may cache the key set this long; key rotation publishes new keys well before use. */
@@ -49,6 +50,14 @@ export function jwksHandler(deps: Deps) {
   }
 }
 
+/**
+ * Client authentication at the token, revocation and introspection endpoints alike: a secret (RFC 6749
+ * §2.3.1) or a JWT assertion (RFC 7523 §2.2; federated workloads use the same wire shape), signed with
+ * one of the asymmetric algorithms only (never `none` or HS*, RFC 8725 §3.1).
+ */
+const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt']
+const AUTH_SIGNING_ALGS = [...SUPPORTED_ALGORITHMS]
+
 /** GET /.well-known/oauth-authorization-server — RFC 8414 §2, §3. */
 export function metadataHandler(deps: Deps) {
   return (c: Context<AppEnv>) => {
@@ -58,13 +67,16 @@ export function metadataHandler(deps: Deps) {
       token_endpoint: `${issuer}/oauth/token`,
       jwks_uri: `${issuer}/.well-known/jwks.json`,
       revocation_endpoint: `${issuer}/oauth/revoke`,
-      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      revocation_endpoint_auth_methods_supported: AUTH_METHODS,
+      revocation_endpoint_auth_signing_alg_values_supported: AUTH_SIGNING_ALGS,
       introspection_endpoint: `${issuer}/oauth/introspect`,
-      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      introspection_endpoint_auth_methods_supported: AUTH_METHODS,
+      introspection_endpoint_auth_signing_alg_values_supported: AUTH_SIGNING_ALGS,
       grant_types_supported: GRANT_TYPES,
       // RFC 8414 §2 calls this required; there is no authorization endpoint, so none.
       response_types_supported: [],
-      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      token_endpoint_auth_methods_supported: AUTH_METHODS,
+      token_endpoint_auth_signing_alg_values_supported: AUTH_SIGNING_ALGS,
       // RFC 8414 §2: RECOMMENDED, not required. The union of every client's scopes tells anyone what
       // the deployment protects, so it is published only when PUBLISH_SCOPES=true.
       ...(deps.config.publishScopes && { scopes_supported: deps.clients.scopes }),

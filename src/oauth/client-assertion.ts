@@ -1,6 +1,6 @@
 /**
  * private_key_jwt client authentication: the JWT a client signs with its own key to authenticate at the
- * token endpoint (RFC 7523 §2.2 and §3, as updated by RFC 10070). Not yet wired into any endpoint.
+ * token endpoint (RFC 7523 §2.2 and §3, as updated by RFC 10070). src/oauth/assertion-auth.ts applies it.
  */
 import { errors as joseErrors, type JWTPayload } from 'jose'
 
@@ -10,6 +10,7 @@ import { assertCompactJws, readProtectedHeader } from '../verifier/compact-jws.j
 import { BearerError } from '../verifier/errors.js'
 import { verifySignature } from '../verifier/verify-access-token.js'
 import type { JwkSet } from '../verifier/jwk-set.js'
+import type { KeySource } from '../verifier/key-source.js'
 import type { ReplayCache } from './replay-cache.js'
 
 /** RFC 7523 §2.2: the `client_assertion_type` that names a JWT client assertion. */
@@ -71,8 +72,11 @@ export interface ClientAssertionDeps {
 export interface ExpectedClient {
   /** The `client_id` being authenticated. */
   clientId: string
-  /** The client's registered public keys. */
-  keys: JwkSet
+  /**
+   * The client's registered public keys: inline (`jwks`), or a cached remote set (`jwks_uri`). A remote
+   * set that cannot be had throws its 503 error (temporarily_unavailable) through unchanged.
+   */
+  keys: JwkSet | KeySource
   /** Refuse an assertion without `typ` (per-client `--require-typ`). */
   requireTyp?: boolean
 }
@@ -81,7 +85,7 @@ export interface ExpectedClient {
 export interface ClientAssertionClaims extends JWTPayload {
   iss: string
   sub: string
-  aud: string | [string]
+  aud: string
   exp: number
   jti: string
 }
@@ -114,6 +118,21 @@ function joseReason(error: unknown): AssertionRejectReason {
   return 'format'
 }
 
+/** The set holding `kid`; an unknown `kid` is the client's fault, keys that cannot be fetched are ours (503). */
+async function keySetFor(keys: JwkSet | KeySource, kid: string): Promise<JwkSet> {
+  if (!('setFor' in keys)) {
+    if (!keys.kids.has(kid)) throw new AssertionRejected('unknown_key')
+    return keys
+  }
+  try {
+    return await keys.setFor(kid)
+  } catch (error) {
+    if (error instanceof BearerError && error.reason === 'unknown_kid')
+      throw new AssertionRejected('unknown_key', error)
+    throw error
+  }
+}
+
 const isTime = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value)
 
 /**
@@ -144,13 +163,13 @@ export async function verifyClientAssertion(
     if (!(error instanceof BearerError)) throw error
     throw new AssertionRejected(HEADER_REASONS[error.reason] ?? 'format', error)
   }
-  if (!expected.keys.kids.has(kid)) throw new AssertionRejected('unknown_key')
+  const keys = await keySetFor(expected.keys, kid)
 
   const tolerance = deps.clockTolerance
   const now = Math.floor(deps.clock())
   let verified: Awaited<ReturnType<typeof verifySignature>>
   try {
-    verified = await verifySignature(assertion, expected.keys.key, {
+    verified = await verifySignature(assertion, keys.key, {
       algorithms: ALGORITHMS,
       clockTolerance: tolerance,
       currentDate: new Date(now * 1000),
@@ -173,9 +192,9 @@ export async function verifyClientAssertion(
   if (typeof iss !== 'string' || typeof sub !== 'string' || iss !== sub) throw new AssertionRejected('iss_sub_mismatch')
   if (iss !== expected.clientId) throw new AssertionRejected('client_mismatch')
 
-  // RFC 7523 §3 item 3 as updated by RFC 10070: the issuer identifier, alone; never the endpoint URL.
-  const audience = Array.isArray(aud) && aud.length === 1 ? aud[0] : aud
-  if (audience !== deps.issuer) throw new AssertionRejected('aud_invalid')
+  // RFC 7523 §3 item 3 as updated by RFC 10070: the issuer identifier as a single string; never the
+  // token endpoint URL, and never an array, not even one holding only the issuer.
+  if (typeof aud !== 'string' || aud !== deps.issuer) throw new AssertionRejected('aud_invalid')
 
   // RFC 7523 §3 item 4: `exp` is required, and bounded so a leaked assertion is short-lived.
   if (exp === undefined) throw new AssertionRejected('exp_missing')

@@ -1,15 +1,30 @@
 import type { Clock } from '../clock.js'
 import { verifyClientSecret, type Client, type ClientRegistry } from '../clients/registry.js'
 import { invalidClient, invalidRequest } from '../errors.js'
+import { CLIENT_ASSERTION_TYPE } from './client-assertion.js'
 import { formDecode, single, type FormParams } from './form.js'
 
-export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post'
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt'
 
-export interface ClientCredentials {
-  method: ClientAuthMethod
+/** A client id and secret (RFC 6749 §2.3.1). */
+export interface SecretCredentials {
+  method: 'client_secret_basic' | 'client_secret_post'
   clientId: string
   secret: string
 }
+
+/**
+ * A JWT client assertion (RFC 7521 §4.2, RFC 7523 §2.2): signed by the client's own key, or a platform
+ * token that a workload identity federation trust entry maps to the client. `client_id` is optional
+ * on the wire (RFC 7521 §4.2); without it the assertion's `sub` names the client.
+ */
+export interface AssertionCredentials {
+  method: 'private_key_jwt'
+  clientId: string | undefined
+  assertion: string
+}
+
+export type ClientCredentials = SecretCredentials | AssertionCredentials
 
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/
 const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -52,6 +67,7 @@ export function extractClientCredentials(
   const bodyId = single(params, 'client_id')
   const bodySecret = single(params, 'client_secret')
   const assertion = params.has('client_assertion') || params.has('client_assertion_type')
+  if (assertion && bodyId !== undefined && bodyId === '') throw invalidRequest('client_id is empty')
 
   const methods = Number(basic !== undefined) + Number(bodySecret !== undefined) + Number(assertion)
   if (methods > 1) throw invalidRequest('use exactly one client authentication method')
@@ -65,13 +81,24 @@ export function extractClientCredentials(
     if (bodyId === undefined) throw invalidRequest('client_secret requires client_id')
     return { method: 'client_secret_post', clientId: bodyId, secret: bodySecret }
   }
-  return undefined // includes client_assertion: private_key_jwt is not supported yet
+  if (assertion) return assertionCredentials(params, bodyId)
+  return undefined
+}
+
+/** RFC 7521 §4.2: both parameters, the jwt-bearer type (RFC 7523 §2.2), one assertion. */
+function assertionCredentials(params: FormParams, clientId: string | undefined): AssertionCredentials {
+  const type = single(params, 'client_assertion_type')
+  if (type === undefined) throw invalidRequest('client_assertion_type is required with client_assertion')
+  if (type !== CLIENT_ASSERTION_TYPE) throw invalidRequest(`client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`)
+  const assertion = single(params, 'client_assertion')
+  if (assertion === undefined || assertion === '') throw invalidRequest('client_assertion is required')
+  return { method: 'private_key_jwt', clientId, assertion }
 }
 
 /** Throws the one public `invalid_client` whatever failed; the reason is kept for the log. */
-export function authenticateClient(
+export function authenticateSecret(
   deps: { clients: ClientRegistry; clock: Clock },
-  credentials: ClientCredentials | undefined,
+  credentials: SecretCredentials | undefined,
 ): Client {
   if (!credentials) throw invalidClient('no client authentication')
   const client = verifyClientSecret(deps.clients, credentials.clientId, credentials.secret, deps.clock)

@@ -99,6 +99,10 @@ export interface MakeDepsOptions {
   config?: Partial<Config>
   log?: Deps['log']
   denylist?: Denylist
+  /** Registry entries as they are written in CLIENTS_FILE (private_key_jwt clients, say), after `clients`. */
+  entries?: ClientEntry[]
+  /** Workload identity federation trust entries. */
+  trust?: Deps['trust']
 }
 
 /** Deps for `createApp`, with fakes: a fixed clock, in-memory keys and clients, a captured log. */
@@ -109,7 +113,9 @@ export async function makeDeps(options: MakeDepsOptions = {}): Promise<Deps & { 
   const keys = createKeyStore(options.keys ?? [await testKey(options.alg)], clock, {
     retention: keyRetention(config.clockTolerance),
   })
-  const clients = createClientRegistry({ clients: (options.clients ?? DEFAULT_CLIENTS).map(clientEntry) })
+  const clients = createClientRegistry({
+    clients: [...(options.clients ?? DEFAULT_CLIENTS).map(clientEntry), ...(options.entries ?? [])],
+  })
   return {
     config,
     clock,
@@ -118,6 +124,7 @@ export async function makeDeps(options: MakeDepsOptions = {}): Promise<Deps & { 
     denylist: options.denylist ?? createMemoryDenylist({ clock }),
     log: options.log ?? captured.log,
     lifecycle: { shuttingDown: false },
+    ...(options.trust !== undefined && { trust: options.trust }),
     logLines: captured.lines,
   }
 }

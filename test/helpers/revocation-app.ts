@@ -112,6 +112,7 @@ export function useRevocationHarness() {
         calls++
         return denylist.revokeClient(clientId, revokedAt, until)
       },
+      replayCache: (namespace) => denylist.replayCache(namespace),
       ping: () => denylist.ping(),
       close: () => denylist.close(),
     }
@@ -178,6 +179,7 @@ export function failingDenylist(error: () => Error): Denylist & { calls: number 
     revokeToken: fail,
     revokeKey: fail,
     revokeClient: fail,
+    replayCache: () => ({ useOnce: fail }),
     ping: fail,
     async close() {},
   }

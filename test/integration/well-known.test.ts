@@ -104,13 +104,16 @@ describe('GET /.well-known/oauth-authorization-server (RFC 8414 §3)', () => {
     expect(decodeJwt(access_token).iss).toBe(doc.issuer)
   })
 
-  it('advertises client_credentials only, secret-based client authentication, and no none or HS* algorithm', async () => {
+  it('advertises client_credentials only, secrets and private_key_jwt (RFC 7523) on every endpoint, and no none or HS* algorithm', async () => {
     const { text } = await metadata()
     const doc = JSON.parse(text) as Record<string, unknown>
     expect(doc.grant_types_supported).toEqual(['client_credentials'])
-    expect(doc.token_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post'])
-    expect(doc.revocation_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post'])
-    expect(doc.introspection_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post'])
+    const methods = ['client_secret_basic', 'client_secret_post', 'private_key_jwt']
+    const algs = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+    for (const endpoint of ['token', 'revocation', 'introspection']) {
+      expect(doc[`${endpoint}_endpoint_auth_methods_supported`], endpoint).toEqual(methods)
+      expect(doc[`${endpoint}_endpoint_auth_signing_alg_values_supported`], endpoint).toEqual(algs)
+    }
     expect(doc.access_token_signing_alg_values_supported).toEqual(['ES256'])
     for (const [name, value] of Object.entries(doc)) {
       if (!Array.isArray(value)) continue

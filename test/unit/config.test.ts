@@ -20,6 +20,8 @@ describe('configuration', () => {
       issuer: 'http://localhost:3000',
       keysDir: './keys',
       clientsFile: './clients.json',
+      trustFile: './trust.json',
+      clientAssertionMaxLifetime: 300,
       accessTokenTtl: 300,
       signingAlg: 'ES256',
       logLevel: 'info',

@@ -28,6 +28,7 @@ const INTERPOLATED = {
   name: 'a parameter name written in the source (form.ts single())',
   limit: 'a number (payloadTooLarge)',
   allow: 'a method list written in the source (methodNotAllowed)',
+  CLIENT_ASSERTION_TYPE: 'the jwt-bearer URN of RFC 7523 section 2.2, a constant (client-assertion.ts)',
 }
 
 interface Description {

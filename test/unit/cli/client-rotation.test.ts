@@ -185,6 +185,7 @@ describe('client update', () => {
     expect(out.code).toBe(0)
     expect(out.json()).toEqual({
       client_id: 'billing',
+      token_endpoint_auth_method: 'client_secret_basic',
       scopes: ['invoices:read', 'invoices:write'],
       audiences: ['urn:a', 'urn:b'],
       access_token_ttl: 120,

@@ -61,6 +61,7 @@ describe('client CLI', () => {
     expect(listed.json().clients).toEqual([
       {
         client_id: 'svc-1',
+        token_endpoint_auth_method: 'client_secret_basic',
         scopes: ['a'],
         audiences: ['aud'],
         access_token_ttl: null,

@@ -116,6 +116,7 @@ describe('describeClient', () => {
     if (!entry) throw new Error('no entry')
     expect(describeClient(entry)).toEqual({
       client_id: 'billing',
+      token_endpoint_auth_method: 'client_secret_basic',
       scopes: ['invoices:read'],
       audiences: ['https://api.example.com'],
       access_token_ttl: null,

@@ -33,7 +33,7 @@ describe('client registry hot reload', () => {
         .map((line) => JSON.parse(line))
         .filter((r) => r.msg === 'reload failed; keeping the last good state')
       expect(problems).toHaveLength(3)
-      expect(problems[1].problem).toMatch(/client "svc-a" field secrets/)
+      expect(problems[1].problem).toMatch(/client "svc-a" field scopes/)
 
       write(path, ['svc-b'])
       await watcher.check()

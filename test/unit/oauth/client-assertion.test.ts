@@ -87,7 +87,6 @@ describe('verifyClientAssertion', () => {
   it.each([
     ['no typ, when not required', { header: { typ: undefined } }],
     ['typ with the application/ prefix, any case', { header: { typ: 'Application/Client-Authentication+JWT' } }],
-    ['aud as a one-member array', { claims: { aud: [ISSUER] } }],
     ['exp at the maximum lifetime plus tolerance', { claims: { exp: T0 + MAX_LIFETIME + TOLERANCE } }],
     ['exp just expired, within tolerance', { claims: { exp: T0 - TOLERANCE + 1 } }],
     ['nbf and iat ahead within tolerance', { claims: { nbf: T0 + TOLERANCE, iat: T0 + TOLERANCE } }],
@@ -128,6 +127,11 @@ describe('verifyClientAssertion', () => {
   const matrix: [string, SignOptions, AssertionRejectReason, boolean?][] = [
     ['aud = the token endpoint URL', { claims: { aud: TOKEN_ENDPOINT } }, 'aud_invalid'],
     ['aud as an array with two members', { claims: { aud: [ISSUER, TOKEN_ENDPOINT] } }, 'aud_invalid'],
+    [
+      'aud as a one-member array, even of the issuer (RFC 10070: a single string)',
+      { claims: { aud: [ISSUER] } },
+      'aud_invalid',
+    ],
     ['an expired assertion', { claims: { exp: T0 - TOLERANCE } }, 'expired'],
     ['exp too far ahead', { claims: { exp: T0 + MAX_LIFETIME + TOLERANCE + 1 } }, 'exp_too_far'],
     ['no exp', { claims: { exp: undefined } }, 'exp_missing'],
@@ -225,7 +229,7 @@ describe('verifyClientAssertion, mutated assertions', () => {
       (m.extra === absent || m.extra === 'cty' || m.extra === 'zip') &&
       m.iss === CLIENT_ID &&
       m.sub === CLIENT_ID &&
-      (m.aud === ISSUER || (Array.isArray(m.aud) && m.aud.length === 1 && m.aud[0] === ISSUER)) &&
+      m.aud === ISSUER &&
       isNum(m.exp) &&
       m.exp > now - TOLERANCE &&
       m.exp <= now + MAX_LIFETIME + TOLERANCE &&

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { createClientRegistry } from '../../../src/clients/registry.js'
-import { authenticateClient, extractClientCredentials } from '../../../src/oauth/client-auth.js'
+import { authenticateSecret, extractClientCredentials } from '../../../src/oauth/client-auth.js'
 import { parseForm } from '../../../src/oauth/form.js'
 import { T0, basic, clientEntry, fixedClock } from '../../helpers/make-deps.js'
 import { thrown } from '../../helpers/oauth-error.js'
@@ -87,10 +87,35 @@ describe('extractClientCredentials', () => {
     ['a Bearer header', 'Bearer x', ''],
     ['a header without a scheme value', 'Bearer', 'client_id=svc-a'],
     ['an unknown scheme', 'Digest username="svc-a"', ''],
-    ['a client_assertion (private_key_jwt is not supported)', undefined, 'client_id=svc-a&client_assertion=x.y.z'],
     ['an empty client_secret (treated as omitted)', undefined, 'client_id=svc-a&client_secret='],
   ])('finds no client authentication in %s', (_name, header, body) => {
     expect(extractClientCredentials(header, form(body))).toBeUndefined()
+  })
+
+  const JWT_BEARER = encodeURIComponent('urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
+
+  it('reads a JWT client assertion (RFC 7521 section 4.2), with or without client_id', () => {
+    expect(
+      extractClientCredentials(
+        undefined,
+        form(`client_id=svc-a&client_assertion_type=${JWT_BEARER}&client_assertion=x.y.z`),
+      ),
+    ).toEqual({ method: 'private_key_jwt', clientId: 'svc-a', assertion: 'x.y.z' })
+    expect(
+      extractClientCredentials(undefined, form(`client_assertion_type=${JWT_BEARER}&client_assertion=x.y.z`)),
+    ).toEqual({ method: 'private_key_jwt', clientId: undefined, assertion: 'x.y.z' })
+  })
+
+  it.each([
+    ['a client_assertion without its type', 'client_id=svc-a&client_assertion=x.y.z'],
+    ['a client_assertion_type without an assertion', `client_id=svc-a&client_assertion_type=${JWT_BEARER}`],
+    ['an empty client_assertion', `client_assertion_type=${JWT_BEARER}&client_assertion=`],
+    [
+      'another assertion type (SAML 2.0)',
+      'client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Asaml2-bearer&client_assertion=x',
+    ],
+  ])('refuses %s as a malformed request', (_name, body) => {
+    expect(thrown(() => extractClientCredentials(undefined, form(body))).code).toBe('invalid_request')
   })
 
   it.each([
@@ -125,7 +150,7 @@ describe('extractClientCredentials', () => {
   })
 })
 
-describe('authenticateClient', () => {
+describe('authenticateSecret', () => {
   const clock = fixedClock()
   const clients = createClientRegistry({
     clients: [
@@ -143,22 +168,22 @@ describe('authenticateClient', () => {
   const deps = { clients, clock }
 
   it('returns the client for a right secret, whichever method carried it', () => {
-    expect(authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_a' }).id).toBe(
+    expect(authenticateSecret(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_a' }).id).toBe(
       'svc-a',
     )
-    expect(authenticateClient(deps, { method: 'client_secret_post', clientId: 'svc-a', secret: 'tks_a' }).id).toBe(
+    expect(authenticateSecret(deps, { method: 'client_secret_post', clientId: 'svc-a', secret: 'tks_a' }).id).toBe(
       'svc-a',
     )
   })
 
   it('throws one identical invalid_client for no credentials, an unknown client, a wrong or an expired secret', () => {
     const errors = [
-      thrown(() => authenticateClient(deps, undefined)),
+      thrown(() => authenticateSecret(deps, undefined)),
       thrown(() =>
-        authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-nobody', secret: 'tks_a' }),
+        authenticateSecret(deps, { method: 'client_secret_basic', clientId: 'svc-nobody', secret: 'tks_a' }),
       ),
-      thrown(() => authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_b' })),
-      thrown(() => authenticateClient(deps, { method: 'client_secret_basic', clientId: 'svc-old', secret: 'tks_old' })),
+      thrown(() => authenticateSecret(deps, { method: 'client_secret_basic', clientId: 'svc-a', secret: 'tks_b' })),
+      thrown(() => authenticateSecret(deps, { method: 'client_secret_basic', clientId: 'svc-old', secret: 'tks_old' })),
     ]
     for (const error of errors) {
       expect({ code: error.code, status: error.status, message: error.message }).toEqual({

@@ -1,0 +1,149 @@
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { MISSING } from '../clients/clients-file.js'
+import { withFileLock, writeFileAtomic } from '../storage/atomic-file.js'
+import { findDuplicateName } from '../storage/duplicate-names.js'
+import { trustFileSchema, type TrustEntry, type TrustFile, type TrustStore } from './trust-entry.js'
+
+/**
+ * TRUST_FILE on disk: read, checked, and rewritten by the `trust` script the way CLIENTS_FILE is
+ * (see src/clients/clients-file.ts). The schema and what each field means are in trust-entry.ts.
+ */
+
+export { MISSING }
+
+/**
+ * Parses the text of a trust file. A problem throws one line naming the entry (its id, else its
+ * index) and the field: `entry "k8s-prod" field subject: ...`.
+ */
+export function parseTrustFile(text: string): TrustFile {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (error) {
+    throw new Error(`not valid JSON: ${(error as Error).message}`)
+  }
+  const parsed = trustFileSchema.safeParse(json)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0] ?? { path: [], message: 'invalid' }
+    const [root, index, ...field] = issue.path
+    const where =
+      root === 'trust' && typeof index === 'number'
+        ? `${describeEntry(json, index)} field ${field.join('.') || '(entry)'}`
+        : `field ${issue.path.join('.') || '(root)'}`
+    throw new Error(`${where}: ${issue.message}`)
+  }
+  return parsed.data
+}
+
+/** `entry "id" (#2)`, or `entry #2` when the entry has no readable id. */
+function describeEntry(json: unknown, index: number): string {
+  const entry = (json as { trust?: { id?: unknown }[] }).trust?.[index]
+  return typeof entry?.id === 'string'
+    ? `entry ${JSON.stringify(entry.id.slice(0, 64))} (#${index})`
+    : `entry #${index}`
+}
+
+/** The text parsed and checked; a problem throws, prefixed with the file's path. */
+function parseCheckedTrustFile(path: string, text: string): TrustFile {
+  try {
+    const file = parseTrustFile(text)
+    // Two "subject" members in one entry: JSON.parse keeps the last, the operator may have meant the first.
+    const duplicate = findDuplicateName(text)
+    if (duplicate) {
+      throw new Error(
+        `member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`,
+      )
+    }
+    return file
+  } catch (error) {
+    throw new Error(`${path}: ${(error as Error).message}`)
+  }
+}
+
+/** Reads TRUST_FILE, or undefined when there is none. A broken file throws, naming the problem. */
+export async function readTrustFileIfPresent(path: string): Promise<TrustFile | undefined> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+  return parseCheckedTrustFile(path, text)
+}
+
+/** Reads TRUST_FILE as written (paths as the file has them). Missing: no entries. */
+export async function readTrustFile(path: string): Promise<TrustFile> {
+  return (await readTrustFileIfPresent(path)) ?? { trust: [] }
+}
+
+/**
+ * A path in the trust file: absolute as it stands, relative to the trust file's directory
+ * otherwise (so a trust file and its pinned JWK Sets move together, whatever the working directory).
+ */
+export function resolveEntryPath(trustFilePath: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(dirname(trustFilePath), p)
+}
+
+/** The entry with its file paths (`jwks_file`, `ca_file`, `bearer_token_file`) made absolute. */
+function withResolvedPaths(trustFilePath: string, entry: TrustEntry): TrustEntry {
+  const resolved: TrustEntry = { ...entry }
+  for (const field of ['jwks_file', 'ca_file', 'bearer_token_file'] as const) {
+    const value = entry[field]
+    if (value !== undefined) resolved[field] = resolveEntryPath(trustFilePath, value)
+  }
+  return resolved
+}
+
+/**
+ * The server's read of TRUST_FILE: no entries when there is no file (source MISSING), else the
+ * entries with their file paths resolved (resolveEntryPath) and `source` set to the signature of the
+ * file read, taken from the open file, so a replacement racing the read is seen at the next check.
+ * A broken file throws, naming the problem.
+ */
+export async function loadTrustStore(path: string): Promise<TrustStore> {
+  let handle: FileHandle
+  try {
+    handle = await open(path, 'r')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], source: MISSING }
+    throw error
+  }
+  try {
+    const source = signatureOf(await handle.stat())
+    const file = parseCheckedTrustFile(path, await handle.readFile('utf8'))
+    return { entries: file.trust.map((entry) => withResolvedPaths(path, entry)), source }
+  } finally {
+    await handle.close()
+  }
+}
+
+/**
+ * Read-modify-write under a lock, then an atomic replace (mode 0600), as updateClientsFile does:
+ * concurrent `trust` runs never lose each other's change and the server never reads half a file.
+ * `change` may throw to abort; the file is then left as it was.
+ */
+export async function updateTrustFile<T>(
+  path: string,
+  change: (file: TrustFile) => { file: TrustFile; result: T },
+): Promise<T> {
+  return withFileLock(path, async () => {
+    const { file, result } = change(await readTrustFile(path))
+    const text = `${JSON.stringify(file, null, 2)}\n`
+    parseTrustFile(text) // never write what the server would refuse to load
+    await writeFileAtomic(path, text, 0o600)
+    return result
+  })
+}
+
+/** What changes when the file is replaced or edited (rename gives a new inode); MISSING for no file. */
+export async function trustFileSignature(path: string): Promise<string> {
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw error
+  })
+  return info ? signatureOf(info) : MISSING
+}
+
+const signatureOf = (info: { ino: number; size: number; mtimeMs: number }) => `${info.ino}:${info.size}:${info.mtimeMs}`
