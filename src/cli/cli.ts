@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { Clock } from '../clock.js'
@@ -95,8 +96,19 @@ export async function runCommand(
 }
 
 /** True when the module is the script node was started with (not imported by a test). */
-export const isMain = (moduleUrl: string) =>
-  process.argv[1] !== undefined && moduleUrl === pathToFileURL(process.argv[1]).href
+export const isMain = (moduleUrl: string) => {
+  const script = process.argv[1]
+  if (script === undefined) return false
+  // The module URL is the file's real path (Node resolves symlinks), argv[1] may not be: a symlinked
+  // checkout or npm's bin links. Compare the real paths.
+  let real: string
+  try {
+    real = realpathSync(script)
+  } catch {
+    return false
+  }
+  return moduleUrl === pathToFileURL(real).href || moduleUrl === pathToFileURL(script).href
+}
 
 /** The client connects in the background; give it a few seconds before the one write that matters. */
 export async function waitForRedis(denylist: { ping(): Promise<void> }): Promise<void> {

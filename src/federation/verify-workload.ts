@@ -9,7 +9,7 @@ import { errors as joseErrors, type JWTPayload } from 'jose'
 
 import type { ReplayCache } from '../oauth/replay-cache.js'
 import { SUPPORTED_ALGORITHMS } from '../verifier/algorithms.js'
-import { readProtectedHeader } from '../verifier/compact-jws.js'
+import { assertCompactJws, COMPACT_JWS, readProtectedHeader } from '../verifier/compact-jws.js'
 import { BearerError } from '../verifier/errors.js'
 import type { JwkSet } from '../verifier/jwk-set.js'
 import { verifySignature } from '../verifier/verify-access-token.js'
@@ -134,9 +134,6 @@ export const TOKEN_CHECKS = '(token)'
 /** The algorithms a platform may sign with: the asymmetric allowlist (never `none` or HS*, RFC 8725 §3.1). */
 const ALGORITHMS = [...SUPPORTED_ALGORITHMS]
 
-/** RFC 7515 §7.1 compact serialization: three non-empty base64url segments, no padding. */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
-
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
@@ -147,16 +144,14 @@ const isTime = (value: unknown): value is number => typeof value === 'number' &&
 const cut = (value: unknown): string | undefined =>
   typeof value === 'string' ? value.slice(0, MAX_LOGGED_LENGTH) : undefined
 
-/**
- * The canonical compact JWS check of src/verifier/compact-jws.ts with the larger cap of platform tokens:
- * no JSON serialization, no padding, no second base64url spelling of the same bytes.
- */
+/** The canonical compact JWS check of src/verifier/compact-jws.ts, with the larger cap of platform tokens. */
 function isCompactJws(token: string): boolean {
-  return (
-    token.length <= MAX_WORKLOAD_ASSERTION_LENGTH &&
-    COMPACT_JWS.test(token) &&
-    token.split('.').every((segment) => Buffer.from(segment, 'base64url').toString('base64url') === segment)
-  )
+  try {
+    assertCompactJws(token, MAX_WORKLOAD_ASSERTION_LENGTH)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** The payload as a JSON object, unverified; undefined when it is not one. */

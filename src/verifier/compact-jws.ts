@@ -7,7 +7,7 @@ export const MAX_TOKEN_LENGTH = 8192
 export const MAX_KID_LENGTH = 256
 
 /** RFC 7515 §7.1 compact serialization: three non-empty base64url segments, no padding (RFC 7515 §2). */
-const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+export const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 /**
  * Header parameters refused outright. jose never dereferences `jku`/`x5u` nor trusts `jwk`/`x5c` without
@@ -33,11 +33,12 @@ function isCanonicalBase64url(segment: string): boolean {
 }
 
 /**
- * Throws unless `token` is a JWS in canonical compact serialization (RFC 7515 §7.1) of at most 8 KiB:
- * no JSON serialization, no padding, no `+` or `/`, no second spelling of the same bytes.
+ * Throws unless `token` is a JWS in canonical compact serialization (RFC 7515 §7.1) of at most
+ * `maxLength` characters (8 KiB unless a caller takes larger tokens, such as platform tokens): no JSON
+ * serialization, no padding, no `+` or `/`, no second spelling of the same bytes.
  */
-export function assertCompactJws(token: string): void {
-  if (token.length > MAX_TOKEN_LENGTH) throw invalidToken('token_too_long')
+export function assertCompactJws(token: string, maxLength = MAX_TOKEN_LENGTH): void {
+  if (token.length > maxLength) throw invalidToken('token_too_long')
   if (!COMPACT_JWS.test(token)) throw invalidToken('jws_format')
   if (!token.split('.').every(isCanonicalBase64url)) throw invalidToken('non_canonical_base64url')
 }

@@ -57,3 +57,28 @@ describe('client CLI', () => {
     expect(out.stderr).toMatch(new RegExp(`^error: unknown command ${name}\\nusage:\\n`))
   })
 })
+
+describe('isMain', () => {
+  it('recognises the script when argv[1] reaches it through a symlink (a linked checkout, an npm bin link)', async () => {
+    const { isMain } = await import('../../../src/cli/cli.js')
+    const { mkdtempSync, symlinkSync, writeFileSync, rmSync } = await import('node:fs')
+    const { tmpdir } = await import('node:os')
+    const { pathToFileURL } = await import('node:url')
+    const dir = mkdtempSync(join(tmpdir(), 'tokensmith-ismain-'))
+    const real = join(dir, 'real.mjs')
+    const link = join(dir, 'link.mjs')
+    writeFileSync(real, '')
+    symlinkSync(real, link)
+    const saved = process.argv[1]
+    try {
+      process.argv[1] = link
+      expect(isMain(pathToFileURL(real).href)).toBe(true)
+      process.argv[1] = real
+      expect(isMain(pathToFileURL(real).href)).toBe(true)
+      expect(isMain(pathToFileURL(join(dir, 'other.mjs')).href)).toBe(false)
+    } finally {
+      process.argv[1] = saved as string
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
