@@ -180,7 +180,7 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
         if (ttlMs <= 0) return true
         let reply: unknown
         try {
-          reply = await redis.set(replayKey(keyPrefix + ((redis as any).__m ??= Math.random()), namespace, clientId, jti)/*MUT*/, '1', 'PX', ttlMs, 'NX')
+          reply = await redis.set(replayKey(keyPrefix, namespace, clientId, jti), '1', 'PX', ttlMs, 'NX')
         } catch (err) {
           throw unavailable('cannot record the replay cache entry', err)
         }

@@ -523,20 +523,36 @@ export async function verifyWorkloadAssertion(
   if (verdict.kind === 'accepted') return { entry: verdict.entry, claims: verdict.claims }
   if (verdict.kind === 'unavailable')
     throw new WorkloadKeysUnavailable(verdict.entry, verdict.retryAfter, verdict.cause)
-  const { unverified } = verdict
-  const aud = unverified?.aud
   throw new WorkloadRejected(verdict.reason, {
     entry: verdict.attempts[0]?.entry,
     attempts: verdict.attempts,
-    iss: cut(unverified?.iss),
-    sub: cut(unverified?.sub),
+    ...namesOf(verdict.unverified),
+  })
+}
+
+/** `iss`, `sub` and `aud` of an unverified payload, cut for a log line; never the rest of it. */
+function namesOf(payload: Record<string, unknown> | undefined): {
+  iss?: string
+  sub?: string
+  aud?: string | string[]
+} {
+  const aud = payload?.aud
+  return {
+    iss: cut(payload?.iss),
+    sub: cut(payload?.sub),
     aud: Array.isArray(aud)
       ? aud
           .slice(0, MAX_LOGGED_AUDIENCES)
           .map(cut)
           .filter((value) => value !== undefined)
       : cut(aud),
-  })
+  }
+}
+
+/** The names an operator needs to tell which assertion was refused (unverified): `iss`, `sub`, `aud`. */
+export function loggedNames(assertion: string): { iss?: string; sub?: string; aud?: string | string[] } {
+  if (typeof assertion !== 'string' || !isCompactJws(assertion)) return {}
+  return namesOf(decodePayload(assertion))
 }
 
 /**

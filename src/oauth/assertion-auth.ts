@@ -5,6 +5,7 @@ import type { TrustStore } from '../federation/trust-entry.js'
 import { resolveEntryPath } from '../federation/trust-file.js'
 import { createIssuerKeys, type IssuerKeys } from '../federation/issuer-keys.js'
 import {
+  loggedNames,
   peekIssuer,
   verifyWorkloadAssertion,
   WorkloadKeysUnavailable,
@@ -96,11 +97,20 @@ export async function authenticateAssertion(deps: Deps, credentials: AssertionCr
   const issuer = peekIssuer(credentials.assertion)
   // RFC 7521 §4.2: client_id may be left out; the client's own assertion names it as `sub` (= `iss`).
   const clientId = credentials.clientId ?? (issuer !== undefined && CLIENT_ID.test(issuer) ? issuer : undefined)
-  if (clientId === undefined) throw refuse(deps, { method: 'federation', reason: 'client_id_missing' })
+  if (clientId === undefined) {
+    throw refuse(deps, { method: 'federation', reason: 'client_id_missing', ...loggedNames(credentials.assertion) })
+  }
   // Another issuer than the client itself: a platform token. Unreadable: the client's own checks say why.
   const method = issuer !== undefined && issuer !== clientId ? 'federation' : 'private_key_jwt'
   const client = deps.clients.get(clientId)
-  if (!client) throw refuse(deps, { method, reason: 'unknown_client' })
+  if (!client) {
+    throw refuse(deps, {
+      method,
+      reason: 'unknown_client',
+      client_id: clientId.slice(0, 128),
+      ...loggedNames(credentials.assertion),
+    })
+  }
   if (method === 'private_key_jwt') await privateKeyJwt(deps, client, credentials.assertion)
   else await federated(deps, client, credentials.assertion)
   return client
@@ -161,10 +171,24 @@ async function federated(deps: Deps, client: Client, assertion: string): Promise
       })
     }
     if (error instanceof WorkloadKeysUnavailable) {
+      // The operator's to fix (an issuer down, a private address the entry does not allow, a pinned
+      // file unreadable): said at warn with the cause, while the client is told to retry.
+      const cause = causeChain(error.cause)
+      deps.log.warn(
+        { method: 'federation', reason: 'keys_unavailable', client_id: client.id, entry: error.entry, problem: cause },
+        'trust entry keys unavailable',
+      )
       throw unavailable(`federation: keys of trust entry ${error.entry} unavailable`, error, error.retryAfter)
     }
     throw serverSide(error, 'federation')
   }
+}
+
+/** The messages of an error and its causes, innermost last: the reason an operator can act on. */
+function causeChain(error: unknown): string | undefined {
+  const messages: string[] = []
+  for (let at = error; at instanceof Error && messages.length < 5; at = at.cause) messages.push(at.message)
+  return messages.length > 0 ? messages.join(': ') : undefined
 }
 
 /** A failure of ours (keys out of reach, replay store full) as a 503; anything else unchanged. */
