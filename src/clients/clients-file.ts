@@ -1,13 +1,14 @@
 import { readSync } from 'node:fs'
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { resolveTarget, withFileLock, writeFileAtomic } from '../storage/atomic-file.js'
+import { resolveTarget } from '../storage/atomic-file.js'
+import { fileSignature, MISSING, signatureOf, updateJsonFile } from '../storage/json-file.js'
 import { findDuplicateName } from '../storage/duplicate-names.js'
 import { scanClientsFile } from './clients-scan.js'
 import { createClientRegistry, parseClientsFile, type ClientRegistry, type ClientsFile } from './registry.js'
 
 /** clientsFileSignature of a file that is not there. */
-export const MISSING = 'missing'
+export { MISSING }
 
 /** Reads CLIENTS_FILE, or undefined when there is none. A broken file throws, naming the problem. */
 export async function readClientsFileIfPresent(path: string): Promise<ClientsFile | undefined> {
@@ -88,30 +89,13 @@ export async function clientsFileWritableByOthers(path: string): Promise<{ path:
   return found
 }
 
-/**
- * Read-modify-write under a lock, then an atomic replace: concurrent CLI runs never lose each
- * other's change and the server never reads half a file. `change` may throw to abort; the file is
- * then left as it was.
- */
+/** Read-modify-write of CLIENTS_FILE under its lock (see updateJsonFile). */
 export async function updateClientsFile<T>(
   path: string,
   change: (file: ClientsFile) => { file: ClientsFile; result: T },
 ): Promise<T> {
-  return withFileLock(path, async () => {
-    const { file, result } = change(await readClientsFile(path))
-    parseClientsFile(JSON.stringify(file)) // never write what the server would refuse to load
-    await writeFileAtomic(path, `${JSON.stringify(file, null, 2)}\n`, 0o600)
-    return result
-  })
+  return updateJsonFile(path, { read: readClientsFile, check: parseClientsFile }, change)
 }
 
 /** What changes when the file is replaced or edited (rename gives a new inode). */
-export async function clientsFileSignature(path: string): Promise<string> {
-  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined
-    throw error
-  })
-  return info ? signatureOf(info) : MISSING
-}
-
-const signatureOf = (info: { ino: number; size: number; mtimeMs: number }) => `${info.ino}:${info.size}:${info.mtimeMs}`
+export const clientsFileSignature = fileSignature

@@ -1,7 +1,6 @@
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
+import { open, readFile, type FileHandle } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { MISSING } from '../clients/clients-file.js'
-import { withFileLock, writeFileAtomic } from '../storage/atomic-file.js'
+import { fileSignature, MISSING, signatureOf, updateJsonFile } from '../storage/json-file.js'
 import { findDuplicateName } from '../storage/duplicate-names.js'
 import { trustFileSchema, type TrustEntry, type TrustFile, type TrustStore } from './trust-entry.js'
 
@@ -119,31 +118,13 @@ export async function loadTrustStore(path: string): Promise<TrustStore> {
   }
 }
 
-/**
- * Read-modify-write under a lock, then an atomic replace (mode 0600), as updateClientsFile does:
- * concurrent `trust` runs never lose each other's change and the server never reads half a file.
- * `change` may throw to abort; the file is then left as it was.
- */
+/** Read-modify-write of TRUST_FILE under its lock, as updateClientsFile does (see updateJsonFile). */
 export async function updateTrustFile<T>(
   path: string,
   change: (file: TrustFile) => { file: TrustFile; result: T },
 ): Promise<T> {
-  return withFileLock(path, async () => {
-    const { file, result } = change(await readTrustFile(path))
-    const text = `${JSON.stringify(file, null, 2)}\n`
-    parseTrustFile(text) // never write what the server would refuse to load
-    await writeFileAtomic(path, text, 0o600)
-    return result
-  })
+  return updateJsonFile(path, { read: readTrustFile, check: parseTrustFile }, change)
 }
 
 /** What changes when the file is replaced or edited (rename gives a new inode); MISSING for no file. */
-export async function trustFileSignature(path: string): Promise<string> {
-  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined
-    throw error
-  })
-  return info ? signatureOf(info) : MISSING
-}
-
-const signatureOf = (info: { ino: number; size: number; mtimeMs: number }) => `${info.ino}:${info.size}:${info.mtimeMs}`
+export const trustFileSignature = fileSignature
