@@ -90,6 +90,39 @@ export function redisUrlProblem(value: string): string | undefined {
   return undefined
 }
 
+/** Who may set X-Forwarded-For: the last `hops` proxies, or proxies at these addresses and ranges. */
+export type TrustProxy = { hops: number } | { ranges: readonly string[] }
+
+/** One TRUST_PROXY item: an IP address or a CIDR range. */
+function proxyRangeProblem(item: string): string | undefined {
+  const [address = '', prefix, extra] = item.split('/')
+  const family = isIP(address)
+  if (family === 0 || extra !== undefined) return `${JSON.stringify(item)} is not an IP address or CIDR range`
+  if (prefix === undefined) return undefined
+  const max = family === 4 ? 32 : 128
+  if (!/^[0-9]{1,3}$/.test(prefix) || Number(prefix) > max) return `${JSON.stringify(item)} has a bad prefix length`
+  return undefined
+}
+
+/** Why `value` is not an acceptable TRUST_PROXY, or undefined when it is. */
+export function trustProxyProblem(value: string): string | undefined {
+  if (/^[0-9]+$/.test(value)) {
+    return Number(value) >= 1 && Number(value) <= 10 ? undefined : 'a hop count is from 1 to 10'
+  }
+  const items = value.split(',').map((item) => item.trim())
+  if (items.some((item) => item === '')) return 'an empty item'
+  for (const item of items) {
+    const problem = proxyRangeProblem(item)
+    if (problem) return problem
+  }
+  return undefined
+}
+
+function parseTrustProxy(value: string): TrustProxy {
+  if (/^[0-9]+$/.test(value)) return { hops: Number(value) }
+  return { ranges: value.split(',').map((item) => item.trim()) }
+}
+
 /** More processes than this only contend for the same cores and Redis connections. */
 export const MAX_WORKERS = 64
 
@@ -203,6 +236,49 @@ const VARIABLES = {
     allowed: 'an integer from 1 to 1000000',
     default: '10000',
   },
+  /** Failed client authentications per (client id, source address) per minute; past it 429 (RFC 6749 §2.3.1). */
+  authFailureLimit: {
+    name: 'AUTH_FAILURE_LIMIT',
+    schema: integer(1, 10_000),
+    allowed: 'an integer from 1 to 10000 (failures per minute per client id and source address)',
+    default: '10',
+  },
+  /** Failed client authentications per source address per minute, over every client id; past it 429. */
+  authFailureLimitPerAddress: {
+    name: 'AUTH_FAILURE_LIMIT_PER_ADDRESS',
+    schema: integer(1, 1_000_000),
+    allowed: 'an integer from 1 to 1000000 (failures per minute per source address)',
+    default: '100',
+  },
+  /**
+   * Which peers may say who the client is through X-Forwarded-For (RFC 9700 §4.13, RFC 7239 §5.2).
+   * Unset: nobody; the source address is the socket's.
+   */
+  trustProxy: {
+    name: 'TRUST_PROXY',
+    schema: checked(trustProxyProblem).transform(parseTrustProxy).optional(),
+    allowed:
+      'a number of proxy hops from 1 to 10, or a comma-separated list of proxy addresses or CIDR ranges (unset: X-Forwarded-For is ignored)',
+  },
+  /** PEM certificate chain: with TLS_KEY_FILE, the server speaks HTTPS itself (reloaded on change). */
+  tlsCertFile: {
+    name: 'TLS_CERT_FILE',
+    schema: z.string().min(1).optional(),
+    allowed: 'a PEM certificate (chain) file path; set together with TLS_KEY_FILE',
+  },
+  /** PEM private key of TLS_CERT_FILE. */
+  tlsKeyFile: {
+    name: 'TLS_KEY_FILE',
+    schema: z.string().min(1).optional(),
+    allowed: 'a PEM private key file path; set together with TLS_CERT_FILE',
+  },
+  /** Whether the token endpoint demands a server nonce in DPoP proofs (RFC 9449 §8). */
+  dpopNonce: {
+    name: 'DPOP_NONCE',
+    schema: z.enum(['true', 'false']).transform((value) => value === 'true'),
+    allowed: 'true or false',
+    default: 'false',
+  },
   /** Whether the metadata's scopes_supported lists the union of every client's scopes (RFC 8414 §2). */
   publishScopes: {
     name: 'PUBLISH_SCOPES',
@@ -272,6 +348,9 @@ export function loadConfig(env: Env): Config {
     problems.push(
       `WORKERS=${JSON.stringify(env.WORKERS)} needs REDIS_URL: without it each worker keeps its own in-memory denylist, and a revocation would reach only the worker that took it; set REDIS_URL or WORKERS=1`,
     )
+  }
+  if (Boolean(env.TLS_CERT_FILE) !== Boolean(env.TLS_KEY_FILE)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together: set both to serve HTTPS, or neither for plain HTTP')
   }
   if (problems.length > 0) throw new ConfigError(problems)
 

@@ -94,6 +94,10 @@ export const clientEntrySchema = z
       .optional(),
     /** private_key_jwt: refuse assertions without `typ: client-authentication+jwt` (RFC 10070). */
     require_typ: z.boolean().optional(),
+    /** Tokens this client may be issued per minute, over every instance; past it 429. Unset: no quota. */
+    quota: z.number().int().min(1).max(1_000_000).optional(),
+    /** Refuse token requests without a DPoP proof (RFC 9449 §5): every token is sender-constrained. */
+    require_dpop: z.boolean().optional(),
   })
   .strict()
   .superRefine((entry, ctx) => {
@@ -146,6 +150,10 @@ export interface Client {
   resourceServer: boolean
   /** Set for private_key_jwt clients (which have no secret); undefined for secret clients. */
   assertion?: AssertionSettings
+  /** Tokens per minute, over every instance; undefined: no quota. */
+  quota: number | undefined
+  /** Token requests need a DPoP proof (RFC 9449 §5). */
+  requireDpop: boolean
 }
 
 export interface ClientRegistry {
@@ -213,6 +221,8 @@ interface Profile {
   grantTypes: readonly string[]
   resourceServer: boolean
   accessTokenTtl: number | undefined
+  quota: number | undefined
+  requireDpop: boolean
 }
 
 /** What a client entry says besides its id and secrets; the arrays are copied when kept. */
@@ -223,6 +233,10 @@ export interface ClientSettings {
   resourceServer: boolean
   accessTokenTtl: number | undefined
   tokensRevokedAt: number | undefined
+  /** Tokens per minute; undefined: no quota. */
+  quota?: number | undefined
+  /** Token requests need a DPoP proof. */
+  requireDpop?: boolean | undefined
   /** private_key_jwt clients only (they are few: kept beside the compact rows). */
   assertion?: AssertionSettings | undefined
 }
@@ -267,7 +281,7 @@ export function createRegistryBuilder(): RegistryBuilder {
   const profileFor = (settings: ClientSettings): number => {
     if (last && sameSettings(last.settings, settings)) return last.index
     // Scope-tokens and audiences have no spaces or line breaks, so this key is unambiguous.
-    const key = `${settings.scopes.join(' ')}\n${settings.audiences.join(' ')}\n${settings.grantTypes.join(' ')}\n${settings.resourceServer}\n${settings.accessTokenTtl}`
+    const key = `${settings.scopes.join(' ')}\n${settings.audiences.join(' ')}\n${settings.grantTypes.join(' ')}\n${settings.resourceServer}\n${settings.accessTokenTtl}\n${settings.quota}\n${settings.requireDpop === true}`
     let index = profileIndex.get(key)
     if (index === undefined) {
       index = profiles.length
@@ -277,6 +291,8 @@ export function createRegistryBuilder(): RegistryBuilder {
         grantTypes: Object.freeze([...settings.grantTypes]),
         resourceServer: settings.resourceServer,
         accessTokenTtl: settings.accessTokenTtl,
+        quota: settings.quota,
+        requireDpop: settings.requireDpop === true,
       })
       profileIndex.set(key, index)
     }
@@ -338,6 +354,8 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 const sameSettings = (profile: Profile, settings: ClientSettings) =>
   profile.resourceServer === settings.resourceServer &&
   profile.accessTokenTtl === settings.accessTokenTtl &&
+  profile.quota === settings.quota &&
+  profile.requireDpop === (settings.requireDpop === true) &&
   sameStrings(profile.scopes, settings.scopes) &&
   sameStrings(profile.audiences, settings.audiences) &&
   sameStrings(profile.grantTypes, settings.grantTypes)
@@ -363,6 +381,8 @@ function compactRegistry(parts: {
       accessTokenTtl: profile.accessTokenTtl,
       grantTypes: profile.grantTypes,
       resourceServer: profile.resourceServer,
+      quota: profile.quota,
+      requireDpop: profile.requireDpop,
     }
     if (assertions.size > 0) {
       const assertion = assertions.get(id)
@@ -413,6 +433,8 @@ export function createClientRegistry(file: ClientsFile, source?: string): Client
       resourceServer: entry.resource_server,
       accessTokenTtl: entry.access_token_ttl,
       tokensRevokedAt: entry.tokens_revoked_at,
+      quota: entry.quota,
+      requireDpop: entry.require_dpop,
       assertion: assertionSettings(entry),
     })
   }

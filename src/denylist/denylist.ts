@@ -10,6 +10,8 @@
  * copy kept current over pub/sub.
  */
 
+import type { Redis } from 'ioredis'
+
 /** What a verifier knows of a token when it asks whether the token is revoked. */
 export interface RevocationQuery {
   jti: string
@@ -35,6 +37,12 @@ export interface RevocationOwner {
 
 export interface Denylist extends RevocationCheck {
   readonly kind: 'memory' | 'redis'
+  /**
+   * The Redis connection and key prefix of a Redis denylist (undefined in memory), for the other state
+   * instances share in the same store: rate-limit counters and quotas. Keys go under `keyPrefix`, never
+   * under the entry kinds of protocol.ts, and always with a TTL.
+   */
+  readonly shared?: { readonly redis: Redis; readonly keyPrefix: string }
   /**
    * Revoke one token until `until` (epoch seconds; the caller already added the verifiers' clock
    * tolerance: the entry lives until exp + tolerance). Idempotent; a second call never

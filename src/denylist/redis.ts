@@ -193,6 +193,7 @@ export function createRedisDenylist(options: RedisDenylistOptions): Denylist {
 
   return {
     kind: 'redis',
+    shared: { redis, keyPrefix },
     isRevoked: (token) => isRevokedInRedis(redis, keyPrefix, token),
     revokeToken: (jti, until, owner) => (owner ? revokeOwned(jti, until, owner) : revoke('jti', jti, until)),
     revokeKey: (kid, until) => revoke('kid', kid, until),

@@ -32,6 +32,12 @@ describe('configuration', () => {
       redisKeyPrefix: 'tokensmith:',
       clockTolerance: 30,
       revocationsPerClient: 10000,
+      authFailureLimit: 10,
+      authFailureLimitPerAddress: 100,
+      trustProxy: undefined,
+      tlsCertFile: undefined,
+      tlsKeyFile: undefined,
+      dpopNonce: false,
       publishScopes: false,
       workers: 1,
     })
@@ -303,5 +309,31 @@ describe('configuration', () => {
     const table = readme.slice(readme.indexOf('## Configuration'))
     const section = table.slice(0, table.indexOf('\n## ', 5))
     expect(names(section, /^\| `([A-Z][A-Z0-9_]*)` \|/gm)).toEqual([...CONFIG_VARIABLES].sort())
+  })
+})
+
+describe('TRUST_PROXY and TLS files', () => {
+  it.each([
+    ['2', { hops: 2 }],
+    ['10.0.0.1', { ranges: ['10.0.0.1'] }],
+    ['10.0.0.0/8, ::1, fd00::/8', { ranges: ['10.0.0.0/8', '::1', 'fd00::/8'] }],
+  ])('reads TRUST_PROXY=%s', (value, expected) => {
+    expect(loadConfig({ TRUST_PROXY: value }).trustProxy).toEqual(expected)
+  })
+
+  it.each(['0', '11', 'proxy.example.com', '10.0.0.0/33', '10.0.0.1,', '::1/129', '1.2.3.4/8/9'])(
+    'refuses TRUST_PROXY=%s with a message naming the variable',
+    (value) => {
+      expect(() => loadConfig({ TRUST_PROXY: value })).toThrow(/^TRUST_PROXY=/m)
+    },
+  )
+
+  it('takes TLS_CERT_FILE and TLS_KEY_FILE together or not at all', () => {
+    expect(() => loadConfig({ TLS_CERT_FILE: 'cert.pem' })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE go together/)
+    expect(() => loadConfig({ TLS_KEY_FILE: 'key.pem' })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE go together/)
+    expect(loadConfig({ TLS_CERT_FILE: 'c.pem', TLS_KEY_FILE: 'k.pem' })).toMatchObject({
+      tlsCertFile: 'c.pem',
+      tlsKeyFile: 'k.pem',
+    })
   })
 })

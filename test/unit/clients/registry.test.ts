@@ -154,6 +154,8 @@ describe('createClientRegistry', () => {
       accessTokenTtl: undefined,
       grantTypes: ['client_credentials'],
       resourceServer: false,
+      quota: undefined,
+      requireDpop: false,
     })
     expect(registry.get('svc-b')?.accessTokenTtl).toBe(600)
     expect(registry.get('svc-c')).toBeUndefined()

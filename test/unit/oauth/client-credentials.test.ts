@@ -13,6 +13,8 @@ const client = (overrides: Partial<Client> = {}): Client => ({
   accessTokenTtl: undefined,
   grantTypes: ['client_credentials'],
   resourceServer: false,
+  quota: undefined,
+  requireDpop: false,
   ...overrides,
 })
 
