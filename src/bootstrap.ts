@@ -5,6 +5,7 @@ import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { createMemoryDenylist } from './denylist/memory.js'
 import type { Denylist } from './denylist/denylist.js'
+import { readTlsPair } from './http/tls.js'
 import { warnIfTrustFileWritable } from './federation/reload.js'
 import { loadTrustStore } from './federation/trust-file.js'
 import { createKeyStore, keyRetention } from './keys/key-store.js'
@@ -86,6 +87,9 @@ export async function checkBeforeFork(config: Config, log: Logger, clock: Clock)
   await prepareKeys(config, log, clock)
   await loadClientRegistry(config.clientsFile)
   await loadTrustStore(config.trustFile)
+  if (config.tlsCertFile && config.tlsKeyFile) {
+    await readTlsPair({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile })
+  }
 }
 
 /**

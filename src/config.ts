@@ -305,7 +305,7 @@ type Settings = { -readonly [K in keyof Variables]: z.output<Variables[K]['schem
 
 /** The validated configuration: one field per variable. */
 export type Config = Omit<Settings, 'issuer'> & {
-  /** The token `iss` and the base of every endpoint URL (RFC 8414 §2). Unset: `http://localhost:<PORT>`. */
+  /** The token `iss` and the base of every endpoint URL (RFC 8414 §2). Unset: `http://localhost:<PORT>` (https with TLS_CERT_FILE). */
   issuer: string
 }
 
@@ -356,15 +356,25 @@ export function loadConfig(env: Env): Config {
 
   // No problem: every field holds what its schema yields.
   const settings = values as Settings
-  return { ...settings, issuer: settings.issuer ?? `http://localhost:${settings.port}` }
+  // Serving TLS itself, the server's own URL is https.
+  const scheme = settings.tlsCertFile ? 'https' : 'http'
+  return { ...settings, issuer: settings.issuer ?? `${scheme}://localhost:${settings.port}` }
 }
 
 /**
  * The start-up warning for a server that listens beyond this machine while its issuer is plain
  * http: tokens and client secrets then cross the network in clear unless a TLS proxy is in front
- * (RFC 6749 §1.6, §2.3.1). Undefined when there is nothing to warn about.
+ * (RFC 6749 §1.6, §2.3.1). With TLS_CERT_FILE the server itself speaks HTTPS, so an http issuer is
+ * wrong on any host: metadata and tokens would name URLs where nothing answers in clear.
+ * Undefined when there is nothing to warn about.
  */
-export function cleartextWarning(config: Pick<Config, 'host' | 'issuer'>): string | undefined {
-  if (new URL(config.issuer).protocol !== 'http:' || isLoopbackHost(config.host)) return undefined
+export function cleartextWarning(
+  config: Pick<Config, 'host' | 'issuer'> & { tlsCertFile?: string | undefined },
+): string | undefined {
+  if (new URL(config.issuer).protocol !== 'http:') return undefined
+  if (config.tlsCertFile) {
+    return 'TLS_CERT_FILE is set, so the server speaks HTTPS, but ISSUER is http: metadata and tokens name URLs that do not answer; set ISSUER to the https URL clients use'
+  }
+  if (isLoopbackHost(config.host)) return undefined
   return 'HOST is not a loopback address but ISSUER is http: tokens and client secrets cross the network in clear unless a TLS proxy is in front (then set ISSUER to its https URL)'
 }

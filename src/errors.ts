@@ -19,6 +19,8 @@ export type OAuthErrorCode =
   | 'unsupported_token_type'
   | 'server_error'
   | 'temporarily_unavailable'
+  | 'invalid_dpop_proof'
+  | 'use_dpop_nonce'
 
 export class OAuthError extends Error {
   readonly code: OAuthErrorCode
@@ -89,4 +91,30 @@ export const tooManyRevocations = (retryAfter: number, detail: string) =>
     headers: { 'Retry-After': String(Math.max(1, Math.ceil(retryAfter))) },
   })
 
+/**
+ * Too many failed client authentications from this source address, for this client id or for any
+ * (RFC 6749 §2.3.1: protection against brute force): 429 (RFC 6585 §4) with Retry-After, the
+ * seconds until the oldest counted failure leaves the one-minute window. Answered before any
+ * secret is compared, so even the right secret gets it until then.
+ */
+export const tooManyFailures = (retryAfter: number, detail: string) =>
+  new OAuthError('temporarily_unavailable', 429, 'too many failed authentication attempts, retry later', {
+    detail,
+    headers: { 'Retry-After': String(Math.min(60, Math.max(1, Math.ceil(retryAfter)))) },
+  })
+
 export const serverError = (cause: unknown) => new OAuthError('server_error', 500, 'internal server error', { cause })
+
+/**
+ * RFC 9449 §5: the token request's DPoP proof is invalid, repeated (§4.3 item 1), or absent for a client
+ * registered with `require_dpop` (§5.2 `dpop_bound_access_tokens`).
+ */
+export const invalidDpopProof = (description: string, detail?: string) =>
+  new OAuthError('invalid_dpop_proof', 400, description, { detail })
+
+/** RFC 9449 §8: the proof lacks a valid server nonce; `DPoP-Nonce` carries the one to use. */
+export const useDpopNonce = (nonce: string, detail?: string) =>
+  new OAuthError('use_dpop_nonce', 400, 'authorization server requires nonce in DPoP proof', {
+    detail,
+    headers: { 'DPoP-Nonce': nonce },
+  })

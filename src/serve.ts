@@ -1,13 +1,16 @@
 import cluster from 'node:cluster'
+import type { Server as HttpsServer } from 'node:https'
 import type { Hono } from 'hono'
 import type { AppEnv } from './http/types.js'
 import { createApp } from './app.js'
 import { buildDeps } from './bootstrap.js'
 import { watchClients } from './clients/reload.js'
+import { openTls } from './http/tls.js'
 import { watchKeys } from './keys/reload.js'
 import { watchTrust } from './federation/reload.js'
 import { systemClock } from './clock.js'
 import { isPrimaryCommand } from './cluster.js'
+import { authLimiterOf } from './limits/auth-failures.js'
 import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { flushLogSync, type Logger } from './observability/logger.js'
@@ -29,7 +32,14 @@ export interface ServeOptions {
 
 /** Serves on its own (WORKERS=1) or as one cluster worker, exactly as a separate instance does. */
 export async function serve(config: Config, log: Logger, options: ServeOptions = {}): Promise<void> {
+  // TLS files that cannot be used stop start-up, naming the file, rather than serve in clear (RFC 6749 §1.6).
+  const tls =
+    config.tlsCertFile && config.tlsKeyFile
+      ? await openTls({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }, log)
+      : undefined
   const deps = await buildDeps(config, log, systemClock)
+  // Made now, so its subscription to other instances' blocks is live before the first request.
+  const authLimiter = authLimiterOf(deps)
   // The keys watcher's first check runs now, before serving: it reports exposed or unencrypted key
   // files and denylists revoked keys.
   const interval = config.reloadInterval * 1000
@@ -40,7 +50,8 @@ export async function serve(config: Config, log: Logger, options: ServeOptions =
   ]
   const app = createApp(deps)
   await options.extend?.(app, deps)
-  const server = await startServer(app, { port: config.port, host: config.host })
+  const server = await startServer(app, { port: config.port, host: config.host, tls: tls?.pair })
+  if (tls) watchers.push(tls.watch(server.server as HttpsServer, interval))
   log.info({ url: server.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
   const reload = () => {
     log.info('SIGHUP: reloading')
@@ -65,6 +76,7 @@ export async function serve(config: Config, log: Logger, options: ServeOptions =
       exit(log, 1)
     }, 10_000).unref()
     void server.close().then(async () => {
+      await authLimiter.close().catch(() => {})
       await deps.denylist.close().catch(() => {})
       log.info('stopped')
       exit(log, 0)

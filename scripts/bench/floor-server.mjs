@@ -8,10 +8,13 @@
  * So its throughput is what this app, framework, middleware and request log included, does around
  * a token request when authenticating and signing cost nothing: the floor under the token endpoint.
  * Everything else is served normally. Env: the server's, plus FLOOR_AUTHORIZATION, the
- * client_secret_basic Authorization header of a registered client.
+ * client_secret_basic Authorization header of a registered client, and optionally FLOOR_LIMITER=off:
+ * the failed-authentication limits switched off, so that the bench can show what they cost the
+ * token endpoint's success path (the product has no such switch).
  */
 import { loadConfig } from '../../dist/config.js'
 import { readEnv } from '../../dist/env.js'
+import { disableAuthLimitsForBench } from '../../dist/limits/auth-failures.js'
 import { createLogger } from '../../dist/observability/logger.js'
 import { serve } from '../../dist/serve.js'
 
@@ -24,7 +27,8 @@ const authorization = process.env.FLOOR_AUTHORIZATION ?? fail('FLOOR_AUTHORIZATI
 const config = loadConfig(readEnv())
 
 await serve(config, createLogger(config.logLevel), {
-  async extend(app) {
+  async extend(app, deps) {
+    if (process.env.FLOOR_LIMITER === 'off') disableAuthLimitsForBench(deps)
     let prepared
     app.post('/bench/floor', (c) => c.body(prepared.body, 200, prepared.headers))
     const sample = await app.request('/oauth/token', {

@@ -120,6 +120,13 @@ export function computeRatios(
     rsSign,
     `raw RS256 sign ${integer(median(rsSign.rates))} ops/s (${rsSignWith})`,
   )
+  ratio(
+    'token_vs_limiter_off',
+    'token ES256 ÷ limiter off',
+    figure('token_ES256'),
+    figure('token_ES256_limiter_off'),
+    'the failed-authentication limits on the success path: one in-memory check per request',
+  )
   ratio('token_EdDSA_vs_ES256', 'token EdDSA ÷ token ES256', figure('token_EdDSA'), figure('token_ES256'))
   ratio(
     'protected_vs_raw_verify',

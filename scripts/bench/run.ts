@@ -114,6 +114,14 @@ export async function runBench(
     env: tokenEnv('ES256', 'ES256', mainClients, { LOG_LEVEL: 'info' }),
     log: 'file',
   })
+  // The same server with the failed-authentication limits off (floor-server.mjs, FLOOR_LIMITER=off):
+  // what the limits cost a successful token request.
+  const limiterOff = await fleet.start({
+    name: 'token-ES256-limiter-off',
+    entry: FLOOR,
+    env: tokenEnv('ES256', 'ES256', mainClients, { FLOOR_AUTHORIZATION: client.authorization, FLOOR_LIMITER: 'off' }),
+    log: 'null',
+  })
   const logWarn = await fleet.start({
     name: 'token-ES256-warn',
     entry: MAIN,
@@ -279,6 +287,13 @@ export async function runBench(
       target: async () => ({ url: `${floor.url}/.well-known/jwks.json`, method: 'GET', headers: {} }),
     }),
     tokenRows.ES256,
+    tokenRow(
+      'token_ES256_limiter_off',
+      'throughput',
+      'token ES256, limiter off',
+      'as token ES256, failed-authentication limits off (floor-server.mjs, FLOOR_LIMITER=off)',
+      limiterOff,
+    ),
     ...signRows.ES256,
     tokenRow(
       'token_ES256_logfile',
@@ -484,6 +499,7 @@ export async function runBench(
     ...ALGS.map((alg): [string, BenchServer] => [`token ${alg}`, servers[alg]]),
     ['floor', floor],
     ['token ES256, log to file', logToFile],
+    ['token ES256, limiter off', limiterOff],
     ...[...byClients]
       .slice(1)
       .map(([count, server]): [string, BenchServer] => [
@@ -535,6 +551,7 @@ export async function runBench(
       ...context.placement.notes,
       'token servers: node dist/main.js (npm start without npm), shipped defaults; KEYS_DIR fresh per algorithm; the log (LOG_LEVEL=info, one line per request) goes to /dev/null',
       "floor: scripts/bench/floor-server.mjs, the same assembly from dist/ plus POST /bench/floor (a token response prepared at start-up, the endpoint's own headers)",
+      'limiter off: floor-server.mjs with FLOOR_LIMITER=off, POST /oauth/token with the failed-authentication limits switched off (they are always on in the product)',
       'protected route: scripts/bench/resource-server.mjs (bearerAuth from dist/, remote JWKS of an ES256 server with REDIS_URL, Redis revocation feed live)',
       `load: autocannon in the bench process, ${options.connections} connections, ${options.rounds} round(s) of ${options.duration} s per row after ${options.warmup} s warm-up; rows take turns within each round`,
       `raw: one operation at a time in the bench process, ${options.rounds} round(s) of ${options.rawSeconds} s after ${options.rawWarmup} s warm-up`,

@@ -33,14 +33,23 @@ import {
   type CliIo,
 } from './cli.js'
 
+/** The largest `--quota`, as the registry allows it. */
+const MAX_QUOTA = 1_000_000
+
 const USAGE = `usage:
   npm run --silent client -- create --id ID --scope "a b" --audience AUD [--audience AUD2] [--ttl SECONDS] [--resource-server]
-      [--jwks FILE | --jwks-uri URL | --generate-key [--alg ALG] | --federated] [--require-typ]
+      [--quota N] [--require-dpop] [--jwks FILE | --jwks-uri URL | --generate-key [--alg ALG] | --federated] [--require-typ]
   npm run --silent client -- list
   npm run --silent client -- delete --id ID
   npm run --silent client -- rotate-secret --id ID [--grace SECONDS | --revoke-tokens]
   npm run --silent client -- update --id ID [--scope "a b"] [--audience AUD ...] [--ttl SECONDS] [--resource-server | --no-resource-server]
+      [--quota N | --no-quota] [--require-dpop | --no-require-dpop]
       [--jwks FILE | --jwks-uri URL | --generate-key [--alg ALG]] [--require-typ | --no-require-typ]
+
+Limits, for any client (update --no-quota, --no-require-dpop remove them):
+  --quota N         at most N tokens (1 to ${MAX_QUOTA}) issued to it per calendar minute, over every instance (counted
+                    in Redis when REDIS_URL is set); past it 429 with Retry-After. Default: no quota
+  --require-dpop    refuse its token requests without a DPoP proof (RFC 9449 section 5): every token is sender-constrained
 
 A client authenticates with a secret (shown once), or with private_key_jwt (RFC 7523 section 2.2):
   --jwks FILE       its public keys: a JWK Set or one JWK (never a private key); a key without kid gets its RFC 7638 thumbprint
@@ -65,6 +74,8 @@ const CLIENT_FLAGS = {
   'generate-key': { type: 'boolean' },
   alg: { type: 'string' },
   'require-typ': { type: 'boolean' },
+  quota: { type: 'string' },
+  'require-dpop': { type: 'boolean' },
 } as const
 
 /** The key options as parsed: `federated` only on create. */
@@ -141,6 +152,21 @@ function parseRequireTyp(flags: { 'require-typ'?: boolean | undefined; 'no-requi
   return flags['require-typ'] ? true : flags['no-require-typ'] ? false : undefined
 }
 
+/** `--quota N`: tokens per minute, plain decimal digits from 1 to MAX_QUOTA. */
+function parseQuota(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const quota = /^\d{1,7}$/.test(value) ? Number(value) : Number.NaN
+  if (!(quota >= 1 && quota <= MAX_QUOTA))
+    throw new UsageError(`--quota must be an integer number of tokens per minute from 1 to ${MAX_QUOTA}`)
+  return quota
+}
+
+/** An update's flag pair (`--x` / `--no-x`): true, false, or undefined when neither is given. */
+function flagPair(on: boolean | undefined, off: boolean | undefined, name: string): boolean | undefined {
+  if (on && off) throw new UsageError(`--${name} and --no-${name} exclude each other`)
+  return on ? true : off ? false : undefined
+}
+
 function parseTtl(value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const ttl = /^\d{1,4}$/.test(value) ? Number(value) : Number.NaN // plain decimal digits, like the settings
@@ -210,7 +236,9 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         if (audiences.length === 0) throw new UsageError('--audience is required')
         const accessTokenTtl = parseTtl(flags.ttl)
         const resourceServer = flags['resource-server'] ?? false
-        const settings = { scopes, audiences, accessTokenTtl, resourceServer }
+        const quota = parseQuota(flags.quota)
+        const requireDpop = flags['require-dpop'] ?? false
+        const settings = { scopes, audiences, accessTokenTtl, resourceServer, quota, requireDpop }
         const chosen = await chooseKeys(flags, io)
         if (!chosen) {
           if (flags['require-typ'])
@@ -304,6 +332,8 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
           ...CLIENT_FLAGS,
           'no-resource-server': { type: 'boolean' },
           'no-require-typ': { type: 'boolean' },
+          'no-quota': { type: 'boolean' },
+          'no-require-dpop': { type: 'boolean' },
         })
         const id = requireId(flags.id)
         if (flags['resource-server'] && flags['no-resource-server'])
@@ -313,15 +343,21 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         const accessTokenTtl = parseTtl(flags.ttl)
         const resourceServer = flags['resource-server'] ? true : flags['no-resource-server'] ? false : undefined
         const requireTyp = parseRequireTyp(flags)
+        if (flags.quota !== undefined && flags['no-quota'])
+          throw new UsageError('--quota and --no-quota exclude each other')
+        const quota = flags['no-quota'] ? null : parseQuota(flags.quota)
+        const requireDpop = flagPair(flags['require-dpop'], flags['no-require-dpop'], 'require-dpop')
         const chosen = await chooseKeys(flags, io)
-        if ([scopes, audiences, accessTokenTtl, resourceServer, requireTyp, chosen].every((v) => v === undefined))
-          throw new UsageError('nothing to update')
+        const changes = [scopes, audiences, accessTokenTtl, resourceServer, requireTyp, quota, requireDpop, chosen]
+        if (changes.every((v) => v === undefined)) throw new UsageError('nothing to update')
         const entry = await updateClientInFile(file(), id, {
           scopes,
           audiences,
           accessTokenTtl,
           resourceServer,
           requireTyp,
+          quota,
+          requireDpop,
           keys: chosen?.keys,
         })
         if (chosen?.privateJwk) {

@@ -34,6 +34,10 @@ export interface ClientSettings {
   accessTokenTtl?: number | undefined
   /** May introspect tokens for its audiences (RFC 7662 §2.1). */
   resourceServer: boolean
+  /** Tokens it may be issued per minute, over every instance (src/limits/quota.ts); unset: no quota. */
+  quota?: number | undefined
+  /** Its token requests need a DPoP proof (RFC 9449 §5), so every token it gets is sender-constrained. */
+  requireDpop?: boolean | undefined
 }
 
 /** The client `id`; throws when there is none. */
@@ -53,9 +57,10 @@ export function authMethodOf(entry: ClientEntry): 'client_secret_basic' | typeof
 }
 
 /**
- * Public view of a client: no secret, no digest (secrets are shown once, at creation). A
- * private_key_jwt client shows its public keys (`jwks`) or their URL (`jwks_uri`), neither when only a
- * trust entry authenticates it, and `require_typ`; a secret client shows its secrets' times.
+ * Public view of a client: no secret, no digest (secrets are shown once, at creation). Every client
+ * shows its `quota` (null: none) and `require_dpop`. A private_key_jwt client shows its public keys
+ * (`jwks`) or their URL (`jwks_uri`), neither when only a trust entry authenticates it, and
+ * `require_typ`; a secret client shows its secrets' times.
  */
 export function describeClient(entry: ClientEntry) {
   const method = authMethodOf(entry)
@@ -67,6 +72,8 @@ export function describeClient(entry: ClientEntry) {
     access_token_ttl: entry.access_token_ttl ?? null,
     grant_types: entry.grant_types,
     resource_server: entry.resource_server,
+    quota: entry.quota ?? null,
+    require_dpop: entry.require_dpop ?? false,
     ...(method === ASSERTION_AUTH_METHOD
       ? {
           ...(entry.jwks !== undefined && { jwks: entry.jwks }),
@@ -77,6 +84,12 @@ export function describeClient(entry: ClientEntry) {
     ...(entry.tokens_revoked_at !== undefined && { tokens_revoked_at: entry.tokens_revoked_at }),
   }
 }
+
+/** The entry fields of a new client's quota and DPoP requirement: written only when set. */
+const limitFields = (settings: ClientSettings): Pick<ClientEntry, 'quota' | 'require_dpop'> => ({
+  ...(settings.quota !== undefined && { quota: settings.quota }),
+  ...(settings.requireDpop && { require_dpop: true }),
+})
 
 const replace = (file: ClientsFile, next: ClientEntry): ClientsFile => ({
   clients: file.clients.map((c) => (c.client_id === next.client_id ? next : c)),
@@ -99,6 +112,7 @@ export function createClient(
     ...(settings.accessTokenTtl !== undefined && { access_token_ttl: settings.accessTokenTtl }),
     grant_types: ['client_credentials'],
     resource_server: settings.resourceServer,
+    ...limitFields(settings),
   }
   return { file: { clients: [...file.clients, entry] }, result: { clientSecret } }
 }
@@ -264,6 +278,7 @@ export function createAssertionClient(
     ...(settings.accessTokenTtl !== undefined && { access_token_ttl: settings.accessTokenTtl }),
     grant_types: ['client_credentials'],
     resource_server: settings.resourceServer,
+    ...limitFields(settings),
     ...keyFields(auth.keys),
     ...(auth.requireTyp && { require_typ: true }),
   }
@@ -271,7 +286,9 @@ export function createAssertionClient(
 }
 
 /** What `update` may change: the settings, and for a private_key_jwt client its keys and `require_typ`. */
-export interface ClientChanges extends Partial<ClientSettings> {
+export interface ClientChanges extends Partial<Omit<ClientSettings, 'quota'>> {
+  /** A new quota; null removes it (no quota). */
+  quota?: number | null | undefined
   /**
    * Replaces the keys: a key rotation. Without downtime, the new set holds the old key beside the
    * new one until the client signs with the new one. `federated` drops them: trust entries only.
@@ -302,7 +319,12 @@ export function updateClient(file: ClientsFile, id: string, changes: ClientChang
     ...(changes.accessTokenTtl !== undefined && { access_token_ttl: changes.accessTokenTtl }),
     ...(changes.resourceServer !== undefined && { resource_server: changes.resourceServer }),
     ...(changes.requireTyp !== undefined && { require_typ: changes.requireTyp }),
+    ...(typeof changes.quota === 'number' && { quota: changes.quota }),
+    ...(changes.requireDpop === true && { require_dpop: true }),
   }
+  // Removed rather than written as null or false: the entry reads as one created without them.
+  if (changes.quota === null) delete next.quota
+  if (changes.requireDpop === false) delete next.require_dpop
   if (changes.keys !== undefined) {
     delete next.jwks
     delete next.jwks_uri

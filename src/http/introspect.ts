@@ -44,6 +44,9 @@ export function introspectHandler(deps: Deps) {
 
     c.set('jti', claims.jti)
     const { kid: _kid, ...visible } = claims
-    return c.body(JSON.stringify({ active: true, token_type: 'Bearer', ...visible }), 200, NO_STORE)
+    // RFC 7662 §2.2 token_type as the token endpoint answered it (RFC 9449 §5.1): DPoP for a bound token,
+    // whose `cnf` is echoed (RFC 9449 §6.2).
+    const tokenType = visible.cnf === undefined ? 'Bearer' : 'DPoP'
+    return c.body(JSON.stringify({ active: true, token_type: tokenType, ...visible }), 200, NO_STORE)
   }
 }

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import { GRANT_TYPES } from '../clients/registry.js'
 import { SUPPORTED_ALGORITHMS } from '../verifier/algorithms.js'
+import { DPOP_ALGORITHMS } from '../verifier/dpop.js'
 import type { AppEnv, Deps } from './types.js'
 
 /** Verifiers may cache the key set this long; key rotation publishes new keys well before use. */
@@ -84,6 +85,8 @@ export function metadataHandler(deps: Deps) {
       // Every published key's algorithm, so that during an algorithm migration a verifier configured
       // from here still accepts the tokens of the key being retired (and of the next one).
       access_token_signing_alg_values_supported: deps.keys.publishedAlgorithms(),
+      // RFC 9449 §5.1: the algorithms a DPoP proof may be signed with (asymmetric only).
+      dpop_signing_alg_values_supported: DPOP_ALGORITHMS,
     }
     return c.body(JSON.stringify(metadata), 200, {
       'Content-Type': 'application/json; charset=utf-8',

@@ -8,6 +8,8 @@ export interface AccessTokenGrant {
   scopes: readonly string[]
   audience: string
   ttl: number
+  /** RFC 9449 §6.1: the JWK SHA-256 thumbprint of the DPoP key the token is bound to, as `cnf.jkt`. */
+  jkt?: string
 }
 
 export interface IssuedToken {
@@ -42,7 +44,8 @@ export function newJti(): string {
 /**
  * RFC 9068 §2: a JWT access token. Header `typ: at+jwt` (§2.1) so it cannot be confused with an ID
  * token; claims iss, exp, aud, sub, client_id, iat, jti (§2.2) and scope (§2.2.3). For the client
- * credentials grant there is no resource owner, so `sub` is the client id (§2.2).
+ * credentials grant there is no resource owner, so `sub` is the client id (§2.2). A DPoP-bound token
+ * carries `cnf: { jkt }` (RFC 9449 §6.1, RFC 7800 §3.1).
  */
 export async function issueAccessToken(
   deps: { clock: Clock; keys: Pick<KeyStore, 'signingKey'>; issuer: string },
@@ -62,6 +65,7 @@ export async function issueAccessToken(
     iat,
     exp: iat + grant.ttl,
     jti,
+    ...(grant.jkt !== undefined && { cnf: { jkt: grant.jkt } }),
   }
   const accessToken = await jwsSigner(key, 'at+jwt').sign(JSON.stringify(claims))
   return { accessToken, jti, kid: key.kid, expiresIn: grant.ttl, scope }

@@ -7,6 +7,13 @@ import { verifyAccessToken, type KeyResolver, type VerifiedAccessToken } from '.
 
 const ALGORITHMS: ReadonlySet<string> = new Set(SIGNING_ALGS)
 
+/** The `cnf.jkt` of a DPoP-bound token (RFC 9449 §6.1), when the claim is present and well formed. */
+function boundJkt(cnf: unknown): string | undefined {
+  if (typeof cnf !== 'object' || cnf === null) return undefined
+  const { jkt } = cnf as { jkt?: unknown }
+  return typeof jkt === 'string' ? jkt : undefined
+}
+
 /**
  * Verifies a token as one of our own access tokens, with the resource servers' checks
  * (`verifyAccessToken`, RFC 9068 §4, RFC 8725): canonical compact JWS of at most 8 KiB, a `kid` we
@@ -40,7 +47,20 @@ export async function verifyOwnToken(
     if (error instanceof BearerError) return undefined
     throw error
   }
-  // Only the claims tokensmith issues: introspection echoes them (RFC 7662 §2.2).
-  const { iss, sub, client_id, aud, iat, exp, jti, scope } = verified.claims
-  return { iss, sub, client_id, aud, iat, exp, jti, kid: verified.kid, ...(scope !== undefined && { scope }) }
+  // Only the claims tokensmith issues: introspection echoes them (RFC 7662 §2.2), `cnf` of a DPoP-bound
+  // token included (RFC 9449 §6.2), and only in the shape tokensmith writes.
+  const { iss, sub, client_id, aud, iat, exp, jti, scope, cnf } = verified.claims
+  const jkt = boundJkt(cnf)
+  return {
+    iss,
+    sub,
+    client_id,
+    aud,
+    iat,
+    exp,
+    jti,
+    kid: verified.kid,
+    ...(scope !== undefined && { scope }),
+    ...(jkt !== undefined && { cnf: { jkt } }),
+  }
 }

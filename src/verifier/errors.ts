@@ -5,8 +5,21 @@
  * Nothing in here ever holds token bytes.
  */
 
-/** RFC 6750 §3.1 codes, plus the 503 code of RFC 6749 §5.2 style used across tokensmith. */
-export type BearerErrorCode = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'temporarily_unavailable'
+import type { DpopRejectReason } from './dpop.js'
+
+/**
+ * RFC 6750 §3.1 codes, RFC 9449 §7.1 `invalid_dpop_proof`, plus the 503 code of RFC 6749 §5.2 style used
+ * across tokensmith.
+ */
+export type BearerErrorCode =
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'invalid_dpop_proof'
+  | 'insufficient_scope'
+  | 'temporarily_unavailable'
+
+/** Which `Authorization` scheme a request used: the challenge of that scheme carries the error. */
+export type AuthScheme = 'Bearer' | 'DPoP'
 
 /** Why a request was refused. A closed set, so logs never carry attacker-chosen text. */
 export type RejectReason =
@@ -39,6 +52,14 @@ export type RejectReason =
   | 'insufficient_scope'
   | 'denylist_unavailable'
   | 'jwks_unavailable'
+  // RFC 9449 §7: DPoP at the resource server.
+  | 'dpop_bound_as_bearer'
+  | 'dpop_token_not_bound'
+  | 'cnf_invalid'
+  | 'dpop_proof_missing'
+  | 'dpop_proof_multiple'
+  | 'dpop_replay_unavailable'
+  | `dpop_${DpopRejectReason}`
 
 export class BearerError extends Error {
   readonly code: BearerErrorCode
@@ -70,3 +91,7 @@ export const insufficientScope = () => new BearerError('insufficient_scope', 403
 
 export const temporarilyUnavailable = (reason: RejectReason, retryAfter: number, cause?: unknown) =>
   new BearerError('temporarily_unavailable', 503, reason, { retryAfter, cause })
+
+/** RFC 9449 §7.1: a missing, repeated or invalid DPoP proof → 401 `invalid_dpop_proof`. */
+export const invalidDpopProof = (reason: RejectReason, cause?: unknown) =>
+  new BearerError('invalid_dpop_proof', 401, reason, { cause })

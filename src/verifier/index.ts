@@ -14,13 +14,17 @@
 export { DEFAULT_ALGORITHMS } from './algorithms.js'
 export { bearerAuth, type BearerAuthMiddleware } from './bearer-auth.js'
 export { scopesOf } from './claims.js'
-export type { BearerErrorCode, RejectReason } from './errors.js'
+export { DPOP_ALGORITHMS, type DpopReplay } from './dpop.js'
+export { createMemoryDpopReplay, type MemoryDpopReplayOptions } from './dpop-replay.js'
+export type { AuthScheme, BearerErrorCode, RejectReason } from './errors.js'
 export { BEARER_AUTH_DEFAULTS } from './options.js'
 export type {
   AccessTokenClaims,
   BearerAuthOptions,
   BearerAuthStats,
   BearerAuthVariables,
+  DpopOptions,
+  DpopProofContext,
   FailOpenInfo,
   LocalJwks,
   RejectInfo,

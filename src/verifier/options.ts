@@ -1,4 +1,9 @@
+import type { Context } from 'hono'
+
 import { DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS } from './algorithms.js'
+import { DEFAULT_DPOP_MAX_AGE, DPOP_ALGORITHMS, type DpopReplay } from './dpop.js'
+import { createMemoryDpopReplay } from './dpop-replay.js'
+import type { AuthScheme } from './errors.js'
 import { SCOPE_TOKEN } from './grammar.js'
 import { parseJwkSet, type JwkSet } from './jwk-set.js'
 import type { RemoteJwksSettings } from './key-source.js'
@@ -18,16 +23,30 @@ export const BEARER_AUTH_DEFAULTS = Object.freeze({
   realm: 'tokensmith',
   jwks: Object.freeze({ cacheMaxAge: 600, cooldown: 30, timeout: 5, maxBytes: 64 * 1024, maxStale: 3600 } as const),
   tokenCache: Object.freeze({ maxEntries: DEFAULT_TOKEN_CACHE_ENTRIES }),
+  dpop: Object.freeze({ required: false, maxAge: DEFAULT_DPOP_MAX_AGE, algorithms: DPOP_ALGORITHMS }),
 } as const)
 
 /** Seconds a client is told to wait when the denylist cannot answer. */
 export const DENYLIST_RETRY_AFTER = 5
+
+/** Seconds a client is told to wait when the DPoP replay cache cannot record a proof (down or full). */
+export const DPOP_REPLAY_RETRY_AFTER = 5
 
 /** RFC 9110 §5.6.4 quoted-string content, minus `"` and `\` so no escaping is ever needed. */
 const REALM = /^[\x20\x21\x23-\x5b\x5d-\x7e]+$/
 
 /** Options of a remote JWK Set that mean nothing for a local one. */
 const REMOTE_ONLY = ['cacheMaxAge', 'cooldown', 'timeout', 'maxBytes', 'maxStale'] as const
+
+/** DPoP settings once validated (RFC 9449 §7). */
+export interface ResolvedDpop {
+  /** Bearer refused entirely. */
+  required: boolean
+  url: (c: Context) => string | URL
+  replay: DpopReplay
+  algorithms: ReadonlySet<string>
+  maxAge: number
+}
 
 export interface ResolvedOptions {
   issuer: string
@@ -45,6 +64,10 @@ export interface ResolvedOptions {
   fetch: typeof fetch
   /** 0: no token cache. */
   tokenCacheEntries: number
+  /** undefined: the DPoP scheme is not accepted (`dpop: false`). */
+  dpop: ResolvedDpop | undefined
+  /** The schemes accepted, in the order their challenges are sent (RFC 9110 §11.6.1). */
+  schemes: readonly AuthScheme[]
 }
 
 const fail = (message: string): never => {
@@ -113,6 +136,37 @@ function resolveTokenCache(option: BearerAuthOptions['tokenCache']): number {
   return entries
 }
 
+function resolveDpop(option: BearerAuthOptions['dpop'], clock: () => number): ResolvedDpop | undefined {
+  // Opt-in: without it the challenge stays the plain Bearer one (and bound tokens are refused).
+  if (option === undefined || option === false) return undefined
+  const settings = option
+  if (typeof settings !== 'object' || settings === null) {
+    return fail('dpop must be false or { required, url, replay, algorithms, maxAge }')
+  }
+  if (settings.required !== undefined && typeof settings.required !== 'boolean') fail('dpop.required must be a boolean')
+  if (settings.url !== undefined && typeof settings.url !== 'function') fail('dpop.url must be a function (c) => URL')
+  if (settings.replay !== undefined && typeof settings.replay?.useOnce !== 'function') {
+    fail('dpop.replay must have useOnce()')
+  }
+  const list = settings.algorithms ?? [...DPOP_ALGORITHMS]
+  if (!Array.isArray(list) || list.length === 0) fail('dpop.algorithms must be a non-empty array')
+  for (const alg of list) {
+    // RFC 9449 §4.3 item 5: asymmetric only, never `none` or a MAC.
+    if (!DPOP_ALGORITHMS.includes(alg))
+      fail(`dpop algorithm ${JSON.stringify(alg)} is not allowed (asymmetric JWS algorithms only)`)
+  }
+  const maxAge = seconds('dpop.maxAge', settings.maxAge, DEFAULT_DPOP_MAX_AGE, 3600)
+  if (maxAge === 0) fail('dpop.maxAge must be positive')
+  return {
+    required: settings.required === true,
+    url: settings.url ?? ((c) => c.req.url),
+    // One per middleware: the default serves a single process (see createMemoryDpopReplay).
+    replay: settings.replay ?? createMemoryDpopReplay({ clock }),
+    algorithms: new Set(list),
+    maxAge,
+  }
+}
+
 /** Validates options and fills defaults. Throws `TypeError` on any misconfiguration. */
 export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options are required')
@@ -134,7 +188,12 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
     fail('denylist must have isRevoked()')
   }
   const customFetch = options.fetch
+  const clock = options.clock ?? (() => Date.now() / 1000)
+  const dpop = resolveDpop(options.dpop, clock)
   return {
+    dpop,
+    // RFC 9449 §7.2: Bearer first, DPoP beside it; only DPoP when Bearer is refused.
+    schemes: dpop === undefined ? ['Bearer'] : dpop.required ? ['DPoP'] : ['Bearer', 'DPoP'],
     tokenCacheEntries: resolveTokenCache(options.tokenCache),
     issuer: options.issuer,
     audience: audience as string[],
@@ -147,7 +206,7 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
     failOpen: options.failOpen === true,
     onFailOpen: options.onFailOpen,
     onReject: options.onReject,
-    clock: options.clock ?? (() => Date.now() / 1000),
+    clock,
     // Looked up per call, so a fetch patched after start-up (msw, instrumentation) is honoured.
     fetch: customFetch ?? ((input, init) => globalThis.fetch(input, init)),
   }

@@ -1,5 +1,7 @@
+import type { Context } from 'hono'
 import type { JWK } from 'jose'
 
+import type { DpopReplay } from './dpop.js'
 import type { RejectReason } from './errors.js'
 
 /**
@@ -31,19 +33,38 @@ export interface AccessTokenClaims {
   jti: string
   /** RFC 9068 §2.2.3: space-delimited scopes, when present. */
   scope?: string
+  /**
+   * RFC 7800 §3.1 confirmation: a DPoP-bound token carries `{ jkt }`, the base64url SHA-256 thumbprint of
+   * the client's proof key (RFC 9449 §6.1). Such a token is accepted only with the DPoP scheme and a proof
+   * signed by that key.
+   */
+  cnf?: { jkt: string; [member: string]: unknown }
   [claim: string]: unknown
 }
 
+/** The verified DPoP proof of a request that presented a DPoP-bound token (RFC 9449 §7.1). */
+export interface DpopProofContext {
+  /** RFC 7638 thumbprint of the proof key, equal to the token's `cnf.jkt`. */
+  jkt: string
+  /** The proof key: public members only. */
+  jwk: JWK
+  /** The proof's `jti`, recorded by the replay cache. */
+  jti: string
+  /** The proof's `iat`, epoch seconds. */
+  iat: number
+}
+
 /**
- * Hono `Variables` set by `bearerAuth`.
+ * Hono `Variables` set by `bearerAuth`: `auth`, the verified claims (with `cnf` for a DPoP-bound token),
+ * and `dpop`, the request's verified proof when the token was DPoP-bound, `undefined` for a Bearer token.
  *
  * @example
  * ```ts
  * const app = new Hono<{ Variables: BearerAuthVariables }>()
- * app.get('/me', (c) => c.text(c.get('auth').client_id))
+ * app.get('/me', (c) => c.json({ client: c.get('auth').client_id, key: c.get('dpop')?.jkt }))
  * ```
  */
-export type BearerAuthVariables = { auth: AccessTokenClaims }
+export type BearerAuthVariables = { auth: AccessTokenClaims; dpop: DpopProofContext | undefined }
 
 /**
  * Passed to `onFailOpen` each time a request passes only because the denylist could not answer. */
@@ -74,6 +95,32 @@ export interface BearerAuthStats {
   jwksFetches: number
   /** Verified tokens remembered now (see `tokenCache`). */
   cachedTokens: number
+}
+
+/**
+ * DPoP at the resource server (RFC 9449 §7). By default both schemes are accepted: `Bearer` for unbound
+ * tokens, `DPoP` for tokens bound with `cnf.jkt`, each request with its own proof.
+ */
+export interface DpopOptions {
+  /** Refuse the Bearer scheme entirely: only DPoP-bound tokens, with a proof, pass. Default false. */
+  required?: boolean
+  /**
+   * The URL the client addressed, compared with the proof's `htu` (RFC 9449 §4.3 item 9) without query
+   * and fragment. Default: the request URL as Hono sees it (`c.req.url`). Behind a proxy that rewrites
+   * the scheme, host or path, return the public URL, e.g. `` (c) => `https://api.example.com${c.req.path}` ``.
+   */
+  url?: (c: Context) => string | URL
+  /**
+   * Where each proof `jti` is recorded, once per key (RFC 9449 §11.1). Default: an in-memory cache of
+   * 100,000 live proofs per middleware (`createMemoryDpopReplay`). Several resource server instances
+   * behind one URL must share one store, or a proof can be replayed once per instance. Whatever
+   * `useOnce` throws is answered 503 `temporarily_unavailable`, never a pass.
+   */
+  replay?: DpopReplay
+  /** Proof `alg` allowlist, advertised in `DPoP algs="…"`. Default `DPOP_ALGORITHMS`; `none`/HS* throw. */
+  algorithms?: string[]
+  /** Seconds a proof's `iat` may lie in the past, plus `clockTolerance` either way. Default 60. */
+  maxAge?: number
 }
 
 /**
@@ -139,4 +186,11 @@ export interface BearerAuthOptions {
    * every request all the same. Claims of a remembered token are frozen. `false` verifies every time.
    */
   tokenCache?: false | { maxEntries?: number }
+  /**
+   * DPoP-bound tokens (RFC 9449 §7): `Authorization: DPoP <token>` with one `DPoP` proof header. Default
+   * `false`: Bearer only, and a bound token is refused whatever scheme it comes with (§7.2), so the
+   * challenge resource servers send stays the plain Bearer one until they opt in. `{}`: Bearer for unbound
+   * tokens and DPoP for bound ones. `{ required: true }`: DPoP only.
+   */
+  dpop?: false | DpopOptions
 }

@@ -130,6 +130,8 @@ describe('workload identity federation at the token endpoint', () => {
     ]
     server = await startTestServer({
       clock,
+      // Many refusals from one address by design: keep the failure limit (tested on its own) out of the way.
+      config: { authFailureLimit: 10_000, authFailureLimitPerAddress: 1_000_000 },
       clients: [],
       entries: [
         federatedClient('billing-api', ['billing:read', 'billing:write'], 'https://billing.example.com'),

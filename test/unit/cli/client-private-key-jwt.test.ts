@@ -89,6 +89,8 @@ describe('client create --generate-key', () => {
       'access_token_ttl',
       'grant_types',
       'resource_server',
+      'quota',
+      'require_dpop',
       'jwks',
       'require_typ',
       'private_jwk',
@@ -171,6 +173,8 @@ describe('client create --jwks, --jwks-uri, --federated', () => {
       access_token_ttl: null,
       grant_types: ['client_credentials'],
       resource_server: false,
+      quota: null,
+      require_dpop: false,
       jwks: { keys: [one.publicJwk, two.publicJwk] },
       require_typ: true,
     })
@@ -233,6 +237,8 @@ describe('client create --jwks, --jwks-uri, --federated', () => {
       access_token_ttl: null,
       grant_types: ['client_credentials'],
       resource_server: false,
+      quota: null,
+      require_dpop: false,
       require_typ: true,
     })
     expect(out.stderr).toContain('trust -- add ... --client wl-1')
@@ -448,6 +454,8 @@ describe('client rotate-secret and list with private_key_jwt clients', () => {
       access_token_ttl: null,
       grant_types: ['client_credentials'],
       resource_server: false,
+      quota: null,
+      require_dpop: false,
     }
     const pkjwt = 'private_key_jwt'
     expect(listed.json()).toEqual({

@@ -191,6 +191,8 @@ describe('client update', () => {
       access_token_ttl: 120,
       grant_types: ['client_credentials'],
       resource_server: true,
+      quota: null,
+      require_dpop: false,
       secrets: [{ created: T0, expires: null }],
     })
     const stored = (await readClientsFile(file)).clients[0]!

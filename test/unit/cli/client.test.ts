@@ -67,6 +67,8 @@ describe('client CLI', () => {
         access_token_ttl: null,
         grant_types: ['client_credentials'],
         resource_server: false,
+        quota: null,
+        require_dpop: false,
         secrets: [{ created: expect.any(Number), expires: null }],
       },
     ])

@@ -122,6 +122,8 @@ describe('describeClient', () => {
       access_token_ttl: null,
       grant_types: ['client_credentials'],
       resource_server: false,
+      quota: null,
+      require_dpop: false,
       secrets: [
         { created: T - 100, expires: T },
         { created: T, expires: null },

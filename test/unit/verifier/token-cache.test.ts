@@ -119,7 +119,7 @@ describe('bearerAuth token cache', () => {
   })
 
   it('hands every request frozen claims, so no handler can change them for the next one', async () => {
-    const withList = signToken(es, DEFAULTS, { aud: [AUDIENCE, 'https://other.example'], cnf: { jkt: 'x' } })
+    const withList = signToken(es, DEFAULTS, { aud: [AUDIENCE, 'https://other.example'], ext: { tenant: 'x' } })
     const seen: AccessTokenClaims[] = []
     const app = new Hono<{ Variables: BearerAuthVariables }>()
     app.use('/api/*', bearerAuth({ issuer: ISSUER, audience: AUDIENCE, jwks: jwksOf(es), clock: () => NOW }))
@@ -134,7 +134,7 @@ describe('bearerAuth token cache', () => {
     for (let i = 0; i < 2; i++) expect((await callWith(app, withList)).status).toBe(200)
     expect(seen[1]?.scope).toBe('read write')
     expect(Object.isFrozen(seen[1]?.aud)).toBe(true)
-    expect(Object.isFrozen(seen[1]?.cnf)).toBe(true)
+    expect(Object.isFrozen((seen[1] as { ext?: object } | undefined)?.ext)).toBe(true)
   })
 
   it('rejects options it cannot honour at start-up', () => {
