@@ -279,6 +279,22 @@ const VARIABLES = {
     allowed: 'true or false',
     default: 'false',
   },
+  /** A separate port serving only GET /metrics (Prometheus text format); unset: no metrics port. */
+  metricsPort: {
+    name: 'METRICS_PORT',
+    schema: integer(1, 65535).optional(),
+    allowed: 'a TCP port from 1 to 65535, other than PORT (unset: no metrics port)',
+  },
+  /** With it, GET /metrics is also served on PORT to `Authorization: Bearer <METRICS_TOKEN>`. Never logged. */
+  metricsToken: {
+    name: 'METRICS_TOKEN',
+    schema: z
+      .string()
+      .regex(/^[\x21-\x7E]{32,256}$/)
+      .optional(),
+    allowed: '32 to 256 visible ASCII characters (unset: /metrics is not served on PORT)',
+    secret: true,
+  },
   /** Whether the metadata's scopes_supported lists the union of every client's scopes (RFC 8414 §2). */
   publishScopes: {
     name: 'PUBLISH_SCOPES',
@@ -348,6 +364,9 @@ export function loadConfig(env: Env): Config {
     problems.push(
       `WORKERS=${JSON.stringify(env.WORKERS)} needs REDIS_URL: without it each worker keeps its own in-memory denylist, and a revocation would reach only the worker that took it; set REDIS_URL or WORKERS=1`,
     )
+  }
+  if (values.metricsPort !== undefined && values.metricsPort === values.port) {
+    problems.push(`METRICS_PORT=${JSON.stringify(env.METRICS_PORT)} is PORT: the metrics port must be another port`)
   }
   if (Boolean(env.TLS_CERT_FILE) !== Boolean(env.TLS_KEY_FILE)) {
     problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together: set both to serve HTTPS, or neither for plain HTTP')

@@ -3,7 +3,7 @@ import { cp, mkdtemp, readFile, rm, symlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { decodeJwt } from 'jose'
+import { calculateJwkThumbprint, decodeJwt, type JWK } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CONFIG_VARIABLES } from '../../src/config.js'
 import { freePort } from '../helpers/free-port.js'
@@ -11,7 +11,7 @@ import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 /**
- * The README's private_key_jwt walkthrough and its local federation walkthrough, run as written: the
+ * The README's private_key_jwt, DPoP and local federation walkthroughs, run as written: the
  * ```sh blocks after a `<!-- readme-test: NAME -->` marker, joined in order, through `bash -e -o pipefail`.
  *
  * The one substitution: `localhost:3000` and `8088` become free ports (and the CLIs get that PORT, so
@@ -132,6 +132,7 @@ afterAll(async () => {
 describe('README walkthroughs, run as written', () => {
   it('the blocks use the ports the test swaps', () => {
     expect(readmeScript(readme, 'pkjwt')).toContain('http://localhost:3000')
+    expect(readmeScript(readme, 'dpop')).toContain('http://localhost:3000/oauth/token')
     expect(readmeScript(readme, 'federation')).toContain('http://localhost:3000')
     expect(readmeScript(readme, 'federation')).toContain('127.0.0.1:8088')
     expect(readmeScript(readme, 'federation-issuer')).toContain('--port 8088')
@@ -148,6 +149,30 @@ describe('README walkthroughs, run as written', () => {
       aud: 'https://api.example.com',
       scope: 'invoices:read',
     })
+  }, 30_000)
+
+  it('DPoP: a client key pair, a jose-signed proof, a DPoP-bound access token', async () => {
+    const run = await bash(localize(readmeScript(readme, 'dpop')))
+    expect(run.code, run.stderr).toBe(0)
+    // Without a proof, and with a replayed one: refused (RFC 9449 §5, §11.1).
+    expect(run.stdout.match(/"error": "invalid_dpop_proof"/g)).toHaveLength(2)
+    expect(run.stdout).toContain('"error_description": "DPoP proof was already used"')
+    expect(run.stdout).toContain('"token_type": "DPoP"')
+    const claims = decodeJwt(accessTokenIn(run))
+    expect(claims).toMatchObject({
+      iss: `http://localhost:${port}`,
+      client_id: 'dpop-demo',
+      aud: 'https://api.example.com',
+      scope: 'invoices:read',
+    })
+    // Bound to the key the walkthrough saved (RFC 9449 §6.1, RFC 7638), and introspection agrees (§6.2).
+    const key = JSON.parse(await readFile(join(dir, 'dpop-key.local.json'), 'utf8')) as { public: JWK }
+    const jkt = await calculateJwkThumbprint(key.public, 'sha256')
+    expect(claims.cnf).toEqual({ jkt })
+    expect(run.stdout).toMatch(new RegExp(`"active": true,\\s*"token_type": "DPoP",\\s*"cnf": \\{\\s*"jkt": "${jkt}"`))
+    expect(run.stdout).toContain(`"thumbprint": "${jkt}"`)
+    // The resource-server proof carries the token's hash (RFC 9449 §4.2).
+    expect(run.stdout).toMatch(/htm: 'GET',\s*htu: 'https:\/\/api\.example\.com\/invoices',\s*ath: '[A-Za-z0-9_-]{43}'/)
   }, 30_000)
 
   it('workload identity federation: a local issuer, a trust entry, a platform token, an access token', async () => {

@@ -38,6 +38,8 @@ describe('configuration', () => {
       tlsCertFile: undefined,
       tlsKeyFile: undefined,
       dpopNonce: false,
+      metricsPort: undefined,
+      metricsToken: undefined,
       publishScopes: false,
       workers: 1,
     })
