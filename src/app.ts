@@ -2,8 +2,10 @@ import { Hono } from 'hono'
 import type { Deps } from './deps.js'
 import { OAuthError, methodNotAllowed } from './errors.js'
 import { healthHandler, readyHandler } from './http/health.js'
+import { requestId } from './http/middleware/request-id.js'
 import { requestLog } from './http/middleware/request-log.js'
 import { renderError, toOAuthError } from './http/render-error.js'
+import { installMetrics } from './http/metrics-endpoint.js'
 import { introspectHandler } from './http/introspect.js'
 import { revokeHandler } from './http/revoke.js'
 import { tokenHandler } from './http/token.js'
@@ -13,7 +15,10 @@ import { jwksHandler, metadataHandler } from './http/well-known.js'
 /** Builds the authorization server's HTTP app. Nothing runs until a request arrives. */
 export function createApp(deps: Deps): Hono<AppEnv> {
   const app = new Hono<AppEnv>()
+  app.use(requestId())
   app.use(requestLog(deps.log))
+  // Before every route: Hono runs a middleware only for the routes added after it.
+  installMetrics(app, deps)
   app.use(async (c, next) => {
     await next()
     // During shutdown, tell keep-alive clients to reconnect elsewhere (RFC 9112 §9.6: Connection: close).

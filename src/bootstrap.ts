@@ -3,6 +3,8 @@ import { loadClientRegistry } from './clients/clients-file.js'
 import { warnIfClientsFileWritable } from './clients/reload.js'
 import type { Config } from './config.js'
 import type { Deps } from './deps.js'
+import { instrumentDenylist } from './denylist/instrumented.js'
+import { metricsEnabled, metricsOf } from './observability/metrics.js'
 import { createMemoryDenylist } from './denylist/memory.js'
 import type { Denylist } from './denylist/denylist.js'
 import { readTlsPair } from './http/tls.js'
@@ -41,6 +43,8 @@ export async function buildDeps(config: Config, log: Logger, clock: Clock): Prom
     lifecycle: { shuttingDown: false },
     readiness: new Map(),
   }
+  // Counted from now, so the file watchers' first events are in.
+  if (metricsEnabled(config)) deps.denylist = instrumentDenylist(deps.denylist, metricsOf(deps))
   return deps
 }
 

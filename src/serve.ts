@@ -15,6 +15,7 @@ import type { Config } from './config.js'
 import type { Deps } from './deps.js'
 import { flushLogSync, type Logger } from './observability/logger.js'
 import { startServer } from './server.js'
+import { startMetricsServer } from './http/metrics-endpoint.js'
 
 /** process.exit, after writing out the log lines still buffered. */
 export function exit(log: Logger, code: number): never {
@@ -53,6 +54,9 @@ export async function serve(config: Config, log: Logger, options: ServeOptions =
   const server = await startServer(app, { port: config.port, host: config.host, tls: tls?.pair })
   if (tls) watchers.push(tls.watch(server.server as HttpsServer, interval))
   log.info({ url: server.url, issuer: config.issuer, pid: process.pid }, 'tokensmith listening')
+  const metricsServer =
+    config.metricsPort === undefined ? undefined : await startMetricsServer(deps, config.metricsPort, config.host)
+  if (metricsServer) log.info({ url: metricsServer.url }, 'metrics listening')
   const reload = () => {
     log.info('SIGHUP: reloading')
     for (const watcher of watchers) void watcher.check()
@@ -75,7 +79,7 @@ export async function serve(config: Config, log: Logger, options: ServeOptions =
       log.error('in-flight requests did not finish within 10 s, exiting')
       exit(log, 1)
     }, 10_000).unref()
-    void server.close().then(async () => {
+    void Promise.all([server.close(), metricsServer?.close()]).then(async () => {
       await authLimiter.close().catch(() => {})
       await deps.denylist.close().catch(() => {})
       log.info('stopped')

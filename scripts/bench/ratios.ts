@@ -127,6 +127,13 @@ export function computeRatios(
     figure('token_ES256_limiter_off'),
     'the failed-authentication limits on the success path: one in-memory check per request',
   )
+  ratio(
+    'token_vs_metrics_off',
+    'token ES256 ÷ metrics off',
+    figure('token_ES256'),
+    figure('token_ES256_metrics_off'),
+    'metrics on the success path: a request timer, the counters of the token.issued event (metrics must cost no more than a few percent)',
+  )
   ratio('token_EdDSA_vs_ES256', 'token EdDSA ÷ token ES256', figure('token_EdDSA'), figure('token_ES256'))
   ratio(
     'protected_vs_raw_verify',

@@ -34,6 +34,8 @@ export interface RunContext {
 }
 
 const ALGS = ['ES256', 'EdDSA', 'RS256'] as const
+/** METRICS_TOKEN of the token servers (32 to 256 visible characters); nothing scrapes with it. */
+const BENCH_METRICS_TOKEN = 'bench-metrics-token-not-a-secret-0123456789'
 type Alg = (typeof ALGS)[number]
 const ISSUER_PREFIX = 'bench-a:'
 const LOADED_PREFIX = 'bench-b:'
@@ -88,8 +90,16 @@ export async function runBench(
   // --- Servers --------------------------------------------------------------------------------
   const keysDir = (name: string) => join(dir, 'keys', name)
   await mkdir(join(dir, 'keys'), { mode: 0o700 })
+  // Metrics on, as an operator runs the server (METRICS_TOKEN; never scraped during the bench): the
+  // "metrics off" server below has them off as the product does without METRICS_TOKEN and METRICS_PORT.
   const tokenEnv = (alg: Alg, keys: string, clientsFile: string, extra: Record<string, string> = {}) =>
-    shippedEnv({ SIGNING_ALG: alg, KEYS_DIR: keysDir(keys), CLIENTS_FILE: clientsFile, ...extra })
+    shippedEnv({
+      SIGNING_ALG: alg,
+      KEYS_DIR: keysDir(keys),
+      CLIENTS_FILE: clientsFile,
+      METRICS_TOKEN: BENCH_METRICS_TOKEN,
+      ...extra,
+    })
 
   report('starting the servers (the first start of each KEYS_DIR generates its keys)')
   const servers = {} as Record<Alg, BenchServer>
@@ -120,6 +130,13 @@ export async function runBench(
     name: 'token-ES256-limiter-off',
     entry: FLOOR,
     env: tokenEnv('ES256', 'ES256', mainClients, { FLOOR_AUTHORIZATION: client.authorization, FLOOR_LIMITER: 'off' }),
+    log: 'null',
+  })
+  // The same server with no metrics (no METRICS_TOKEN, no METRICS_PORT): what they cost a token request.
+  const metricsOff = await fleet.start({
+    name: 'token-ES256-metrics-off',
+    entry: MAIN,
+    env: tokenEnv('ES256', 'ES256', mainClients, { METRICS_TOKEN: '' }),
     log: 'null',
   })
   const logWarn = await fleet.start({
@@ -293,6 +310,13 @@ export async function runBench(
       'token ES256, limiter off',
       'as token ES256, failed-authentication limits off (floor-server.mjs, FLOOR_LIMITER=off)',
       limiterOff,
+    ),
+    tokenRow(
+      'token_ES256_metrics_off',
+      'throughput',
+      'token ES256, metrics off',
+      'as token ES256, without METRICS_TOKEN: no metrics collected (the default when neither METRICS_TOKEN nor METRICS_PORT is set)',
+      metricsOff,
     ),
     ...signRows.ES256,
     tokenRow(
@@ -500,6 +524,7 @@ export async function runBench(
     ['floor', floor],
     ['token ES256, log to file', logToFile],
     ['token ES256, limiter off', limiterOff],
+    ['token ES256, metrics off', metricsOff],
     ...[...byClients]
       .slice(1)
       .map(([count, server]): [string, BenchServer] => [
@@ -551,6 +576,7 @@ export async function runBench(
       ...context.placement.notes,
       'token servers: node dist/main.js (npm start without npm), shipped defaults; KEYS_DIR fresh per algorithm; the log (LOG_LEVEL=info, one line per request) goes to /dev/null',
       "floor: scripts/bench/floor-server.mjs, the same assembly from dist/ plus POST /bench/floor (a token response prepared at start-up, the endpoint's own headers)",
+      'metrics: every token server runs with METRICS_TOKEN set (metrics collected, /metrics never scraped during the load); metrics off: the ES256 server without it, so nothing is collected',
       'limiter off: floor-server.mjs with FLOOR_LIMITER=off, POST /oauth/token with the failed-authentication limits switched off (they are always on in the product)',
       'protected route: scripts/bench/resource-server.mjs (bearerAuth from dist/, remote JWKS of an ES256 server with REDIS_URL, Redis revocation feed live)',
       `load: autocannon in the bench process, ${options.connections} connections, ${options.rounds} round(s) of ${options.duration} s per row after ${options.warmup} s warm-up; rows take turns within each round`,

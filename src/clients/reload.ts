@@ -1,6 +1,7 @@
 import type { Deps } from '../deps.js'
 import { readinessOf } from '../deps.js'
 import { createClientRevocationSync } from '../denylist/client-revocations.js'
+import { auditOf } from '../observability/audit.js'
 import type { Logger } from '../observability/logger.js'
 import { watchForChanges, type Watcher } from '../storage/watch.js'
 import { MISSING, clientsFileSignature, clientsFileWritableByOthers, loadClientRegistry } from './clients-file.js'
@@ -43,11 +44,13 @@ export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watch
       () => true,
       () => false,
     ))
+  const audit = auditOf(deps)
   return watchForChanges({
     name: path,
     intervalMs,
     log: deps.log,
     initial: settled ? first?.source : undefined,
+    onRejected: (problem) => audit.emit('clients.reload_rejected', { problem }),
     signature: () => clientsFileSignature(path),
     reload: async () => {
       const clients = await loadClientRegistry(path)
@@ -64,6 +67,7 @@ export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watch
       // The registry replaced is released here (the denylist sync moves on to this one below).
       deps.clients = clients
       deps.log.info({ clients: clients.size }, 'clients reloaded')
+      audit.emit('clients.reloaded', { clients: clients.size })
       await revocations.apply(clients)
     },
   })

@@ -7,6 +7,8 @@ export interface FeedConnectionOptions extends RedisConnectionOptions {
   channel: string
   /** How often the subscriber connection is PINGed to notice a silent or frozen link. */
   heartbeatMs: number
+  /** The caller's clock, for the instant given to `onCurrent` after a heartbeat. */
+  clock?: () => number
   /** Every message on `channel`, from SUBSCRIBE on. */
   onMessage(message: string): void
   /**
@@ -16,6 +18,14 @@ export interface FeedConnectionOptions extends RedisConnectionOptions {
   load(commands: Redis, current: () => boolean): Promise<void>
   /** The local copy's size and bounds, for the log. */
   stats(): Record<string, number>
+  /**
+   * Proof that the local copy was current at `at` (the caller's clock, or now when absent): a message
+   * received, or a heartbeat answered, while live. Pub/sub is ordered on the connection, so a PING
+   * answered means every revocation published before it was sent has arrived.
+   */
+  onCurrent?(at?: number): void
+  /** A full (re)load completed and the feed went live. */
+  onResync?(): void
 }
 
 export interface FeedConnection {
@@ -69,7 +79,9 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
   subscriber.on('ready', () => void startSession())
   subscriber.on('close', endSession)
   subscriber.on('message', (from: string, message: string) => {
-    if (from === channel) options.onMessage(message)
+    if (from !== channel) return
+    options.onMessage(message)
+    if (live) options.onCurrent?.()
   })
 
   // Started here, never at import, and unref'd so it never keeps the process alive.
@@ -111,6 +123,8 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
         return
       }
       setLive(true)
+      options.onResync?.()
+      options.onCurrent?.()
     } catch (err) {
       if (!current() || closed) return
       loadFailures += 1
@@ -128,10 +142,15 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
     if (subscriber.status !== 'ready' || pingInFlight) return
     pingInFlight = true
     const id = session
+    const wasLive = live
+    const sentAt = options.clock?.()
     subscriber
       .ping()
       .then(
-        () => undefined,
+        () => {
+          // Live from before the PING to its answer: nothing published before it was missed.
+          if (id === session && wasLive && live) options.onCurrent?.(sentAt)
+        },
         (err: unknown) => {
           if (id !== session || closed) return
           log.warn({ redisError: describeRedisError(err) }, 'revocation feed heartbeat failed; reconnecting')

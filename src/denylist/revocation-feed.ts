@@ -4,9 +4,11 @@ import type { DenylistLog, RedisConnectionOptions } from './redis-client.js'
 import { connectRevocationFeed } from './revocation-feed-connection.js'
 import { loadRevocations } from './revocation-feed-load.js'
 import { handleRevocationMessage } from './revocation-feed-messages.js'
+import { feedMetrics, type FeedMetrics, type RevocationFeedMetricsOptions } from './revocation-feed-metrics.js'
 import { createRevocationTable } from './revocation-table.js'
 
 export type { DenylistLog } from './redis-client.js'
+export type { RevocationFeedMetricsOptions } from './revocation-feed-metrics.js'
 
 export interface RevocationFeedOptions extends Omit<RedisConnectionOptions, 'log'> {
   /** The authorization server's `REDIS_KEY_PREFIX`, e.g. `tokensmith:`. */
@@ -21,6 +23,15 @@ export interface RevocationFeedOptions extends Omit<RedisConnectionOptions, 'log
   heartbeatMs?: number
   /** How often expired entries are dropped. Default 30 s. */
   sweepIntervalMs?: number
+  /**
+   * Prometheus metrics in the application's prom-client `Registry` (prom-client is then needed: an
+   * optional peer dependency, loaded only when this is given):
+   * - `tokensmith_revocation_feed_up`: 1 while subscribed and fully loaded, 0 while checking Redis directly;
+   * - `tokensmith_revocation_feed_lag_seconds`: seconds since the feed last had proof of being current
+   *   (a message or an answered heartbeat while live, or a completed full load), by `clock`;
+   * - `tokensmith_revocation_feed_resyncs_total`: full loads after (re)subscribing, the first included.
+   */
+  metrics?: RevocationFeedMetricsOptions
 }
 
 /** A RevocationCheck that answers from memory while its Redis feed is live. */
@@ -68,12 +79,27 @@ export function createRevocationFeed(options: RevocationFeedOptions): Revocation
   const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES
   const table = createRevocationTable({ maxEntries })
   let closing: Promise<void> | undefined
+  /** When the local copy was last known current (`clock`); creation until the first proof. */
+  let currentAt = clock()
+  // Before connecting: a bad `metrics` option throws with nothing started.
+  let metrics: FeedMetrics | undefined
+  if (options.metrics !== undefined) {
+    metrics = feedMetrics(options.metrics, {
+      live: () => connection.live,
+      lag: () => clock() - currentAt,
+    })
+  }
 
   const connection = connectRevocationFeed({
     ...options,
     log,
     channel: revocationChannel(keyPrefix),
     heartbeatMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    clock,
+    onCurrent: (at) => {
+      currentAt = Math.max(currentAt, at ?? clock())
+    },
+    onResync: () => metrics?.resynced(),
     onMessage: (message) => handleRevocationMessage(message, store, log),
     load: (redis, current) => loadRevocations({ redis, keyPrefix, clock, store, current }),
     stats: () => ({ entries: table.size, maxEntries }),
@@ -110,6 +136,7 @@ export function createRevocationFeed(options: RevocationFeedOptions): Revocation
     ready: () => connection.ready(),
     close() {
       closing ??= (async () => {
+        metrics?.detach()
         clearInterval(sweeper)
         await connection.close()
         table.clear()

@@ -58,6 +58,8 @@ export interface IssuerKeysOptions {
   resolvePath?: (path: string) => string
   /** Test hook: DNS resolution for guarded fetches (default `dns.lookup`, all addresses). */
   resolveHost?: ResolveHost
+  /** Called after each fetch of an entry's keys (discovery and JWK Set count as one), for the metrics. */
+  onFetch?: (entry: TrustEntry, outcome: 'ok' | 'error') => void
 }
 
 export interface IssuerKeys {
@@ -170,7 +172,8 @@ export function createIssuerKeys(options: IssuerKeysOptions): IssuerKeys {
       bearerOrigins,
       resolveHost: options.resolveHost,
     })
-    const remote = { ...settings, clock: options.clock }
+    const onFetch = options.onFetch && ((outcome: 'ok' | 'error') => options.onFetch?.(entry, outcome))
+    const remote = { ...settings, clock: options.clock, ...(onFetch && { onFetch }) }
     if (entry.jwks_uri !== undefined) {
       return createRemoteKeySource({ ...remote, url: new URL(entry.jwks_uri), fetch: guarded })
     }

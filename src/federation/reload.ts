@@ -1,6 +1,7 @@
 import { clientsFileWritableByOthers } from '../clients/clients-file.js'
 import type { Deps } from '../deps.js'
 import { readinessOf } from '../deps.js'
+import { auditOf } from '../observability/audit.js'
 import type { Logger } from '../observability/logger.js'
 import { watchForChanges, type Watcher } from '../storage/watch.js'
 import { MISSING, loadTrustStore, trustFileSignature } from './trust-file.js'
@@ -33,11 +34,13 @@ export async function warnIfTrustFileWritable(path: string, log: Logger): Promis
 export async function watchTrust(deps: Deps, intervalMs = 1000): Promise<Watcher> {
   const path = deps.config.trustFile
   let loaded = deps.trust?.source !== undefined && deps.trust.source !== MISSING
+  const audit = auditOf(deps)
   const watcher = watchForChanges({
     name: path,
     intervalMs,
     log: deps.log,
     initial: deps.trust?.source,
+    onRejected: (problem) => audit.emit('trust.reload_rejected', { problem }),
     signature: () => trustFileSignature(path),
     reload: async () => {
       const trust = await loadTrustStore(path)
@@ -53,6 +56,7 @@ export async function watchTrust(deps: Deps, intervalMs = 1000): Promise<Watcher
       await warnIfTrustFileWritable(path, deps.log)
       deps.trust = trust
       deps.log.info({ trust: trust.entries.length }, 'trust entries reloaded')
+      audit.emit('trust.reloaded', { entries: trust.entries.length })
     },
   })
   if (deps.trust === undefined) await watcher.check()

@@ -3,6 +3,7 @@ import type { Client } from '../clients/registry.js'
 import { invalidRequest } from '../errors.js'
 import { single } from '../oauth/form.js'
 import { verifyOwnToken } from '../oauth/verify-token.js'
+import { auditOf } from '../observability/audit.js'
 import type { AccessTokenClaims } from '../verifier/types.js'
 import { authenticatedForm } from './authenticated-form.js'
 import { NO_STORE } from './render-error.js'
@@ -26,6 +27,14 @@ function mayIntrospect(caller: Client, claims: Pick<AccessTokenClaims, 'client_i
  * only when every check passed. A denylist that cannot answer makes it 503, never `active:true`.
  */
 export function introspectHandler(deps: Deps) {
+  const audit = auditOf(deps)
+  /** The `token.introspected` event: the caller, the token's jti when it verified, and the answer. */
+  const introspected = (client: Client, claims: { jti: string } | undefined, active: boolean) =>
+    audit.emit('token.introspected', {
+      client_id: client.id,
+      ...(claims !== undefined && { jti: claims.jti }),
+      active,
+    })
   return async (c: Context<AppEnv>) => {
     const { params, client } = await authenticatedForm(c, deps)
     const token = single(params, 'token')
@@ -37,10 +46,17 @@ export function introspectHandler(deps: Deps) {
       deps.config.clockTolerance,
     )
     // The server's own clock is the authority here: expired means inactive, with no tolerance.
-    if (!claims || claims.exp <= deps.clock() || !mayIntrospect(client, claims)) return c.body(INACTIVE, 200, NO_STORE)
+    if (!claims || claims.exp <= deps.clock() || !mayIntrospect(client, claims)) {
+      introspected(client, claims, false)
+      return c.body(INACTIVE, 200, NO_STORE)
+    }
     // By jti, by signing key, or by client (deleted, or its tokens revoked up to some instant).
     const revocation = { jti: claims.jti, kid: claims.kid, client_id: claims.client_id, iat: claims.iat }
-    if (await deps.denylist.isRevoked(revocation)) return c.body(INACTIVE, 200, NO_STORE)
+    if (await deps.denylist.isRevoked(revocation)) {
+      introspected(client, claims, false)
+      return c.body(INACTIVE, 200, NO_STORE)
+    }
+    introspected(client, claims, true)
 
     c.set('jti', claims.jti)
     const { kid: _kid, ...visible } = claims

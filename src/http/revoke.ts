@@ -3,6 +3,7 @@ import { RevocationLimitError } from '../denylist/denylist.js'
 import { invalidRequest, tooManyRevocations } from '../errors.js'
 import { single } from '../oauth/form.js'
 import { verifyOwnToken } from '../oauth/verify-token.js'
+import { auditOf } from '../observability/audit.js'
 import { authenticatedForm } from './authenticated-form.js'
 import type { AppEnv, Deps } from './types.js'
 
@@ -36,6 +37,7 @@ export function revokeHandler(deps: Deps) {
     await revokeCounted(deps, claims.jti, claims.exp + tolerance, client.id)
     c.set('jti', claims.jti)
     deps.log.info({ client_id: client.id, jti: claims.jti, exp: claims.exp }, 'token revoked')
+    auditOf(deps).emit('token.revoked', { client_id: client.id, jti: claims.jti })
     return c.body(null, 200, EMPTY_OK)
   }
 }

@@ -1,7 +1,9 @@
 import type { Deps } from '../deps.js'
 import { readinessOf } from '../deps.js'
+import { auditOf } from '../observability/audit.js'
 import type { Logger } from '../observability/logger.js'
 import { watchForChanges, type Watcher } from '../storage/watch.js'
+import { keyEvents } from './key-events.js'
 import { createKeyStore, keyRetention } from './key-store.js'
 import type { KeyStore } from './key-store.js'
 import { keysDirAccessProblem, keysDirSignature, readKeysDir, type KeysDirContents } from './keys-dir.js'
@@ -48,15 +50,27 @@ function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
  * answers 503 until that is fixed.
  * The first check runs at once (it denylists revoked keys); a denylist write that fails keeps the
  * new keys in force and fails the reload, so it is tried again at every check until it lands.
+ * Each reload is a `keys.reloaded` or `keys.reload_rejected` audit event; the key state changes it
+ * brings, and those the clock brings (checked every `intervalMs`), are `key.*` events (key-events.ts).
  */
 export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher> {
   const dir = deps.config.keysDir
+  const audit = auditOf(deps)
+  const events = keyEvents(audit, deps.keys)
+  // The directory as last read, and as applied by a reload retried for its denylist write alone:
+  // retrying that (the same directory, every check until Redis answers) is not another `keys.reloaded`.
+  let read: string | undefined
+  let retrying: string | undefined
   const watcher = watchForChanges({
     name: dir,
     intervalMs,
     log: deps.log,
     initial: undefined,
-    signature: () => keysDirSignature(dir),
+    onRejected: (problem) => audit.emit('keys.reload_rejected', { problem }),
+    signature: async () => {
+      read = await keysDirSignature(dir)
+      return read
+    },
     reload: async () => {
       // Whoever can write KEYS_DIR can add a key that signs: nothing in it is loaded until fixed.
       const access = await keysDirAccessProblem(dir)
@@ -71,15 +85,32 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
       reportExposedKeys(contents, deps.log)
       deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
       deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
+      if (retrying === undefined || retrying !== read) audit.emit('keys.reloaded', { keys: deps.keys.size })
+      retrying = undefined
+      events.observe(deps.keys, contents.tombstones)
       const failed = await denylistRevokedKeys(
         deps.denylist,
         contents.tombstones,
         keyRetention(deps.config.clockTolerance),
       )
-      if (failed.length > 0)
+      if (failed.length > 0) {
+        retrying = read
         throw new Error(`keys applied, but revoked key ${failed.join(', ')} is not in the denylist yet; retrying`)
+      }
     },
   })
   await watcher.check()
-  return watcher
+  // The clock alone moves signing to a key whose `activates` has come (key-states.ts).
+  const clockTimer = setInterval(() => events.observe(deps.keys), intervalMs)
+  clockTimer.unref()
+  return {
+    check: async () => {
+      await watcher.check()
+      events.observe(deps.keys)
+    },
+    stop: () => {
+      clearInterval(clockTimer)
+      watcher.stop()
+    },
+  }
 }

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js'
 import type { Deps } from '../deps.js'
 import { describeRedisError } from '../denylist/redis-error.js'
 import { tooManyFailures } from '../errors.js'
+import { auditOf } from '../observability/audit.js'
 
 /**
  * Failed-authentication limits (RFC 6749 §2.3.1: the authorization server must protect its client
@@ -44,6 +45,20 @@ export interface AuthFailureLimiterOptions {
   log: LimiterLog
   /** Keys tracked in memory at most (each of the counters and the blocked keys). Default 100,000. */
   maxKeys?: number
+  /**
+   * Called once per trip, with the warning: by the failure that brought a window to its limit, at the
+   * instance that counted it (the `limit.tripped` audit event). Must not throw.
+   */
+  onTrip?: (trip: AuthLimitTrip) => void
+}
+
+/** A window that reached its limit: whose, and until when (epoch seconds) attempts are refused. */
+export interface AuthLimitTrip {
+  scope: 'client' | 'address'
+  /** The claimed client id, cut to 128 characters (scope `client`). */
+  clientId?: string
+  address: string
+  until: number
 }
 
 export interface AuthFailureLimiter {
@@ -106,7 +121,7 @@ const RECORD_FAILURE_SHA = createHash('sha1').update(RECORD_FAILURE).digest('hex
 const BLOCK_MESSAGE = /^([ac]:[A-Za-z0-9_-]{22}) ([0-9]{1,15})$/
 
 export function createAuthFailureLimiter(options: AuthFailureLimiterOptions): AuthFailureLimiter {
-  const { clock, limit, perAddressLimit, shared, log } = options
+  const { clock, limit, perAddressLimit, shared, log, onTrip } = options
   const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS
   const nowMs = () => clock() * 1000
   /** Failure times (ms, ascending, at most the key's limit) per key. */
@@ -235,16 +250,18 @@ export function createAuthFailureLimiter(options: AuthFailureLimiterOptions): Au
         const until = result.oldest + WINDOW_MS
         block(result.key, until)
         // Logged once per trip: by the failure that brought the window to its limit.
-        if (result.before < result.keyLimit)
-          log.warn(
-            {
-              client_id: result.scope === 'client' ? clientId?.slice(0, 128) : undefined,
-              address,
-              scope: result.scope,
-              until: Math.ceil(until / 1000),
-            },
-            'authentication failure limit reached',
-          )
+        if (result.before >= result.keyLimit) continue
+        const trip: AuthLimitTrip = {
+          scope: result.scope,
+          ...(result.scope === 'client' && clientId !== undefined && { clientId: clientId.slice(0, 128) }),
+          address,
+          until: Math.ceil(until / 1000),
+        }
+        log.warn(
+          { client_id: trip.clientId, address, scope: trip.scope, until: trip.until },
+          'authentication failure limit reached',
+        )
+        onTrip?.(trip)
       }
     },
 
@@ -333,6 +350,13 @@ export function authLimiterOf(deps: Deps): AuthFailureLimiter {
       perAddressLimit: deps.config.authFailureLimitPerAddress,
       shared: deps.denylist.shared,
       log: deps.log,
+      onTrip: (trip) =>
+        auditOf(deps).emit('limit.tripped', {
+          limit: trip.scope === 'client' ? 'auth_client' : 'auth_address',
+          ...(trip.clientId !== undefined && { client_id: trip.clientId }),
+          address: trip.address,
+          until: trip.until,
+        }),
     })
     limiters.set(deps, limiter)
   }

@@ -4,6 +4,7 @@ import type { Client } from '../clients/registry.js'
 import type { Deps } from '../deps.js'
 import { describeRedisError } from '../denylist/redis-error.js'
 import { OAuthError } from '../errors.js'
+import { auditOf } from '../observability/audit.js'
 
 /**
  * Per-client issuance quotas: a client whose registry entry has `quota` gets at most that many tokens
@@ -33,6 +34,10 @@ import { OAuthError } from '../errors.js'
  * is out, Redis is tried again at most once a second, so a frozen Redis does not slow every issuance.
  * Each instance also keeps its own count while Redis answers, so its fallback starts from what it
  * issued this window rather than from zero.
+ *
+ * A client's first refusal in a window is the `limit.tripped` audit event (`limit: "quota"`, `until`
+ * the window's end); its further refusals in that window are not (the request log has each 429):
+ * one event per client per window per instance, however hard it retries.
  */
 
 /** Seconds per quota window. */
@@ -73,6 +78,8 @@ interface QuotaState {
   window: number
   /** Tokens this instance issued in `window`, per client with a quota. */
   counts: Map<string, number>
+  /** Clients refused in `window` (their `limit.tripped` event written). */
+  tripped: Set<string>
   /** Redis failed: counting is local, and Redis is not tried before this instant (epoch seconds). */
   redisDown: boolean
   redisRetryAt: number
@@ -84,7 +91,7 @@ const states = new WeakMap<Deps, QuotaState>()
 function quotaStateOf(deps: Deps): QuotaState {
   let state = states.get(deps)
   if (!state) {
-    state = { window: Number.NaN, counts: new Map(), redisDown: false, redisRetryAt: 0 }
+    state = { window: Number.NaN, counts: new Map(), tripped: new Set(), redisDown: false, redisRetryAt: 0 }
     states.set(deps, state)
   }
   return state
@@ -95,6 +102,7 @@ function countsIn(state: QuotaState, window: number): Map<string, number> {
   if (state.window !== window) {
     state.window = window
     state.counts.clear()
+    state.tripped.clear()
   }
   return state.counts
 }
@@ -118,12 +126,40 @@ export function checkQuota(deps: Deps, client: Client): Promise<void> {
     return countShared(deps, state, shared, client.id, quota, now, window)
   }
   if (countLocally(state, client.id, quota, window)) return DONE
-  return Promise.reject(exceeded(quota, now, window, shared === undefined ? '' : ' (this instance; redis unreachable)'))
+  return Promise.reject(
+    refuse(
+      deps,
+      state,
+      client.id,
+      quota,
+      now,
+      window,
+      shared === undefined ? '' : ' (this instance; redis unreachable)',
+    ),
+  )
 }
 
 /** The 429 of the window `window`, seen at `now`. */
 const exceeded = (quota: number, now: number, window: number, where: string) =>
   quotaExceeded((window + 1) * QUOTA_WINDOW - now, `quota of ${quota} tokens per minute reached${where}`)
+
+/** The 429 of a refused issuance; the client's first in this window is also the `limit.tripped` event. */
+function refuse(
+  deps: Deps,
+  state: QuotaState,
+  clientId: string,
+  quota: number,
+  now: number,
+  window: number,
+  where: string,
+): OAuthError {
+  countsIn(state, window) // a new window forgets the last one's trips too
+  if (!state.tripped.has(clientId)) {
+    state.tripped.add(clientId)
+    auditOf(deps).emit('limit.tripped', { limit: 'quota', client_id: clientId, until: (window + 1) * QUOTA_WINDOW })
+  }
+  return exceeded(quota, now, window, where)
+}
 
 /** Counts in memory; false (nothing counted) when this instance's count is at the quota. */
 function countLocally(state: QuotaState, clientId: string, quota: number, window: number): boolean {
@@ -161,13 +197,13 @@ async function countShared(
     state.redisDown = true
     state.redisRetryAt = deps.clock() + REDIS_RETRY_INTERVAL
     if (countLocally(state, clientId, quota, window)) return
-    throw exceeded(quota, now, window, ' (this instance; redis unreachable)')
+    throw refuse(deps, state, clientId, quota, now, window, ' (this instance; redis unreachable)')
   }
   if (state.redisDown) {
     state.redisDown = false
     deps.log.info('issuance quotas shared through redis again')
   }
-  if (reply === 0) throw exceeded(quota, now, window, '')
+  if (reply === 0) throw refuse(deps, state, clientId, quota, now, window, '')
   // This instance's own share of the window: where its count starts should Redis fail.
   const counts = countsIn(state, window)
   counts.set(clientId, (counts.get(clientId) ?? 0) + 1)

@@ -1,7 +1,7 @@
 import { CLIENT_ID, type Client } from '../clients/registry.js'
 import type { Deps } from '../deps.js'
-import { invalidClient, type OAuthError, temporarilyUnavailable } from '../errors.js'
-import type { TrustStore } from '../federation/trust-entry.js'
+import { OAuthError, temporarilyUnavailable } from '../errors.js'
+import type { TrustEntry, TrustStore } from '../federation/trust-entry.js'
 import { resolveEntryPath } from '../federation/trust-file.js'
 import { createIssuerKeys, type IssuerKeys } from '../federation/issuer-keys.js'
 import {
@@ -11,6 +11,7 @@ import {
   WorkloadKeysUnavailable,
   WorkloadRejected,
 } from '../federation/verify-workload.js'
+import { metricsEnabled, metricsOf } from '../observability/metrics.js'
 import { BEARER_AUTH_DEFAULTS } from '../verifier/options.js'
 import { BearerError } from '../verifier/errors.js'
 import { createRemoteKeySource, type KeySource } from '../verifier/key-source.js'
@@ -31,7 +32,7 @@ import { ReplayCacheFullError } from './replay-cache.js'
 /** The remote key sets the assertion checks keep between requests (and across registry reloads). */
 export interface AssertionKeySources {
   /** A client's `jwks_uri`, fetched with the limits resource servers use (README, Resource servers). */
-  client(uri: string): KeySource
+  client(uri: string, clientId: string): KeySource
   /** Trust entries' issuers: discovery, `jwks_uri` or a pinned file. */
   issuers: IssuerKeys
   /** The trust store the issuer keys were last pruned to (see IssuerKeys.retain). */
@@ -46,16 +47,30 @@ export function assertionKeySourcesOf(deps: Deps): AssertionKeySources {
   if (!sources) {
     const byUri = new Map<string, KeySource>()
     const { clock } = deps
+    // Fetches are counted under the client or entry whose request made the source (sources are shared by URI).
+    const metrics = metricsEnabled(deps.config) ? metricsOf(deps) : undefined
     sources = {
-      client(uri) {
+      client(uri, clientId) {
         let source = byUri.get(uri)
         if (!source) {
-          source = createRemoteKeySource({ ...BEARER_AUTH_DEFAULTS.jwks, url: new URL(uri), fetch, clock })
+          source = createRemoteKeySource({
+            ...BEARER_AUTH_DEFAULTS.jwks,
+            url: new URL(uri),
+            fetch,
+            clock,
+            ...(metrics && { onFetch: (outcome) => metrics.remoteKeysFetched('client_jwks_uri', clientId, outcome) }),
+          })
           byUri.set(uri, source)
         }
         return source
       },
-      issuers: createIssuerKeys({ clock, resolvePath: (path) => resolveEntryPath(deps.config.trustFile, path) }),
+      issuers: createIssuerKeys({
+        clock,
+        resolvePath: (path) => resolveEntryPath(deps.config.trustFile, path),
+        ...(metrics && {
+          onFetch: (entry, outcome) => metrics.remoteKeysFetched('trust_entry', entry.id, outcome),
+        }),
+      }),
     }
     keySources.set(deps, sources)
   }
@@ -80,9 +95,33 @@ interface Refusal {
   [field: string]: unknown
 }
 
+/**
+ * The one public `invalid_client` of a refused assertion (RFC 6749 §5.2), holding for the audit trail
+ * (the `auth.failed` event, src/http/authenticated-form.ts) what was refused: the method, the stable
+ * reason code and, for federation, the trust entry whose refusal it is. Never sent to the client.
+ */
+export class AssertionRefusedError extends OAuthError {
+  readonly method: 'private_key_jwt' | 'federation'
+  readonly reason: string
+  readonly trustEntry: string | undefined
+  /** The client the assertion claimed (its `client_id`, else its `sub`), cut to 128 characters. */
+  readonly clientId: string | undefined
+  constructor(refusal: Refusal) {
+    super('invalid_client', 401, 'client authentication failed', { detail: `${refusal.method}: ${refusal.reason}` })
+    this.method = refusal.method
+    this.reason = refusal.reason
+    this.clientId = refusal.client_id
+    this.trustEntry = typeof refusal.entry === 'string' ? refusal.entry : undefined
+  }
+}
+
+/**
+ * The details of a refusal (the assertion's names, every trust entry tried) at info: the warning is
+ * the `auth.failed` audit event the endpoint writes for the same failure, with the same reason code.
+ */
 function refuse(deps: Pick<Deps, 'log'>, refusal: Refusal): OAuthError {
-  deps.log.warn(refusal, 'client assertion refused')
-  return invalidClient(`${refusal.method}: ${refusal.reason}`)
+  deps.log.info(refusal, 'client assertion refused')
+  return new AssertionRefusedError(refusal)
 }
 
 /** A 503 for keys or a replay record that cannot be had now: the assertion cannot be judged, so no token and no 401. */
@@ -92,8 +131,22 @@ function unavailable(detail: string, cause: unknown, retryAfter = 1): OAuthError
   return error
 }
 
-/** Authenticates the client of a JWT client assertion, or throws `invalid_client` (or a 503). */
-export async function authenticateAssertion(deps: Deps, credentials: AssertionCredentials): Promise<Client> {
+/** A client authenticated by assertion: how, and for federation the trust entry that admitted it. */
+export interface AssertionAuthentication {
+  client: Client
+  method: 'private_key_jwt' | 'federation'
+  /** Federation: the entry that mapped the platform identity to the client. */
+  entry?: TrustEntry
+}
+
+/**
+ * Authenticates the client of a JWT client assertion, or throws `invalid_client`
+ * (AssertionRefusedError) or a 503.
+ */
+export async function authenticateAssertion(
+  deps: Deps,
+  credentials: AssertionCredentials,
+): Promise<AssertionAuthentication> {
   const issuer = peekIssuer(credentials.assertion)
   // RFC 7521 §4.2: client_id may be left out; the client's own assertion names it as `sub` (= `iss`).
   const clientId = credentials.clientId ?? (issuer !== undefined && CLIENT_ID.test(issuer) ? issuer : undefined)
@@ -111,16 +164,18 @@ export async function authenticateAssertion(deps: Deps, credentials: AssertionCr
       ...loggedNames(credentials.assertion),
     })
   }
-  if (method === 'private_key_jwt') await privateKeyJwt(deps, client, credentials.assertion)
-  else await federated(deps, client, credentials.assertion)
-  return client
+  if (method === 'private_key_jwt') {
+    await privateKeyJwt(deps, client, credentials.assertion)
+    return { client, method }
+  }
+  return { client, method, entry: await federated(deps, client, credentials.assertion) }
 }
 
 async function privateKeyJwt(deps: Deps, client: Client, assertion: string): Promise<void> {
   const settings = client.assertion
   const keys =
     settings?.jwks ??
-    (settings?.jwksUri !== undefined ? assertionKeySourcesOf(deps).client(settings.jwksUri) : undefined)
+    (settings?.jwksUri !== undefined ? assertionKeySourcesOf(deps).client(settings.jwksUri, client.id) : undefined)
   if (!settings || !keys)
     throw refuse(deps, { method: 'private_key_jwt', reason: 'no_client_keys', client_id: client.id })
   try {
@@ -143,9 +198,10 @@ async function privateKeyJwt(deps: Deps, client: Client, assertion: string): Pro
   }
 }
 
-async function federated(deps: Deps, client: Client, assertion: string): Promise<void> {
+/** The trust entry that admitted the workload, or throws. */
+async function federated(deps: Deps, client: Client, assertion: string): Promise<TrustEntry> {
   try {
-    await verifyWorkloadAssertion(
+    const { entry } = await verifyWorkloadAssertion(
       {
         clock: deps.clock,
         clockTolerance: deps.config.clockTolerance,
@@ -157,6 +213,7 @@ async function federated(deps: Deps, client: Client, assertion: string): Promise
       assertion,
       client.id,
     )
+    return entry
   } catch (error) {
     if (error instanceof WorkloadRejected) {
       throw refuse(deps, {

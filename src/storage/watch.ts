@@ -20,6 +20,8 @@ export function watchForChanges(options: {
   log: Logger
   /** Signature of what is loaded now, so the first poll does not reload for nothing. */
   initial?: string
+  /** Called with each refusal that is logged (once per distinct failing state): the audit event. */
+  onRejected?: (problem: string) => void
 }): Watcher {
   let last = options.initial
   let lastFailed: string | undefined
@@ -44,10 +46,9 @@ export function watchForChanges(options: {
         failing = true
         if (signature !== undefined && signature === lastFailed) return
         lastFailed = signature
-        options.log.error(
-          { source: options.name, problem: (error as Error).message },
-          'reload failed; keeping the last good state',
-        )
+        const problem = (error as Error).message
+        options.log.error({ source: options.name, problem }, 'reload failed; keeping the last good state')
+        options.onRejected?.(problem)
       }
     })().finally(() => {
       running = undefined

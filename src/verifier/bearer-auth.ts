@@ -37,7 +37,12 @@ export type BearerAuthMiddleware = MiddlewareHandler<{ Variables: BearerAuthVari
 
 function createKeySource(options: ResolvedOptions): KeySource {
   if (options.jwks.kind === 'local') return createLocalKeySource(options.jwks.set)
-  return createRemoteKeySource({ ...options.jwks, fetch: options.fetch, clock: options.clock })
+  return createRemoteKeySource({
+    ...options.jwks,
+    fetch: options.fetch,
+    clock: options.clock,
+    onFetch: options.metrics?.jwksFetch,
+  })
 }
 
 /** RFC 9449 §6.1: a SHA-256 JWK thumbprint (RFC 7638), base64url without padding. */
@@ -168,6 +173,11 @@ function proofHeader(c: Context): string {
  * and since revocation keys on `jti`, both spellings share the token's fate. Duplicate JSON members are
  * last-wins, as in `JSON.parse` and jose; the signature covers the text either way.
  *
+ * **Metrics** (`metrics: { registry }`, a prom-client `Registry`). Every request is counted once in
+ * `tokensmith_rs_requests_total{outcome, reason}` (`accepted` with reason `''`, `rejected`, `unavailable`
+ * for a 503, `fail_open`) and every JWK Set fetch in `tokensmith_rs_jwks_fetches_total{outcome}` (`ok`,
+ * `error`); labels are fixed sets. Without the option prom-client is never loaded.
+ *
  * Defaults are in `BEARER_AUTH_DEFAULTS` and `DEFAULT_ALGORITHMS`. Bad options throw a `TypeError` at
  * start-up; creating the middleware does no I/O.
  *
@@ -209,9 +219,12 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   const dpop: ResolvedDpop | undefined = config.dpop && { ...config.dpop, replay: guardedReplay(config.dpop.replay) }
   let failOpenPasses = 0
 
-  /** Revocation keys on `jti`: every spelling of a token's signature shares its fate. */
-  async function checkRevocation(claims: AccessTokenClaims, kid: string): Promise<void> {
-    if (!config.denylist) return
+  /**
+   * Revocation keys on `jti`: every spelling of a token's signature shares its fate. True when the
+   * token passes only under `failOpen`.
+   */
+  async function checkRevocation(claims: AccessTokenClaims, kid: string): Promise<boolean> {
+    if (!config.denylist) return false
     let revoked: boolean
     try {
       // Also by signing key, and by client with `iat` (a deleted client, or one whose tokens were revoked).
@@ -226,9 +239,10 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
       } catch {
         // A failing logger must not turn an explicit fail-open decision into a 500.
       }
-      return
+      return true
     }
     if (revoked) throw invalidToken('revoked')
+    return false
   }
 
   /**
@@ -283,8 +297,10 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
   }
 
   function reject(c: Context, error: BearerError | undefined, scheme: AuthScheme | undefined): Response {
+    const reason = error?.reason ?? 'no_credentials'
+    config.metrics?.request(error?.status === 503 ? 'unavailable' : 'rejected', reason)
     try {
-      config.onReject?.({ status: error?.status ?? 401, error: error?.code, reason: error?.reason ?? 'no_credentials' })
+      config.onReject?.({ status: error?.status ?? 401, error: error?.code, reason })
     } catch {
       // Observability hooks never change the answer.
     }
@@ -300,6 +316,7 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
     let claims: AccessTokenClaims
     let proven: DpopProofContext | undefined
     let scheme: AuthScheme | undefined
+    let failedOpen: boolean
     try {
       // Header and query string only: the unauthenticated body is never read (any size, any rate).
       const authorization = c.req.header('authorization')
@@ -321,12 +338,14 @@ export function bearerAuth(options: BearerAuthOptions): BearerAuthMiddleware {
         // Per request, after the token cache: a remembered token still needs a fresh proof.
         proven = await checkProof(c, proof.dpop, proof.value, credentials.token, jkt)
       }
-      await checkRevocation(claims, verified.kid)
+      failedOpen = await checkRevocation(claims, verified.kid)
       checkScopes(claims)
     } catch (error) {
       // Anything unexpected inside verification is still a refusal of the token, never a 500 or a pass.
       return reject(c, error instanceof BearerError ? error : invalidToken('signature_or_claims', error), scheme)
     }
+    if (failedOpen) config.metrics?.request('fail_open', 'denylist_unavailable')
+    else config.metrics?.request('accepted', '')
     c.set('auth', claims)
     c.set('dpop', proven)
     return next()

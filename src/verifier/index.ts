@@ -17,6 +17,7 @@ export { scopesOf } from './claims.js'
 export { DPOP_ALGORITHMS, type DpopReplay } from './dpop.js'
 export { createMemoryDpopReplay, type MemoryDpopReplayOptions } from './dpop-replay.js'
 export type { AuthScheme, BearerErrorCode, RejectReason } from './errors.js'
+export type { FetchOutcome, RequestOutcome, VerifierMetricsOptions } from './metrics.js'
 export { BEARER_AUTH_DEFAULTS } from './options.js'
 export type {
   AccessTokenClaims,

@@ -37,6 +37,11 @@ export interface RemoteKeySourceOptions extends RemoteJwksSettings {
   fetch: typeof fetch
   /** Epoch seconds. */
   clock: () => number
+  /**
+   * Called once after each fetch attempt: `ok` when a valid JWK Set was fetched and parsed, `error`
+   * otherwise (network, status, size, timeout, or a set refused). For metrics; what it throws is ignored.
+   */
+  onFetch?: (outcome: 'ok' | 'error') => void
 }
 
 interface CachedSet {
@@ -93,8 +98,18 @@ export function createRemoteKeySource(options: RemoteKeySourceOptions): KeySourc
       })
       .finally(() => {
         inFlight = undefined
+        report(lastAttemptFailed ? 'error' : 'ok')
       })
     return inFlight
+  }
+
+  /** The `onFetch` hook, kept from changing anything: a throwing hook neither fails the fetch nor rejects. */
+  function report(outcome: 'ok' | 'error'): void {
+    try {
+      options.onFetch?.(outcome)
+    } catch {
+      // Observability hooks never change the answer.
+    }
   }
 
   const retryAfter = () => Math.max(1, Math.ceil(options.cooldown - since(lastAttemptAt)))

@@ -7,6 +7,7 @@ import type { AuthScheme } from './errors.js'
 import { SCOPE_TOKEN } from './grammar.js'
 import { parseJwkSet, type JwkSet } from './jwk-set.js'
 import type { RemoteJwksSettings } from './key-source.js'
+import { type VerifierMetrics, verifierMetrics } from './metrics.js'
 import { DEFAULT_TOKEN_CACHE_ENTRIES } from './token-cache.js'
 import type { BearerAuthOptions, FailOpenInfo, RejectInfo, RevocationCheck } from './types.js'
 
@@ -68,6 +69,8 @@ export interface ResolvedOptions {
   dpop: ResolvedDpop | undefined
   /** The schemes accepted, in the order their challenges are sent (RFC 9110 §11.6.1). */
   schemes: readonly AuthScheme[]
+  /** undefined: no metrics (prom-client never loaded). */
+  metrics: VerifierMetrics | undefined
 }
 
 const fail = (message: string): never => {
@@ -167,6 +170,20 @@ function resolveDpop(option: BearerAuthOptions['dpop'], clock: () => number): Re
   }
 }
 
+function resolveMetrics(option: BearerAuthOptions['metrics']): VerifierMetrics | undefined {
+  if (option === undefined) return undefined
+  const registry = typeof option === 'object' && option !== null ? option.registry : undefined
+  if (
+    typeof registry !== 'object' ||
+    registry === null ||
+    typeof registry.registerMetric !== 'function' ||
+    typeof registry.getSingleMetric !== 'function'
+  ) {
+    return fail('metrics must be { registry }, a prom-client Registry')
+  }
+  return verifierMetrics(registry)
+}
+
 /** Validates options and fills defaults. Throws `TypeError` on any misconfiguration. */
 export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) fail('options are required')
@@ -209,5 +226,7 @@ export function resolveOptions(options: BearerAuthOptions): ResolvedOptions {
     clock,
     // Looked up per call, so a fetch patched after start-up (msw, instrumentation) is honoured.
     fetch: customFetch ?? ((input, init) => globalThis.fetch(input, init)),
+    // Last: every other option is valid before anything is registered in the application's registry.
+    metrics: resolveMetrics(options.metrics),
   }
 }

@@ -3,6 +3,7 @@ import type { JWK } from 'jose'
 
 import type { DpopReplay } from './dpop.js'
 import type { RejectReason } from './errors.js'
+import type { VerifierMetricsOptions } from './metrics.js'
 
 /**
  * What the verifier needs from a denylist. Structurally identical to `RevocationCheck` in
@@ -193,4 +194,15 @@ export interface BearerAuthOptions {
    * tokens and DPoP for bound ones. `{ required: true }`: DPoP only.
    */
   dpop?: false | DpopOptions
+  /**
+   * Prometheus metrics in the application's prom-client `Registry` (prom-client is then needed: an
+   * optional peer dependency, loaded only when this is given):
+   * - `tokensmith_rs_requests_total{outcome, reason}`: every request, once; `outcome` is `accepted`,
+   *   `rejected` (400/401/403), `unavailable` (503) or `fail_open`; `reason` the stable reject reason
+   *   (`RejectReason`, as given to `onReject`; `denylist_unavailable` for `fail_open`), `''` when accepted.
+   * - `tokensmith_rs_jwks_fetches_total{outcome}`: JWK Set fetch attempts, `ok` or `error`.
+   * Middlewares given the same registry share these series. Labels are closed sets: nothing from the
+   * request or the token becomes a label.
+   */
+  metrics?: VerifierMetricsOptions
 }

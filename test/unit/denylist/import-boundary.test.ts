@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest'
 
 // `tokensmith/verifier` and `tokensmith/revocation-feed` run inside resource servers, which install
 // neither the authorization server's dependencies (pino, zod, ...) nor need its modules (config,
-// deps). Each may import only its own files and the packages listed here.
+// deps). Each may import only its own files and the packages listed here. prom-client, an optional
+// peer, is imported for its types only; `metrics.ts` and `revocation-feed-metrics.ts` load it (require)
+// when an application passes a registry.
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..')
 
 const VERIFIER = readdirSync(join(root, 'src/verifier'))
@@ -19,6 +21,7 @@ const REVOCATION_FEED = [
   'revocation-feed-connection.ts',
   'revocation-feed-load.ts',
   'revocation-feed-messages.ts',
+  'revocation-feed-metrics.ts',
   'revocation-table.ts',
   'protocol.ts',
   'redis-client.ts',
@@ -91,6 +94,7 @@ function violations(files: string[], allowed: (imported: Import, resolved: strin
 
 const isNodeBuiltin = (specifier: string) => specifier.startsWith('node:')
 const isPackage = (specifier: string, name: string) => specifier === name || specifier.startsWith(`${name}/`)
+const isPromClientTypes = (imported: Import) => imported.typeOnly && isPackage(imported.specifier, 'prom-client')
 
 describe('resource-server import boundary', () => {
   it('reads the imports it checks', () => {
@@ -105,7 +109,8 @@ describe('resource-server import boundary', () => {
         ? VERIFIER.includes(resolved)
         : isNodeBuiltin(imported.specifier) ||
           isPackage(imported.specifier, 'hono') ||
-          isPackage(imported.specifier, 'jose')
+          isPackage(imported.specifier, 'jose') ||
+          isPromClientTypes(imported)
     expect(violations(VERIFIER, allowed)).toEqual([])
   })
 
@@ -113,7 +118,14 @@ describe('resource-server import boundary', () => {
     const allowed = (imported: Import, resolved: string | undefined) =>
       resolved !== undefined
         ? REVOCATION_FEED.includes(resolved) || (imported.typeOnly && VERIFIER.includes(resolved))
-        : isNodeBuiltin(imported.specifier) || isPackage(imported.specifier, 'ioredis')
+        : isNodeBuiltin(imported.specifier) || isPackage(imported.specifier, 'ioredis') || isPromClientTypes(imported)
     expect(violations(REVOCATION_FEED, allowed)).toEqual([])
+  })
+
+  it('prom-client is loaded at run time only by the two metrics files', () => {
+    const loaders = [...VERIFIER, ...REVOCATION_FEED].filter((file) =>
+      /createRequire|require\(/.test(readFileSync(join(root, file), 'utf8')),
+    )
+    expect(loaders.sort()).toEqual(['src/denylist/revocation-feed-metrics.ts', 'src/verifier/metrics.ts'])
   })
 })
