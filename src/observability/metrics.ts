@@ -17,6 +17,8 @@ import { type AuditEventName, type AuditEvents, auditOf } from './audit.js'
 export interface Metrics {
   readonly registry: Registry
   readonly tokensIssued: Counter<'client_id' | 'auth_method'>
+  /** Token endpoint answers by client and outcome ('issued' or the OAuth error code). */
+  tokenRequest(clientId: string | undefined, outcome: string): void
   readonly authFailures: Counter<'reason' | 'auth_method' | 'trust_entry'>
   readonly httpDuration: Histogram<'route' | 'status_class'>
   readonly denylistOperations: Counter<'operation' | 'outcome'>
@@ -88,6 +90,12 @@ export function createMetrics(deps: MetricsDeps, options: CreateMetricsOptions =
     name: 'tokensmith_tokens_issued_total',
     help: 'Access tokens issued, by registered client and client authentication method.',
     labelNames: ['client_id', 'auth_method'] as const,
+    registers,
+  })
+  const tokenRequests = new Counter({
+    name: 'tokensmith_token_requests_total',
+    help: 'Token endpoint answers, by the registered client the request named ("" for none, an unregistered id or a failed authentication) and outcome: issued, or the OAuth error code.',
+    labelNames: ['client_id', 'outcome'] as const,
     registers,
   })
   const authFailures = new Counter({
@@ -237,6 +245,11 @@ export function createMetrics(deps: MetricsDeps, options: CreateMetricsOptions =
   return {
     registry,
     tokensIssued,
+    tokenRequest(clientId, outcome) {
+      // A failed authentication names no client: the claimed id is the caller's text.
+      const client = clientId === undefined || outcome === 'invalid_client' ? '' : registered(clientId)
+      tokenRequests.inc({ client_id: client, outcome: TOKEN_OUTCOMES.has(outcome) ? outcome : 'other' })
+    },
     authFailures,
     httpDuration,
     denylistOperations,
@@ -253,6 +266,22 @@ export function createMetrics(deps: MetricsDeps, options: CreateMetricsOptions =
     },
   }
 }
+
+/** The outcomes a token request can have: bounded, whatever a handler sets. */
+const TOKEN_OUTCOMES = new Set([
+  'issued',
+  'invalid_request',
+  'invalid_client',
+  'invalid_grant',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'invalid_scope',
+  'invalid_target',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
+  'temporarily_unavailable',
+  'server_error',
+])
 
 interface PublishedKey {
   kid: string

@@ -174,6 +174,15 @@ describe('GET /metrics after a scripted sequence of requests', () => {
       },
       { labels: { reason: 'no_credentials', auth_method: 'none', trust_entry: '' }, value: '1' },
     ])
+    // Token endpoint answers by client and outcome; a failed authentication names no client.
+    const requests = (client_id: string, outcome: string) =>
+      sample(families, 'tokensmith_token_requests_total', { client_id, outcome })
+    expect(requests('svc-a', 'issued')).toBe(3)
+    expect(requests('svc-b', 'issued')).toBe(1)
+    expect(requests('', 'invalid_client')).toBe(4)
+    expect(requests('svc-a', 'temporarily_unavailable')).toBe(1)
+    expect(requests('', 'invalid_request')).toBe(1)
+    expect(families.get('tokensmith_token_requests_total')?.metrics).toHaveLength(5)
     expect(families.get('tokensmith_limit_trips_total')?.metrics).toEqual([
       { labels: { limit: 'auth_client' }, value: '1' },
     ])

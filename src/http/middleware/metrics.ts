@@ -7,19 +7,25 @@ import type { AppEnv } from '../types.js'
 const MIDDLEWARE_PATHS = new Set(['/*', '*'])
 
 /**
- * Times every request into tokensmith_http_request_duration_seconds{route, status_class}. The route
+ * Times every request into tokensmith_http_request_duration_seconds{route, status_class}, and counts
+ * token endpoint answers into tokensmith_token_requests_total{client_id, outcome}. The route
  * is the pattern that answered ('/oauth/token'), never the path asked for, so the label stays bounded;
  * a request no route matched is 'unmatched'. Registered before the routes (Hono runs middleware in the
  * order it was added), by installMetrics (src/http/metrics-endpoint.ts).
  */
-export function requestMetrics(metrics: Pick<Metrics, 'httpDuration'>): MiddlewareHandler<AppEnv> {
+export function requestMetrics(metrics: Pick<Metrics, 'httpDuration' | 'tokenRequest'>): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const started = performance.now()
     try {
       await next()
     } finally {
       const seconds = (performance.now() - started) / 1000
-      metrics.httpDuration.observe({ route: routeOf(c), status_class: statusClass(c.res.status) }, seconds)
+      const route = routeOf(c)
+      metrics.httpDuration.observe({ route, status_class: statusClass(c.res.status) }, seconds)
+      // Tokens by client and outcome: issued, or why not (RFC 6749 §5.2 codes).
+      if (route === '/oauth/token') {
+        metrics.tokenRequest(c.get('clientId'), c.res.status === 200 ? 'issued' : (c.get('error') ?? 'server_error'))
+      }
     }
   }
 }
