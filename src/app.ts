@@ -51,7 +51,10 @@ export function createApp(deps: Deps): Hono<AppEnv> {
     c.set('error', oauthError.code)
     if (oauthError.detail) c.set('errorDetail', oauthError.detail)
     if (oauthError.status >= 500)
-      deps.log.error({ err: error, path: c.req.path, code: oauthError.code }, 'request failed')
+      deps.log.error(
+        { err: error, path: c.req.path, code: oauthError.code, request_id: c.get('requestId') },
+        'request failed',
+      )
     return renderError(c, oauthError)
   })
   return app

@@ -45,11 +45,12 @@ export async function authenticatedForm(
   const address = clientAddress(c, deps.config.trustProxy)
   const limits = address === undefined ? undefined : { limiter: authLimiterOf(deps), address }
   const claimedId = credentials?.clientId
+  const requestId = c.get('requestId')
   limits?.limiter.check(claimedId, limits.address)
   let authenticated: AuthenticatedForm
   try {
     if (credentials?.method === 'private_key_jwt') {
-      const { client, method, entry } = await authenticateAssertion(deps, credentials)
+      const { client, method, entry } = await authenticateAssertion(deps, credentials, requestId)
       authenticated = { params, client, authMethod: method, ...(entry !== undefined && { trustEntry: entry.id }) }
     } else if (credentials !== undefined) {
       authenticated = { params, client: authenticateSecret(deps, credentials), authMethod: credentials.method }
@@ -59,8 +60,8 @@ export async function authenticatedForm(
   } catch (error) {
     // Only failed authentication counts (401 invalid_client), whatever the method; a 503 does not.
     if (error instanceof OAuthError && error.code === 'invalid_client') {
-      auditOf(deps).emit('auth.failed', authFailure(error, credentials, address))
-      if (limits) await limits.limiter.recordFailure(claimedId, limits.address)
+      auditOf(deps).emit('auth.failed', authFailure(error, credentials, address), requestId)
+      if (limits) await limits.limiter.recordFailure(claimedId, limits.address, requestId)
     }
     throw error
   }

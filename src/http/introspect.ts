@@ -29,14 +29,20 @@ function mayIntrospect(caller: Client, claims: Pick<AccessTokenClaims, 'client_i
 export function introspectHandler(deps: Deps) {
   const audit = auditOf(deps)
   /** The `token.introspected` event: the caller, the token's jti when it verified, and the answer. */
-  const introspected = (client: Client, claims: { jti: string } | undefined, active: boolean) =>
-    audit.emit('token.introspected', {
-      client_id: client.id,
-      ...(claims !== undefined && { jti: claims.jti }),
-      active,
-    })
+  const introspected = (
+    client: Client,
+    claims: { jti: string } | undefined,
+    active: boolean,
+    requestId: string | undefined,
+  ) =>
+    audit.emit(
+      'token.introspected',
+      { client_id: client.id, ...(claims !== undefined && { jti: claims.jti }), active },
+      requestId,
+    )
   return async (c: Context<AppEnv>) => {
     const { params, client } = await authenticatedForm(c, deps)
+    const requestId = c.get('requestId')
     const token = single(params, 'token')
     if (token === undefined) throw invalidRequest('token is required')
 
@@ -47,16 +53,16 @@ export function introspectHandler(deps: Deps) {
     )
     // The server's own clock is the authority here: expired means inactive, with no tolerance.
     if (!claims || claims.exp <= deps.clock() || !mayIntrospect(client, claims)) {
-      introspected(client, claims, false)
+      introspected(client, claims, false, requestId)
       return c.body(INACTIVE, 200, NO_STORE)
     }
     // By jti, by signing key, or by client (deleted, or its tokens revoked up to some instant).
     const revocation = { jti: claims.jti, kid: claims.kid, client_id: claims.client_id, iat: claims.iat }
     if (await deps.denylist.isRevoked(revocation)) {
-      introspected(client, claims, false)
+      introspected(client, claims, false, requestId)
       return c.body(INACTIVE, 200, NO_STORE)
     }
-    introspected(client, claims, true)
+    introspected(client, claims, true, requestId)
 
     c.set('jti', claims.jti)
     const { kid: _kid, ...visible } = claims

@@ -36,8 +36,9 @@ export function revokeHandler(deps: Deps) {
 
     await revokeCounted(deps, claims.jti, claims.exp + tolerance, client.id)
     c.set('jti', claims.jti)
-    deps.log.info({ client_id: client.id, jti: claims.jti, exp: claims.exp }, 'token revoked')
-    auditOf(deps).emit('token.revoked', { client_id: client.id, jti: claims.jti })
+    const requestId = c.get('requestId')
+    deps.log.info({ client_id: client.id, jti: claims.jti, exp: claims.exp, request_id: requestId }, 'token revoked')
+    auditOf(deps).emit('token.revoked', { client_id: client.id, jti: claims.jti }, requestId)
     return c.body(null, 200, EMPTY_OK)
   }
 }

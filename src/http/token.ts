@@ -21,13 +21,14 @@ export function tokenHandler(deps: Deps) {
   const audit = auditOf(deps)
   return async (c: Context<AppEnv>): Promise<Response> => {
     const { params, client, authMethod, trustEntry } = await authenticatedForm(c, deps, REPEATED_TARGET)
+    const requestId = c.get('requestId')
 
     checkGrantType(client, params)
     const scopes = resolveScopes(client, single(params, 'scope'))
     const audience = resolveAudience(client, params)
     const dpop = await bindDpop(c.req.header('dpop'), client)
     // Last of the checks that can refuse the request, so a refusal never uses a slot of the quota.
-    if (client.quota !== undefined) await checkQuota(deps, client)
+    if (client.quota !== undefined) await checkQuota(deps, client, requestId)
 
     // One reading of the clock, so the audit event's `exp` is the token's (`iat` + ttl).
     const now = deps.clock()
@@ -38,16 +39,20 @@ export function tokenHandler(deps: Deps) {
     )
     c.set('jti', token.jti)
     // Never the token: its names only.
-    audit.emit('token.issued', {
-      client_id: client.id,
-      auth_method: authMethod,
-      jti: token.jti,
-      scope: token.scope,
-      aud: audience,
-      exp: now + ttl,
-      ...(dpop !== undefined && { dpop_jkt: dpop.jkt }),
-      ...(trustEntry !== undefined && { trust_entry: trustEntry }),
-    })
+    audit.emit(
+      'token.issued',
+      {
+        client_id: client.id,
+        auth_method: authMethod,
+        jti: token.jti,
+        scope: token.scope,
+        aud: audience,
+        exp: now + ttl,
+        ...(dpop !== undefined && { dpop_jkt: dpop.jkt }),
+        ...(trustEntry !== undefined && { trust_entry: trustEntry }),
+      },
+      requestId,
+    )
 
     if (dpop !== undefined) {
       const body = `{"access_token":"${token.accessToken}","token_type":"DPoP","expires_in":${token.expiresIn},"scope":${JSON.stringify(token.scope)}}`

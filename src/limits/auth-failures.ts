@@ -47,9 +47,10 @@ export interface AuthFailureLimiterOptions {
   maxKeys?: number
   /**
    * Called once per trip, with the warning: by the failure that brought a window to its limit, at the
-   * instance that counted it (the `limit.tripped` audit event). Must not throw.
+   * instance that counted it (the `limit.tripped` audit event), with the id of the request whose
+   * failure it was. Must not throw.
    */
-  onTrip?: (trip: AuthLimitTrip) => void
+  onTrip?: (trip: AuthLimitTrip, requestId: string | undefined) => void
 }
 
 /** A window that reached its limit: whose, and until when (epoch seconds) attempts are refused. */
@@ -64,8 +65,11 @@ export interface AuthLimitTrip {
 export interface AuthFailureLimiter {
   /** Throws the 429 OAuthError when either key is blocked; never touches Redis. */
   check(clientId: string | undefined, address: string): void
-  /** Counts one failed authentication; never throws (a Redis failure falls back to memory). */
-  recordFailure(clientId: string | undefined, address: string): Promise<void>
+  /**
+   * Counts one failed authentication; never throws (a Redis failure falls back to memory). `requestId`
+   * is the failed request's id: the trip's records carry it.
+   */
+  recordFailure(clientId: string | undefined, address: string, requestId?: string): Promise<void>
   /** Stops listening for other instances' blocks. Idempotent. */
   close(): Promise<void>
   /** How many keys this instance holds in memory: for tests and diagnostics. */
@@ -235,7 +239,7 @@ export function createAuthFailureLimiter(options: AuthFailureLimiterOptions): Au
       throw tooManyFailures((until - now) / 1000, `authentication failure limit reached for ${scope}`)
     },
 
-    async recordFailure(clientId, address) {
+    async recordFailure(clientId, address, requestId) {
       const now = nowMs()
       const keys: { key: string; scope: Scope; keyLimit: number }[] = [
         { key: addressKey(address), scope: 'address', keyLimit: perAddressLimit },
@@ -258,10 +262,10 @@ export function createAuthFailureLimiter(options: AuthFailureLimiterOptions): Au
           until: Math.ceil(until / 1000),
         }
         log.warn(
-          { client_id: trip.clientId, address, scope: trip.scope, until: trip.until },
+          { client_id: trip.clientId, address, scope: trip.scope, until: trip.until, request_id: requestId },
           'authentication failure limit reached',
         )
-        onTrip?.(trip)
+        onTrip?.(trip, requestId)
       }
     },
 
@@ -350,13 +354,17 @@ export function authLimiterOf(deps: Deps): AuthFailureLimiter {
       perAddressLimit: deps.config.authFailureLimitPerAddress,
       shared: deps.denylist.shared,
       log: deps.log,
-      onTrip: (trip) =>
-        auditOf(deps).emit('limit.tripped', {
-          limit: trip.scope === 'client' ? 'auth_client' : 'auth_address',
-          ...(trip.clientId !== undefined && { client_id: trip.clientId }),
-          address: trip.address,
-          until: trip.until,
-        }),
+      onTrip: (trip, requestId) =>
+        auditOf(deps).emit(
+          'limit.tripped',
+          {
+            limit: trip.scope === 'client' ? 'auth_client' : 'auth_address',
+            ...(trip.clientId !== undefined && { client_id: trip.clientId }),
+            address: trip.address,
+            until: trip.until,
+          },
+          requestId,
+        ),
     })
     limiters.set(deps, limiter)
   }

@@ -113,9 +113,10 @@ const DONE: Promise<void> = Promise.resolve()
  * Counts this issuance against `client`'s quota, or rejects with a 429 (`quotaExceeded`) when the quota
  * of the current minute is used up. Call it once per token about to be issued, after every check that
  * can refuse the request and before signing. A client without a quota costs nothing: no Redis call, no
- * allocation (the same resolved promise every time).
+ * allocation (the same resolved promise every time). `requestId` is the request's id: a trip's
+ * `limit.tripped` event carries it.
  */
-export function checkQuota(deps: Deps, client: Client): Promise<void> {
+export function checkQuota(deps: Deps, client: Client, requestId?: string): Promise<void> {
   const quota = client.quota
   if (quota === undefined) return DONE
   const now = deps.clock()
@@ -123,7 +124,7 @@ export function checkQuota(deps: Deps, client: Client): Promise<void> {
   const state = quotaStateOf(deps)
   const shared = deps.denylist.shared
   if (shared !== undefined && !(state.redisDown && now < state.redisRetryAt)) {
-    return countShared(deps, state, shared, client.id, quota, now, window)
+    return countShared(deps, state, shared, client.id, quota, now, window, requestId)
   }
   if (countLocally(state, client.id, quota, window)) return DONE
   return Promise.reject(
@@ -135,6 +136,7 @@ export function checkQuota(deps: Deps, client: Client): Promise<void> {
       now,
       window,
       shared === undefined ? '' : ' (this instance; redis unreachable)',
+      requestId,
     ),
   )
 }
@@ -152,11 +154,16 @@ function refuse(
   now: number,
   window: number,
   where: string,
+  requestId: string | undefined,
 ): OAuthError {
   countsIn(state, window) // a new window forgets the last one's trips too
   if (!state.tripped.has(clientId)) {
     state.tripped.add(clientId)
-    auditOf(deps).emit('limit.tripped', { limit: 'quota', client_id: clientId, until: (window + 1) * QUOTA_WINDOW })
+    auditOf(deps).emit(
+      'limit.tripped',
+      { limit: 'quota', client_id: clientId, until: (window + 1) * QUOTA_WINDOW },
+      requestId,
+    )
   }
   return exceeded(quota, now, window, where)
 }
@@ -179,6 +186,7 @@ async function countShared(
   quota: number,
   now: number,
   window: number,
+  requestId: string | undefined,
 ): Promise<void> {
   const key = `${shared.keyPrefix}quota:${clientId}:${window}`
   let reply: unknown
@@ -197,13 +205,13 @@ async function countShared(
     state.redisDown = true
     state.redisRetryAt = deps.clock() + REDIS_RETRY_INTERVAL
     if (countLocally(state, clientId, quota, window)) return
-    throw refuse(deps, state, clientId, quota, now, window, ' (this instance; redis unreachable)')
+    throw refuse(deps, state, clientId, quota, now, window, ' (this instance; redis unreachable)', requestId)
   }
   if (state.redisDown) {
     state.redisDown = false
     deps.log.info('issuance quotas shared through redis again')
   }
-  if (reply === 0) throw refuse(deps, state, clientId, quota, now, window, '')
+  if (reply === 0) throw refuse(deps, state, clientId, quota, now, window, '', requestId)
   // This instance's own share of the window: where its count starts should Redis fail.
   const counts = countsIn(state, window)
   counts.set(clientId, (counts.get(clientId) ?? 0) + 1)

@@ -119,8 +119,8 @@ export class AssertionRefusedError extends OAuthError {
  * The details of a refusal (the assertion's names, every trust entry tried) at info: the warning is
  * the `auth.failed` audit event the endpoint writes for the same failure, with the same reason code.
  */
-function refuse(deps: Pick<Deps, 'log'>, refusal: Refusal): OAuthError {
-  deps.log.info(refusal, 'client assertion refused')
+function refuse(deps: Pick<Deps, 'log'>, refusal: Refusal, requestId: string | undefined): OAuthError {
+  deps.log.info({ ...refusal, request_id: requestId }, 'client assertion refused')
   return new AssertionRefusedError(refusal)
 }
 
@@ -141,43 +141,57 @@ export interface AssertionAuthentication {
 
 /**
  * Authenticates the client of a JWT client assertion, or throws `invalid_client`
- * (AssertionRefusedError) or a 503.
+ * (AssertionRefusedError) or a 503. `requestId` is the request's id, for its log records.
  */
 export async function authenticateAssertion(
   deps: Deps,
   credentials: AssertionCredentials,
+  requestId: string | undefined,
 ): Promise<AssertionAuthentication> {
   const issuer = peekIssuer(credentials.assertion)
   // RFC 7521 §4.2: client_id may be left out; the client's own assertion names it as `sub` (= `iss`).
   const clientId = credentials.clientId ?? (issuer !== undefined && CLIENT_ID.test(issuer) ? issuer : undefined)
   if (clientId === undefined) {
-    throw refuse(deps, { method: 'federation', reason: 'client_id_missing', ...loggedNames(credentials.assertion) })
+    throw refuse(
+      deps,
+      { method: 'federation', reason: 'client_id_missing', ...loggedNames(credentials.assertion) },
+      requestId,
+    )
   }
   // Another issuer than the client itself: a platform token. Unreadable: the client's own checks say why.
   const method = issuer !== undefined && issuer !== clientId ? 'federation' : 'private_key_jwt'
   const client = deps.clients.get(clientId)
   if (!client) {
-    throw refuse(deps, {
-      method,
-      reason: 'unknown_client',
-      client_id: clientId.slice(0, 128),
-      ...loggedNames(credentials.assertion),
-    })
+    throw refuse(
+      deps,
+      {
+        method,
+        reason: 'unknown_client',
+        client_id: clientId.slice(0, 128),
+        ...loggedNames(credentials.assertion),
+      },
+      requestId,
+    )
   }
   if (method === 'private_key_jwt') {
-    await privateKeyJwt(deps, client, credentials.assertion)
+    await privateKeyJwt(deps, client, credentials.assertion, requestId)
     return { client, method }
   }
-  return { client, method, entry: await federated(deps, client, credentials.assertion) }
+  return { client, method, entry: await federated(deps, client, credentials.assertion, requestId) }
 }
 
-async function privateKeyJwt(deps: Deps, client: Client, assertion: string): Promise<void> {
+async function privateKeyJwt(
+  deps: Deps,
+  client: Client,
+  assertion: string,
+  requestId: string | undefined,
+): Promise<void> {
   const settings = client.assertion
   const keys =
     settings?.jwks ??
     (settings?.jwksUri !== undefined ? assertionKeySourcesOf(deps).client(settings.jwksUri, client.id) : undefined)
   if (!settings || !keys)
-    throw refuse(deps, { method: 'private_key_jwt', reason: 'no_client_keys', client_id: client.id })
+    throw refuse(deps, { method: 'private_key_jwt', reason: 'no_client_keys', client_id: client.id }, requestId)
   try {
     await verifyClientAssertion(
       {
@@ -192,14 +206,19 @@ async function privateKeyJwt(deps: Deps, client: Client, assertion: string): Pro
     )
   } catch (error) {
     if (error instanceof AssertionRejected) {
-      throw refuse(deps, { method: 'private_key_jwt', reason: error.reason, client_id: client.id })
+      throw refuse(deps, { method: 'private_key_jwt', reason: error.reason, client_id: client.id }, requestId)
     }
     throw serverSide(error, `private_key_jwt keys of client ${client.id}`)
   }
 }
 
 /** The trust entry that admitted the workload, or throws. */
-async function federated(deps: Deps, client: Client, assertion: string): Promise<TrustEntry> {
+async function federated(
+  deps: Deps,
+  client: Client,
+  assertion: string,
+  requestId: string | undefined,
+): Promise<TrustEntry> {
   try {
     const { entry } = await verifyWorkloadAssertion(
       {
@@ -216,23 +235,34 @@ async function federated(deps: Deps, client: Client, assertion: string): Promise
     return entry
   } catch (error) {
     if (error instanceof WorkloadRejected) {
-      throw refuse(deps, {
-        method: 'federation',
-        reason: error.reason,
-        client_id: client.id,
-        ...(error.entry !== undefined && { entry: error.entry }),
-        attempts: error.attempts,
-        iss: error.iss,
-        sub: error.sub,
-        aud: error.aud,
-      })
+      throw refuse(
+        deps,
+        {
+          method: 'federation',
+          reason: error.reason,
+          client_id: client.id,
+          ...(error.entry !== undefined && { entry: error.entry }),
+          attempts: error.attempts,
+          iss: error.iss,
+          sub: error.sub,
+          aud: error.aud,
+        },
+        requestId,
+      )
     }
     if (error instanceof WorkloadKeysUnavailable) {
       // The operator's to fix (an issuer down, a private address the entry does not allow, a pinned
       // file unreadable): said at warn with the cause, while the client is told to retry.
       const cause = causeChain(error.cause)
       deps.log.warn(
-        { method: 'federation', reason: 'keys_unavailable', client_id: client.id, entry: error.entry, problem: cause },
+        {
+          method: 'federation',
+          reason: 'keys_unavailable',
+          client_id: client.id,
+          entry: error.entry,
+          problem: cause,
+          request_id: requestId,
+        },
         'trust entry keys unavailable',
       )
       throw unavailable(`federation: keys of trust entry ${error.entry} unavailable`, error, error.retryAfter)

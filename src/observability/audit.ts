@@ -92,17 +92,25 @@ const LEVEL: Partial<Record<AuditEventName, 'warn'>> = {
 }
 
 export interface Audit {
-  emit<E extends AuditEventName>(event: E, fields: AuditEvents[E]): void
+  /**
+   * Writes the event; `requestId`, when given, is the id of the request it was written for (the
+   * record's `request_id`; listeners get the fields alone).
+   */
+  emit<E extends AuditEventName>(event: E, fields: AuditEvents[E], requestId?: string): void
   /** Adds a listener; returns the function that removes it. */
   listen(listener: AuditListener): () => void
 }
 
-/** An audit trail writing to `log`, one record per event: `{event, ...fields}` with the event name as message. */
+/**
+ * An audit trail writing to `log`, one record per event: `{event, ...fields, request_id?}` with the event
+ * name as message.
+ */
 export function createAudit(log: Logger): Audit {
   const listeners = new Set<AuditListener>()
   return {
-    emit(event, fields) {
+    emit(event, fields, requestId) {
       const record: Record<string, unknown> = { event, ...fields }
+      if (requestId !== undefined) record.request_id = requestId
       log[LEVEL[event] ?? 'info'](record, event as string)
       for (const listener of listeners) listener(event, fields)
     },

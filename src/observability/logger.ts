@@ -1,5 +1,4 @@
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
-import { NO_REQUEST_FIELDS, requestContextFields } from './request-context.js'
 
 export type { Logger }
 
@@ -181,8 +180,9 @@ const SERIALIZERS = {
  * secret is ever passed to the logger, and as a second line of defence the usual carriers of
  * secrets are redacted (see redactSecrets, which sees each call's fields, not `fields`).
  * Strings are JSON-escaped by pino, so a client_id holding `\n{"level":50}` stays inside one
- * record. `fields` go into every line (a cluster worker's `worker` id), and `request_id` into every
- * line written while a request is handled.
+ * record. `fields` go into every line (a cluster worker's `worker` id). A record written while a
+ * request is handled carries `request_id`, passed explicitly by its caller (see
+ * src/http/middleware/request-id.ts).
  */
 export function createLogger(
   level: LogLevel,
@@ -200,15 +200,7 @@ export function loggerOptions(level: LogLevel, fields: Record<string, unknown> =
     timestamp: epochTime,
     serializers: SERIALIZERS,
     formatters: { log: redactSecrets },
-    // Correlation: inside a request every record carries its `request_id` (request-context.ts).
-    mixin: requestContextFields,
-    mixinMergeStrategy: mergeRequestFields,
   }
-}
-
-/** The record's own fields win; outside a request the record is passed on as it is (no copy). */
-function mergeRequestFields(record: object, fields: object): object {
-  return fields === NO_REQUEST_FIELDS ? record : Object.assign(fields, record)
 }
 
 /**

@@ -1,6 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono'
 import { newJti } from '../../oauth/access-token.js'
-import { currentRequestId, runWithRequestId } from '../../observability/request-context.js'
 import type { AppEnv } from '../types.js'
 
 export const REQUEST_ID_HEADER = 'X-Request-Id'
@@ -45,29 +44,31 @@ export function chooseRequestId(requestId: string | undefined, traceparent: stri
 const answered = new WeakSet<Context>()
 
 /**
- * `headers` with `X-Request-Id` added when a request is being handled, for a handler that builds its
- * `Response` with a plain headers object (which @hono/node-server writes as it is, where touching
- * `res.headers` afterwards would build web Headers): the middleware then leaves it alone.
+ * `headers` with `X-Request-Id` added when the request has an id (`c.get('requestId')`, set by the
+ * middleware), for a handler that builds its `Response` with a plain headers object (which
+ * @hono/node-server writes as it is, where touching `res.headers` afterwards would build web
+ * Headers): the middleware then leaves it alone.
  */
-export function withRequestId<H extends Record<string, string>>(c: Context, headers: H): H {
-  const id = currentRequestId()
+export function withRequestId<H extends Record<string, string>>(c: Context<AppEnv>, headers: H): H {
+  const id = c.get('requestId')
   if (id === undefined) return headers
   answered.add(c)
   return { ...headers, [REQUEST_ID_HEADER]: id }
 }
 
 /**
- * Request correlation: every request gets an id (see chooseRequestId), answered in `X-Request-Id`
- * on every response (errors, 404 and 405 included) and carried as `request_id` by every log record
- * written while it is handled (src/observability/request-context.ts). Registered first, so that
- * the request log line and the error handler run inside it. Only these two headers are read.
+ * Request correlation: every request gets an id (see chooseRequestId), kept as the context's
+ * `requestId`, answered in `X-Request-Id` on every response (errors, 404 and 405 included) and
+ * carried as `request_id` by every log record written while it is handled. The id is passed
+ * explicitly to whatever logs (the request line, the error handler, audit events, refusals, limit
+ * trips): no AsyncLocalStorage, whose promise hooks cost every promise of the process. Registered
+ * first, so that every later middleware and handler sees the id. Only these two headers are read.
  */
 export function requestId(): MiddlewareHandler<AppEnv> {
-  return (c, next) => {
+  return async (c, next) => {
     const id = chooseRequestId(c.req.header('x-request-id'), c.req.header('traceparent'))
-    return runWithRequestId(id, async () => {
-      await next()
-      if (!answered.has(c)) c.res.headers.set(REQUEST_ID_HEADER, id)
-    })
+    c.set('requestId', id)
+    await next()
+    if (!answered.has(c)) c.res.headers.set(REQUEST_ID_HEADER, id)
   }
 }

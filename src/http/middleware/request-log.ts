@@ -25,6 +25,7 @@ export function requestLog(log: Logger): MiddlewareHandler<AppEnv> {
         jti: c.get('jti'),
         error: c.get('error'),
         detail: c.get('errorDetail'),
+        request_id: c.get('requestId'),
       },
       'request',
     )

@@ -1,7 +1,9 @@
+import { Hono } from 'hono'
 import { describe, expect, it } from 'vitest'
 import { createApp } from '../../../src/app.js'
-import { chooseRequestId, traceIdOf } from '../../../src/http/middleware/request-id.js'
-import { currentRequestId, runWithRequestId } from '../../../src/observability/request-context.js'
+import { chooseRequestId, requestId, traceIdOf, withRequestId } from '../../../src/http/middleware/request-id.js'
+import type { AppEnv } from '../../../src/http/types.js'
+import { loggerOptions } from '../../../src/observability/logger.js'
 import { basic, FORM, makeDeps } from '../../helpers/make-deps.js'
 
 // Request correlation: X-Request-Id when safe, else the trace id of a W3C Trace Context §3.2
@@ -70,13 +72,29 @@ describe('chooseRequestId', () => {
 })
 
 describe('request context', () => {
-  it('holds the id through awaits, and none outside a request', async () => {
-    expect(currentRequestId()).toBeUndefined()
-    await runWithRequestId('r-1', async () => {
+  it('is passed explicitly: the handler reads the id from its context, through awaits', async () => {
+    const app = new Hono<AppEnv>()
+    app.use(requestId())
+    const seen: (string | undefined)[] = []
+    app.get('/late', async (c) => {
       await new Promise((resolve) => setTimeout(resolve, 1))
-      expect(currentRequestId()).toBe('r-1')
+      seen.push(c.get('requestId'))
+      return c.text('ok')
     })
-    expect(currentRequestId()).toBeUndefined()
+    app.get('/own', (c) => new Response('ok', { headers: withRequestId(c, { 'Cache-Control': 'no-store' }) }))
+    const [one, two] = await Promise.all([
+      app.request('/late', { headers: { 'x-request-id': 'r-1' } }),
+      app.request('/late', { headers: { 'x-request-id': 'r-2' } }),
+    ])
+    expect([one?.headers.get('x-request-id'), two?.headers.get('x-request-id')]).toEqual(['r-1', 'r-2'])
+    expect(seen.sort()).toEqual(['r-1', 'r-2'])
+    const own = await app.request('/own', { headers: { 'x-request-id': 'r-3' } })
+    expect(own.headers.get('x-request-id')).toBe('r-3')
+    expect(own.headers.get('cache-control')).toBe('no-store')
+  })
+
+  it('costs nothing outside a request: no logger mixin (no AsyncLocalStorage behind it)', () => {
+    expect(loggerOptions('info')).not.toHaveProperty('mixin')
   })
 })
 
