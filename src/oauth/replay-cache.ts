@@ -1,3 +1,4 @@
+import { createMemoryDpopReplay, DpopReplayFullError } from '../verifier/dpop-replay.js'
 import type { Clock } from '../clock.js'
 
 /**
@@ -29,45 +30,22 @@ export interface MemoryReplayCacheOptions {
 
 /**
  * An in-process `ReplayCache`. It serves one instance only: behind several instances each keeps its own
- * record and an assertion could be replayed once per instance, so a shared (Redis-backed) cache comes with
- * the wiring of private_key_jwt into the token endpoint.
+ * record and an assertion could be replayed once per instance, so servers with REDIS_URL use the
+ * denylist's shared cache (`Denylist.replayCache`).
  *
- * When full, it throws rather than forgetting a live entry: forgetting one would let that very assertion
- * be replayed before its `exp`, which is what this cache exists to prevent. Expired entries are swept
- * when the cache is full, and only once something may have expired, so a full cache of live entries
- * refuses in constant time.
+ * The same bounded cache resource servers use for DPoP proofs (src/verifier/dpop-replay.ts): when full
+ * it throws rather than forget a live entry, which would let that very assertion be replayed.
  */
 export function createMemoryReplayCache({ clock, maxEntries = 100_000 }: MemoryReplayCacheOptions): ReplayCache {
-  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new Error('maxEntries must be a positive integer')
-  const entries = new Map<string, number>()
-  /** The earliest `until` held, so a sweep that cannot free anything is skipped. */
-  let earliest = Number.POSITIVE_INFINITY
-
-  const sweep = (now: number): void => {
-    if (now < earliest) return
-    earliest = Number.POSITIVE_INFINITY
-    for (const [key, until] of entries) {
-      if (until <= now) entries.delete(key)
-      else if (until < earliest) earliest = until
-    }
-  }
-
+  const cache = createMemoryDpopReplay({ clock, maxEntries })
   return {
     async useOnce(clientId, jti, until) {
-      const now = clock()
-      // Past `until` the assertion is refused on its `exp` anyway; there is nothing left to remember.
-      if (until <= now) return true
-      // JSON keeps the pair unambiguous whatever characters either part holds.
-      const key = JSON.stringify([clientId, jti])
-      const seen = entries.get(key)
-      if (seen !== undefined && seen > now) return false
-      if (seen === undefined && entries.size >= maxEntries) {
-        sweep(now)
-        if (entries.size >= maxEntries) throw new ReplayCacheFullError(maxEntries)
+      try {
+        return await cache.useOnce(clientId, jti, until)
+      } catch (error) {
+        if (error instanceof DpopReplayFullError) throw new ReplayCacheFullError(maxEntries)
+        throw error
       }
-      entries.set(key, until)
-      if (until < earliest) earliest = until
-      return true
     },
   }
 }
