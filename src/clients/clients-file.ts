@@ -2,8 +2,7 @@ import { readSync } from 'node:fs'
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { resolveTarget } from '../storage/atomic-file.js'
-import { fileSignature, MISSING, signatureOf, updateJsonFile } from '../storage/json-file.js'
-import { findDuplicateName } from '../storage/duplicate-names.js'
+import { fileSignature, MISSING, parseOperatorJson, signatureOf, updateJsonFile } from '../storage/json-file.js'
 import { scanClientsFile } from './clients-scan.js'
 import { createClientRegistry, parseClientsFile, type ClientRegistry, type ClientsFile } from './registry.js'
 
@@ -22,22 +21,8 @@ export async function readClientsFileIfPresent(path: string): Promise<ClientsFil
   return parseCheckedClientsFile(path, text)
 }
 
-/** The file's text parsed and checked; a problem throws, prefixed with the file's path. */
-function parseCheckedClientsFile(path: string, text: string): ClientsFile {
-  try {
-    const file = parseClientsFile(text)
-    // Two "scopes" in one client: JSON.parse keeps the last, the operator may have meant the first.
-    const duplicate = findDuplicateName(text)
-    if (duplicate) {
-      throw new Error(
-        `member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`,
-      )
-    }
-    return file
-  } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message}`)
-  }
-}
+const parseCheckedClientsFile = (path: string, text: string): ClientsFile =>
+  parseOperatorJson(path, text, parseClientsFile)
 
 /**
  * The server's read of CLIENTS_FILE: the registry, empty when there is no file, with `source` set

@@ -1,7 +1,6 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { fileSignature, MISSING, signatureOf, updateJsonFile } from '../storage/json-file.js'
-import { findDuplicateName } from '../storage/duplicate-names.js'
+import { fileSignature, MISSING, parseOperatorJson, signatureOf, updateJsonFile } from '../storage/json-file.js'
 import { trustFileSchema, type TrustEntry, type TrustFile, type TrustStore } from './trust-entry.js'
 
 /**
@@ -43,22 +42,7 @@ function describeEntry(json: unknown, index: number): string {
     : `entry #${index}`
 }
 
-/** The text parsed and checked; a problem throws, prefixed with the file's path. */
-function parseCheckedTrustFile(path: string, text: string): TrustFile {
-  try {
-    const file = parseTrustFile(text)
-    // Two "subject" members in one entry: JSON.parse keeps the last, the operator may have meant the first.
-    const duplicate = findDuplicateName(text)
-    if (duplicate) {
-      throw new Error(
-        `member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`,
-      )
-    }
-    return file
-  } catch (error) {
-    throw new Error(`${path}: ${(error as Error).message}`)
-  }
-}
+const parseCheckedTrustFile = (path: string, text: string): TrustFile => parseOperatorJson(path, text, parseTrustFile)
 
 /** Reads TRUST_FILE, or undefined when there is none. A broken file throws, naming the problem. */
 export async function readTrustFileIfPresent(path: string): Promise<TrustFile | undefined> {

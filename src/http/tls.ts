@@ -47,6 +47,12 @@ async function read(variable: string, file: string): Promise<Buffer> {
   }
 }
 
+/** RFC 7468 §2 labels, and the RFC 1421 §4.6.1.1 `Proc-Type` header of legacy PEM: does the key say it is encrypted? */
+function isEncryptedPem(text: string): boolean {
+  const label = /^-----BEGIN ([A-Z0-9 ]+)-----$/m.exec(text)?.[1] ?? ''
+  return label.split(' ').includes('ENCRYPTED') || /^Proc-Type: *4, *ENCRYPTED/m.test(text)
+}
+
 /**
  * Reads both files (through symlinks: a Kubernetes secret volume links each name to its current
  * version) and checks them: a PEM certificate, a PEM private key that is not encrypted, and the key
@@ -60,8 +66,8 @@ export async function readTlsPair(files: TlsFiles): Promise<TlsPair> {
   } catch {
     throw new Error(`TLS_CERT_FILE ${files.certFile} does not hold a PEM certificate`)
   }
-  // Only the PEM header is looked at, never the key itself.
-  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(key.toString('latin1'))) {
+  // Only the PEM headers are looked at, never the key itself.
+  if (isEncryptedPem(key.toString('latin1'))) {
     throw new Error(
       `TLS_KEY_FILE ${files.keyFile} holds an encrypted private key; give it unencrypted and readable only by the server's user`,
     )

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises'
 import { withFileLock, writeFileAtomic } from './atomic-file.js'
+import { findDuplicateName } from './duplicate-names.js'
 
 /**
  * What the operator-edited JSON files (CLIENTS_FILE, TRUST_FILE) share: how a watcher tells that one
@@ -40,4 +41,24 @@ export async function updateJsonFile<F, T>(
     await writeFileAtomic(path, text, 0o600)
     return result
   })
+}
+
+/**
+ * The file's text parsed by `parse` and checked for a member name given twice in one object (JSON.parse
+ * keeps the last; the operator may have meant the first: RFC 8259 §4). A problem throws, prefixed with
+ * the file's path.
+ */
+export function parseOperatorJson<F>(path: string, text: string, parse: (text: string) => F): F {
+  try {
+    const file = parse(text)
+    const duplicate = findDuplicateName(text)
+    if (duplicate) {
+      throw new Error(
+        `member name ${JSON.stringify(duplicate.name)} appears twice in ${duplicate.path || 'the top-level object'}; names in an object must be unique`,
+      )
+    }
+    return file
+  } catch (error) {
+    throw new Error(`${path}: ${(error as Error).message}`)
+  }
 }

@@ -147,6 +147,12 @@ describe('readTlsPair', () => {
     expect(await message(readTlsPair({ ...files, keyFile: encrypted }))).toBe(
       `TLS_KEY_FILE ${encrypted} holds an encrypted private key; give it unencrypted and readable only by the server's user`,
     )
+    // The legacy form (RFC 1421 Proc-Type header) too.
+    const legacy = join(dir, 'legacy.key')
+    execFileSync('openssl', ['ec', '-in', files.keyFile, '-out', legacy, '-aes128', '-passout', 'pass:twelve chars!'], {
+      stdio: 'ignore',
+    })
+    expect(await message(readTlsPair({ ...files, keyFile: legacy }))).toMatch(/holds an encrypted private key/)
   })
 })
 
