@@ -20,7 +20,11 @@ import type { Logger } from './observability/logger.js'
  */
 export async function buildDeps(config: Config, log: Logger, clock: Clock): Promise<Deps> {
   const contents = await prepareKeys(config, log, clock)
-  const keys = createKeyStore(contents.records, clock, { retention: keyRetention(config.clockTolerance) })
+  const keys = createKeyStore(contents.records, clock, {
+    retention: keyRetention(config.clockTolerance),
+    publishMin: config.keyPublishMin,
+    log,
+  })
   log.info({ kid: keys.signingKey().kid, alg: keys.signingKey().alg, published: keys.size }, 'signing keys loaded')
 
   await warnIfClientsFileWritable(config.clientsFile, log)
@@ -97,19 +101,31 @@ export async function checkBeforeFork(config: Config, log: Logger, clock: Clock)
 }
 
 /**
- * Redis when REDIS_URL is set, and then only Redis: an unreachable Redis makes revocation and
- * introspection answer 503 until it is back, never a silent switch to memory that would split
- * state between instances (README, Revocation). The Redis client is loaded only then: ioredis and its
- * dependencies are about 10 MiB of resident memory that a process without REDIS_URL never uses.
+ * Redis when REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES is set, and then only Redis: an
+ * unreachable Redis makes revocation and introspection answer 503 until it is back, never a silent
+ * switch to memory that would split state between instances (README, Revocation). The Redis client
+ * is loaded only then: ioredis and its dependencies are about 10 MiB of resident memory that a
+ * process without Redis never uses.
  */
 export async function createDenylist(config: Config, log: Logger, clock: Clock): Promise<Denylist> {
-  if (config.redisUrl) {
-    log.info({ keyPrefix: config.redisKeyPrefix }, 'denylist: Redis')
-    const { createRedisDenylist } = await import('./denylist/redis.js')
-    return createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
+  if (config.redis) {
+    const [{ createRedisDenylist }, { describeRedisTarget }] = await Promise.all([
+      import('./denylist/redis.js'),
+      import('./denylist/redis-target.js'),
+    ])
+    // Topology and addresses only: never a password, never the URL (it may hold one).
+    log.info({ ...describeRedisTarget(config.redis), keyPrefix: config.redisKeyPrefix }, 'denylist: Redis')
+    return createRedisDenylist({
+      redis: config.redis,
+      keyPrefix: config.redisKeyPrefix,
+      clock,
+      log,
+      waitReplicas: config.redisWaitReplicas,
+      waitMs: config.redisWaitMs,
+    })
   }
   log.warn(
-    'denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL to share them.',
+    'denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES to share them.',
   )
   return createMemoryDenylist({ clock })
 }

@@ -1,9 +1,13 @@
+import { readFileSync } from 'node:fs'
 import { BlockList, isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { LOG_LEVELS } from './observability/logger.js'
 import { SIGNING_ALGS } from './keys/algorithms.js'
+import { JWKS_MAX_AGE } from './http/well-known.js'
+import { BEARER_AUTH_DEFAULTS } from './verifier/options.js'
 import type { Env } from './env.js'
+import type { HostPort, RedisTarget } from './denylist/redis-target.js'
 
 /**
  * Configuration from the environment, validated once at start-up. Each variable is declared once,
@@ -88,6 +92,48 @@ export function redisUrlProblem(value: string): string | undefined {
     }
   }
   return undefined
+}
+
+/**
+ * The Redis Cluster hash tag of `key` by the cluster spec's rule (the text between the first `{`
+ * and the first `}` after it, when not empty), or undefined: the whole key is hashed then.
+ * https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags
+ */
+export function hashTagOf(key: string): string | undefined {
+  const open = key.indexOf('{')
+  if (open === -1) return undefined
+  const close = key.indexOf('}', open + 1)
+  return close > open + 1 ? key.slice(open + 1, close) : undefined
+}
+
+/** Why `value` is not an acceptable REDIS_KEY_PREFIX, or undefined when it is. */
+export function keyPrefixProblem(value: string): string | undefined {
+  if (!/^[A-Za-z0-9:._{}-]{1,64}$/.test(value)) return 'it has a character outside the allowed ones, or a bad length'
+  // A brace without a complete tag would let the id after the prefix form the tag, so keys of one
+  // prefix could land in different slots.
+  if (/[{}]/.test(value) && hashTagOf(value) === undefined) return 'its braces do not make a non-empty hash tag'
+  return undefined
+}
+
+/** Why `value` is not a list `host:port,host:port`, or undefined when it is. */
+export function hostPortsProblem(value: string): string | undefined {
+  const items = value.split(',').map((item) => item.trim())
+  for (const item of items) {
+    const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$/.exec(item)
+    if (!match) return item === '' ? 'an empty item' : `${JSON.stringify(item)} is not host:port`
+    const port = Number(match[2])
+    if (port < 1 || port > 65535) return `${JSON.stringify(item)} has a port outside 1-65535`
+  }
+  return undefined
+}
+
+/** `host:port,...` as a list; an IPv6 host loses its brackets. */
+export function parseHostPorts(value: string): HostPort[] {
+  return value.split(',').map((item) => {
+    const at = item.trim().lastIndexOf(':')
+    const host = item.trim().slice(0, at)
+    return { host: host.replace(/^\[(.*)\]$/, '$1'), port: Number(item.trim().slice(at + 1)) }
+  })
 }
 
 /** Who may set X-Forwarded-For: the last `hops` proxies, or proxies at these addresses and ranges. */
@@ -191,6 +237,22 @@ const VARIABLES = {
     allowed: 'an integer number of seconds from 0 to 604800',
     default: '900',
   },
+  /**
+   * Seconds a key must have been published by this instance (in its JWKS) before it signs there,
+   * whatever its `activates` says (a key file synced late by GitOps). Default: the JWKS max-age
+   * plus the 10-minute JWKS cache of verifiers that ignore it (RFC 7517 §5, RFC 9111 §5.2.2.1).
+   * 0: no such rule (a key signs at its `activates`).
+   */
+  keyPublishMin: {
+    name: 'KEY_PUBLISH_MIN',
+    schema: integer(0, 86400),
+    allowed: 'an integer number of seconds from 0 to 86400 (0: a key signs at its activates time)',
+    // Read when the configuration is loaded, not on import: well-known.ts imports (through the
+    // client registry) this module, so JWKS_MAX_AGE is not initialized yet when it comes first.
+    get default() {
+      return String(JWKS_MAX_AGE + BEARER_AUTH_DEFAULTS.jwks.cacheMaxAge)
+    },
+  },
   /** Unset: key files hold plain PKCS#8; set: encrypted PKCS#8. Never logged. */
   keysPassphrase: {
     name: 'KEYS_PASSPHRASE',
@@ -206,11 +268,88 @@ const VARIABLES = {
       'a redis:// or rediss:// URL: a host, an optional database number as the path, no query but family=4 or 6 (unset: in-memory denylist, single instance only)',
     secret: true,
   },
+  /** Sentinels that know the master (Redis Sentinel); with REDIS_SENTINEL_NAME. Instead of REDIS_URL. */
+  redisSentinels: {
+    name: 'REDIS_SENTINELS',
+    schema: checked(hostPortsProblem).transform(parseHostPorts).optional(),
+    allowed: 'host:port,host:port,... of the sentinels (IPv6 as [addr]:port)',
+  },
+  /** The master group name the sentinels monitor. */
+  redisSentinelName: {
+    name: 'REDIS_SENTINEL_NAME',
+    schema: z
+      .string()
+      .regex(/^[\x21-\x7E]{1,128}$/)
+      .optional(),
+    allowed: 'the master group name of the sentinels (1-128 visible ASCII characters)',
+  },
+  /** Seed nodes of a Redis Cluster. Instead of REDIS_URL. */
+  redisClusterNodes: {
+    name: 'REDIS_CLUSTER_NODES',
+    schema: checked(hostPortsProblem).transform(parseHostPorts).optional(),
+    allowed: 'host:port,host:port,... of some Redis Cluster nodes (IPv6 as [addr]:port)',
+  },
+  /** ACL user of the data nodes, with REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL carries its own). */
+  redisUsername: {
+    name: 'REDIS_USERNAME',
+    schema: z
+      .string()
+      .regex(/^[\x21-\x7E]{1,256}$/)
+      .optional(),
+    allowed: '1-256 visible ASCII characters (unset: the default user)',
+  },
+  /** File holding the data nodes' password, read at start-up; never logged. */
+  redisPasswordFile: {
+    name: 'REDIS_PASSWORD_FILE',
+    schema: z.string().min(1).optional(),
+    allowed: 'a file path (unset: no password)',
+  },
+  /** File holding the sentinels' password, read at start-up; never logged. */
+  redisSentinelPasswordFile: {
+    name: 'REDIS_SENTINEL_PASSWORD_FILE',
+    schema: z.string().min(1).optional(),
+    allowed: 'a file path (unset: the sentinels need no password)',
+  },
+  /** TLS to every sentinel and node (REDIS_URL says rediss:// instead). */
+  redisTls: {
+    name: 'REDIS_TLS',
+    schema: z.enum(['true', 'false']).transform((value) => value === 'true'),
+    allowed: 'true or false',
+    default: 'false',
+  },
+  /** PEM CA bundle that Redis TLS certificates are checked against; unset: the system's CAs. */
+  redisTlsCaFile: {
+    name: 'REDIS_TLS_CA_FILE',
+    schema: z.string().min(1).optional(),
+    allowed: 'a PEM CA bundle file path (unset: the system CAs)',
+  },
+  /**
+   * Prepended to every key and to the channel. On a Cluster it must hold a hash tag (`{tokensmith}`):
+   * every key and the channel then hash to one slot, so scripts, MULTI and MGET work there. Unset:
+   * see `redisKeyPrefixDefault`.
+   */
   redisKeyPrefix: {
     name: 'REDIS_KEY_PREFIX',
-    schema: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/),
-    allowed: '1-64 characters of A-Z a-z 0-9 : . _ -',
-    default: 'tokensmith:',
+    schema: checked(keyPrefixProblem).optional(),
+    allowed:
+      '1-64 characters of A-Z a-z 0-9 : . _ - { }, where a { or } makes a non-empty hash tag such as {tokensmith} (unset: {tokensmith}: with REDIS_CLUSTER_NODES, tokensmith: otherwise)',
+  },
+  /**
+   * Replicas that must acknowledge each revocation (Redis WAIT, https://redis.io/docs/latest/commands/wait/)
+   * before it is answered 200; fewer within REDIS_WAIT_MS is a 503. Unset: see `redisWaitReplicasDefault`.
+   */
+  redisWaitReplicas: {
+    name: 'REDIS_WAIT_REPLICAS',
+    schema: integer(0, 5).optional(),
+    allowed:
+      'an integer from 0 to 5 (0: no wait; unset: 1 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, 0 with REDIS_URL)',
+  },
+  /** Milliseconds a revocation waits for REDIS_WAIT_REPLICAS replicas (WAIT's timeout). */
+  redisWaitMs: {
+    name: 'REDIS_WAIT_MS',
+    schema: integer(10, 10_000),
+    allowed: 'an integer number of milliseconds from 10 to 10000',
+    default: '500',
   },
   /** T: the clock skew verifiers allow. Revocations outlive exp by T, so no verifier accepts a revoked token late. */
   clockTolerance: {
@@ -309,7 +448,7 @@ const VARIABLES = {
       z.literal('auto').transform(() => Math.min(availableParallelism(), MAX_WORKERS)),
       integer(1, MAX_WORKERS),
     ]),
-    allowed: `an integer from 1 to ${MAX_WORKERS}, or auto (one per CPU, at most ${MAX_WORKERS}); other than 1 needs REDIS_URL`,
+    allowed: `an integer from 1 to ${MAX_WORKERS}, or auto (one per CPU, at most ${MAX_WORKERS}); other than 1 needs REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES`,
     default: '1',
   },
 } as const satisfies Record<string, Variable>
@@ -320,9 +459,38 @@ type Variables = typeof VARIABLES
 type Settings = { -readonly [K in keyof Variables]: z.output<Variables[K]['schema']> }
 
 /** The validated configuration: one field per variable. */
-export type Config = Omit<Settings, 'issuer'> & {
+export type Config = Omit<Settings, 'issuer' | 'redisKeyPrefix' | 'redisWaitReplicas'> & {
   /** The token `iss` and the base of every endpoint URL (RFC 8414 §2). Unset: `http://localhost:<PORT>` (https with TLS_CERT_FILE). */
   issuer: string
+  /**
+   * The shared store, from REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES with the passwords and CA
+   * read from their files; undefined: the in-memory denylist. Holds secrets: never log it (log
+   * `describeRedisTarget`).
+   */
+  redis: RedisTarget | undefined
+  /** REDIS_KEY_PREFIX, or its default for the Redis topology (`redisKeyPrefixDefault`). */
+  redisKeyPrefix: string
+  /** REDIS_WAIT_REPLICAS, or its default for the Redis topology (`redisWaitReplicasDefault`). */
+  redisWaitReplicas: number
+}
+
+/**
+ * The key prefix when REDIS_KEY_PREFIX is unset. A Cluster needs a hash tag, so there it is
+ * `{tokensmith}:`. Elsewhere it stays `tokensmith:`, the prefix of earlier versions: a deployment
+ * upgraded without setting REDIS_KEY_PREFIX keeps reading the revocations it already holds (a new
+ * default would start it on an empty denylist, and every revoked token would be valid again).
+ */
+export function redisKeyPrefixDefault(env: { REDIS_CLUSTER_NODES?: string }): string {
+  return env.REDIS_CLUSTER_NODES ? '{tokensmith}:' : 'tokensmith:'
+}
+
+/**
+ * Replicas a revocation waits for when REDIS_WAIT_REPLICAS is unset: 1 with Sentinel or Cluster,
+ * which exist to fail over to a replica, and 0 with a single node (REDIS_URL), which may have no
+ * replica to wait for.
+ */
+export function redisWaitReplicasDefault(env: { REDIS_SENTINELS?: string; REDIS_CLUSTER_NODES?: string }): number {
+  return env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES ? 1 : 0
 }
 
 /** The names of the environment variables, in the order of the table above. */
@@ -334,6 +502,103 @@ export class ConfigError extends Error {
     super(problems.join('\n'))
     this.name = 'ConfigError'
     this.problems = problems
+  }
+}
+
+/**
+ * A secret or a CA bundle from a file, read at start-up: one trailing newline is dropped (files
+ * written by `echo` or a Kubernetes Secret). A problem names the variable and the file, never the
+ * content.
+ */
+function readConfigFile(name: string, file: string, problems: string[]): string | undefined {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (error) {
+    problems.push(
+      `${name}=${JSON.stringify(file)} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+    )
+    return undefined
+  }
+  const value = text.replace(/\r?\n$/, '')
+  if (value === '') problems.push(`${name}=${JSON.stringify(file)} is empty`)
+  return value === '' ? undefined : value
+}
+
+/**
+ * Which Redis, if any: REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES, at most one, with the
+ * settings that go with it. Pushes a problem for each setting that does not fit the topology.
+ */
+function redisTarget(env: Env, values: Record<string, unknown>, problems: string[]): RedisTarget | undefined {
+  const url = values.redisUrl as string | undefined
+  const sentinels = values.redisSentinels as HostPort[] | undefined
+  const clusterNodes = values.redisClusterNodes as HostPort[] | undefined
+  const topologies = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'].filter((name) => env[name])
+  if (topologies.length > 1) {
+    problems.push(
+      `${topologies.join(' and ')} are all set: set exactly one (a single node, a Sentinel group or a Cluster)`,
+    )
+    return undefined
+  }
+  const only = (name: string, where: string) => {
+    if (env[name]) problems.push(`${name} is set but ${where}`)
+  }
+  if (!env.REDIS_SENTINELS) {
+    only('REDIS_SENTINEL_NAME', 'REDIS_SENTINELS is not: it names the master group of those sentinels')
+    only('REDIS_SENTINEL_PASSWORD_FILE', 'REDIS_SENTINELS is not: it is the password of those sentinels')
+  }
+  if (!env.REDIS_SENTINELS && !env.REDIS_CLUSTER_NODES) {
+    const where = env.REDIS_URL
+      ? 'REDIS_URL carries its own: write redis://user:password@host:port (or rediss:// for TLS) there'
+      : 'no Redis is: set REDIS_SENTINELS or REDIS_CLUSTER_NODES'
+    only('REDIS_USERNAME', where)
+    only('REDIS_PASSWORD_FILE', where)
+    if (env.REDIS_TLS === 'true') problems.push(`REDIS_TLS=true is set but ${where}`)
+  }
+  if (env.REDIS_TLS_CA_FILE) {
+    if (topologies.length === 0)
+      problems.push('REDIS_TLS_CA_FILE is set but no Redis is: set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES')
+    else if (url !== undefined && !url.startsWith('rediss://'))
+      problems.push('REDIS_TLS_CA_FILE is set but REDIS_URL is redis:// (no TLS): write rediss://')
+    else if (url === undefined && env.REDIS_TLS !== 'true')
+      problems.push('REDIS_TLS_CA_FILE is set but REDIS_TLS is not true: set REDIS_TLS=true to use TLS')
+  }
+  const prefix = values.redisKeyPrefix
+  if (env.REDIS_CLUSTER_NODES && typeof prefix === 'string' && hashTagOf(prefix) === undefined) {
+    problems.push(
+      `REDIS_KEY_PREFIX=${JSON.stringify(prefix)} has no hash tag, which a Redis Cluster needs so that every key and the channel hash to one slot: write it as {${prefix.replace(/:$/, '')}}: for example`,
+    )
+  }
+  if (env.REDIS_SENTINELS && !env.REDIS_SENTINEL_NAME)
+    problems.push(
+      'REDIS_SENTINELS is set but REDIS_SENTINEL_NAME is not: set it to the master group name the sentinels monitor',
+    )
+  if (problems.length > 0 || topologies.length === 0) return undefined
+
+  const ca = env.REDIS_TLS_CA_FILE ? readConfigFile('REDIS_TLS_CA_FILE', env.REDIS_TLS_CA_FILE, problems) : undefined
+  if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----'))
+    problems.push(`REDIS_TLS_CA_FILE=${JSON.stringify(env.REDIS_TLS_CA_FILE)} holds no PEM certificate`)
+  const tls =
+    url?.startsWith('rediss://') || values.redisTls === true ? { ...(ca === undefined ? {} : { ca }) } : undefined
+  if (url !== undefined) return { kind: 'single', url, ...(tls && { tls }) }
+  const password = env.REDIS_PASSWORD_FILE
+    ? readConfigFile('REDIS_PASSWORD_FILE', env.REDIS_PASSWORD_FILE, problems)
+    : undefined
+  const auth = {
+    ...(typeof values.redisUsername === 'string' && { username: values.redisUsername }),
+    ...(password !== undefined && { password }),
+    ...(tls && { tls }),
+  }
+  if (clusterNodes !== undefined) return { kind: 'cluster', nodes: clusterNodes, ...auth }
+  const sentinelPassword = env.REDIS_SENTINEL_PASSWORD_FILE
+    ? readConfigFile('REDIS_SENTINEL_PASSWORD_FILE', env.REDIS_SENTINEL_PASSWORD_FILE, problems)
+    : undefined
+  return {
+    kind: 'sentinel',
+    sentinels: sentinels ?? [],
+    name: values.redisSentinelName as string,
+    ...auth,
+    ...(sentinelPassword !== undefined && { sentinelPassword }),
   }
 }
 
@@ -360,11 +625,13 @@ export function loadConfig(env: Env): Config {
   // worker that took it, and the others would keep accepting the token. `auto` is refused too, even
   // where it means one CPU, so that one configuration behaves alike on every machine.
   const workers = values.workers
-  if (typeof workers === 'number' && (workers > 1 || env.WORKERS === 'auto') && !env.REDIS_URL) {
+  const shared = Boolean(env.REDIS_URL || env.REDIS_SENTINELS || env.REDIS_CLUSTER_NODES)
+  if (typeof workers === 'number' && (workers > 1 || env.WORKERS === 'auto') && !shared) {
     problems.push(
-      `WORKERS=${JSON.stringify(env.WORKERS)} needs REDIS_URL: without it each worker keeps its own in-memory denylist, and a revocation would reach only the worker that took it; set REDIS_URL or WORKERS=1`,
+      `WORKERS=${JSON.stringify(env.WORKERS)} needs a shared denylist: without one each worker keeps its own in-memory denylist, and a revocation would reach only the worker that took it; set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES, or WORKERS=1`,
     )
   }
+  const redis = redisTarget(env, values, problems)
   if (values.metricsPort !== undefined && values.metricsPort === values.port) {
     problems.push(`METRICS_PORT=${JSON.stringify(env.METRICS_PORT)} is PORT: the metrics port must be another port`)
   }
@@ -377,7 +644,13 @@ export function loadConfig(env: Env): Config {
   const settings = values as Settings
   // Serving TLS itself, the server's own URL is https.
   const scheme = settings.tlsCertFile ? 'https' : 'http'
-  return { ...settings, issuer: settings.issuer ?? `${scheme}://localhost:${settings.port}` }
+  return {
+    ...settings,
+    issuer: settings.issuer ?? `${scheme}://localhost:${settings.port}`,
+    redis,
+    redisKeyPrefix: settings.redisKeyPrefix ?? redisKeyPrefixDefault(env),
+    redisWaitReplicas: settings.redisWaitReplicas ?? redisWaitReplicasDefault(env),
+  }
 }
 
 /**

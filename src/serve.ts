@@ -17,6 +17,13 @@ import { flushLogSync, type Logger } from './observability/logger.js'
 import { startServer } from './server.js'
 import { startMetricsServer } from './http/metrics-endpoint.js'
 
+/**
+ * How long in-flight requests may take to finish after SIGTERM before the process exits anyway.
+ * A Kubernetes pod's terminationGracePeriodSeconds must exceed its preStop sleep plus this
+ * (test/unit/deploy/manifests.test.ts checks deploy/kubernetes against it).
+ */
+export const SHUTDOWN_DRAIN_MS = 10_000
+
 /** process.exit, after writing out the log lines still buffered. */
 export function exit(log: Logger, code: number): never {
   flushLogSync(log)
@@ -76,9 +83,9 @@ export async function serve(config: Config, log: Logger, options: ServeOptions =
     for (const watcher of watchers) watcher.stop()
     log.info({ signal }, 'shutting down')
     setTimeout(() => {
-      log.error('in-flight requests did not finish within 10 s, exiting')
+      log.error({ drainMs: SHUTDOWN_DRAIN_MS }, 'in-flight requests did not finish in time, exiting')
       exit(log, 1)
-    }, 10_000).unref()
+    }, SHUTDOWN_DRAIN_MS).unref()
     void Promise.all([server.close(), metricsServer?.close()]).then(async () => {
       await authLimiter.close().catch(() => {})
       await deps.denylist.close().catch(() => {})

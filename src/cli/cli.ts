@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js'
 import { ConfigError, loadConfig, type Config } from '../config.js'
 import type { Denylist } from '../denylist/denylist.js'
 import { createRedisDenylist } from '../denylist/redis.js'
+import type { RedisTarget } from '../denylist/redis-target.js'
 import { readEnv, type Env } from '../env.js'
 import { createLogger } from '../observability/logger.js'
 
@@ -123,18 +124,29 @@ export async function waitForRedis(denylist: { ping(): Promise<void> }): Promise
   }
 }
 
+/** Why a CLI cannot write the denylist itself: it lives inside each server process. */
+export const NO_REDIS = 'no Redis is configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES)'
+
 /**
- * One write to the Redis denylist at REDIS_URL: connects (waiting for Redis as above), runs
- * `write`, and always closes the connection. The client's own warnings go to stderr.
+ * One write to the Redis denylist (`config.redis`, from REDIS_URL, REDIS_SENTINELS or
+ * REDIS_CLUSTER_NODES): connects (waiting for Redis as above), runs `write`, and always closes the
+ * connection. The client's own warnings go to stderr.
  */
 export async function withRedisDenylist<T>(
-  config: Pick<Config, 'redisKeyPrefix'> & { redisUrl: string },
+  config: Pick<Config, 'redisKeyPrefix' | 'redisWaitReplicas' | 'redisWaitMs'> & { redis: RedisTarget },
   clock: Clock,
   io: CliIo,
   write: (denylist: Denylist) => Promise<T>,
 ): Promise<T> {
   const log = createLogger('warn', { write: (line: string) => void io.stderr(line) })
-  const denylist = createRedisDenylist({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, clock, log })
+  const denylist = createRedisDenylist({
+    redis: config.redis,
+    keyPrefix: config.redisKeyPrefix,
+    clock,
+    log,
+    waitReplicas: config.redisWaitReplicas,
+    waitMs: config.redisWaitMs,
+  })
   try {
     await waitForRedis(denylist)
     return await write(denylist)

@@ -23,6 +23,7 @@ import type { Config } from '../config.js'
 import { clientRevocationLifetime } from '../denylist/client-revocations.js'
 import {
   CliFailure,
+  NO_REDIS,
   UsageError,
   cliConfig,
   isMain,
@@ -48,7 +49,7 @@ const USAGE = `usage:
 
 Limits, for any client (update --no-quota, --no-require-dpop remove them):
   --quota N         at most N tokens (1 to ${MAX_QUOTA}) issued to it per calendar minute, over every instance (counted
-                    in Redis when REDIS_URL is set); past it 429 with Retry-After. Default: no quota
+                    in Redis when one is configured); past it 429 with Retry-After. Default: no quota
   --require-dpop    refuse its token requests without a DPoP proof (RFC 9449 section 5): every token is sender-constrained
 
 A client authenticates with a secret (shown once), or with private_key_jwt (RFC 7523 section 2.2):
@@ -197,22 +198,22 @@ function requireId(id: string | undefined): string {
 
 /**
  * Every token issued to the client up to `revokedAt` is refused until the longest-lived of them
- * has expired. With REDIS_URL the entry is written here, for every server and resource server at
- * once; every server also writes it when it loads CLIENTS_FILE (the only way into an in-memory
- * denylist). `iat` has whole seconds, so a token issued in the very second `revokedAt` is refused
+ * has expired. With Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) the entry is
+ * written here, for every server and resource server at once; every server also writes it when it
+ * loads CLIENTS_FILE (the only way into an in-memory denylist). `iat` has whole seconds, so a token issued in the very second `revokedAt` is refused
  * too. Throws when the Redis write fails.
  */
 async function denylistClient(config: Config, clientId: string, revokedAt: number, clock: Clock, io: CliIo) {
   const until = revokedAt + clientRevocationLifetime(config.clockTolerance)
-  const { redisUrl } = config
-  if (!redisUrl) {
+  const { redis } = config
+  if (!redis) {
     return {
       revoked_at: revokedAt,
       until,
-      denylisted: 'each server, when it loads CLIENTS_FILE (in-memory denylist; REDIS_URL is not set)',
+      denylisted: `each server, when it loads CLIENTS_FILE (in-memory denylist; ${NO_REDIS})`,
     }
   }
-  await withRedisDenylist({ ...config, redisUrl }, clock, io, (denylist) =>
+  await withRedisDenylist({ ...config, redis }, clock, io, (denylist) =>
     denylist.revokeClient(clientId, revokedAt, until),
   )
   return { revoked_at: revokedAt, until, denylisted: 'redis' }

@@ -12,6 +12,7 @@ import {
 } from '../keys/rotation.js'
 import {
   CliFailure,
+  NO_REDIS,
   UsageError,
   cliConfig,
   isMain,
@@ -33,6 +34,7 @@ const settings = (config: Config): KeysDirSettings => ({
   dir: config.keysDir,
   passphrase: config.keysPassphrase,
   retention: keyRetention(config.clockTolerance),
+  publishMin: config.keyPublishMin,
 })
 
 /**
@@ -86,13 +88,14 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
 /**
  * Tokens already issued with a revoked key are refused through the denylist (by kid) until the
  * last of them would have expired, at every server and every resource server on the feed. Without
- * REDIS_URL each server denylists the tombstones it loads.
+ * Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) each server denylists the tombstones it
+ * loads.
  */
 async function denylistKey(config: Config, kid: string, until: number, clock: Clock, io: CliIo): Promise<string> {
-  const { redisUrl } = config
-  if (!redisUrl) return 'each server, on reload (in-memory denylist; REDIS_URL is not set)'
+  const { redis } = config
+  if (!redis) return `each server, on reload (in-memory denylist; ${NO_REDIS})`
   try {
-    await withRedisDenylist({ ...config, redisUrl }, clock, io, (denylist) => denylist.revokeKey(kid, until))
+    await withRedisDenylist({ ...config, redis }, clock, io, (denylist) => denylist.revokeKey(kid, until))
     return 'redis'
   } catch (error) {
     throw new CliFailure(

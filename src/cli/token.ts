@@ -4,6 +4,7 @@ import { readKeysDir } from '../keys/keys-dir.js'
 import { verifyOwnToken } from '../oauth/verify-token.js'
 import {
   CliFailure,
+  NO_REDIS,
   UsageError,
   cliConfig,
   isMain,
@@ -40,10 +41,10 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         }
         if (flags.jti === '') throw new UsageError('--jti must not be empty')
         const config = cliConfig(io)
-        const { redisUrl } = config
-        if (!redisUrl) {
+        const { redis } = config
+        if (!redis) {
           throw new CliFailure(
-            'REDIS_URL is not set: without Redis the denylist lives inside the server process, and a script cannot reach it',
+            `${NO_REDIS}: without Redis the denylist lives inside the server process, and a script cannot reach it`,
           )
         }
 
@@ -71,7 +72,7 @@ export async function run(argv: string[], io: CliIo = processIo, clock: Clock = 
         if (until <= clock())
           throw new CliFailure('the token has expired (beyond the clock tolerance): nothing to revoke')
 
-        await withRedisDenylist({ ...config, redisUrl }, clock, io, (denylist) => denylist.revokeToken(jti, until))
+        await withRedisDenylist({ ...config, redis }, clock, io, (denylist) => denylist.revokeToken(jti, until))
         return { revoked: { jti, until } }
       },
     },

@@ -2,7 +2,14 @@ import { readSync } from 'node:fs'
 import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { resolveTarget } from '../storage/atomic-file.js'
-import { fileSignature, MISSING, parseOperatorJson, signatureOf, updateJsonFile } from '../storage/json-file.js'
+import {
+  fileSignature,
+  MISSING,
+  parseOperatorJson,
+  realPathIfPresent,
+  signatureOf,
+  updateJsonFile,
+} from '../storage/json-file.js'
 import { scanClientsFile } from './clients-scan.js'
 import { createClientRegistry, parseClientsFile, type ClientRegistry, type ClientsFile } from './registry.js'
 
@@ -32,6 +39,8 @@ const parseCheckedClientsFile = (path: string, text: string): ClientsFile =>
  * being held whole (see clients-scan.ts), anything else the thorough way.
  */
 export async function loadClientRegistry(path: string): Promise<ClientRegistry> {
+  const real = await realPathIfPresent(path)
+  if (real === undefined) return createClientRegistry({ clients: [] }, MISSING)
   let handle: FileHandle
   try {
     handle = await open(path, 'r')
@@ -40,7 +49,7 @@ export async function loadClientRegistry(path: string): Promise<ClientRegistry> 
     throw error
   }
   try {
-    const source = signatureOf(await handle.stat())
+    const source = signatureOf(await handle.stat(), real)
     const fd = handle.fd
     // Synchronous reads of 64 KiB: the scan runs in one go, as JSON.parse of the whole text did.
     const scanned = scanClientsFile(

@@ -23,6 +23,8 @@ export async function warnIfClientsFileWritable(path: string, log: Logger): Prom
  * stays in force; requests in flight keep the registry they started with. So does a file that was
  * loaded and then vanished (a slip, not a way to remove every client: that is {"clients": []}),
  * and /readyz answers 503 until it is back. A file missing from the start means no clients yet.
+ * Missing at one check only is no change at all: a Kubernetes Secret or ConfigMap update can leave
+ * a key's link dangling for a moment (mounted-files.ts), so a vanished file counts from the next check.
  */
 export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watcher> {
   const path = deps.config.clientsFile
@@ -52,6 +54,8 @@ export async function watchClients(deps: Deps, intervalMs = 1000): Promise<Watch
     initial: settled ? first?.source : undefined,
     onRejected: (problem) => audit.emit('clients.reload_rejected', { problem }),
     signature: () => clientsFileSignature(path),
+    // A loaded file missing at one check may be a Kubernetes volume update under way: wait one more.
+    transient: (signature) => signature === MISSING && loaded,
     reload: async () => {
       const clients = await loadClientRegistry(path)
       const missing = clients.source === MISSING

@@ -10,7 +10,7 @@
  * copy kept current over pub/sub.
  */
 
-import type { Redis } from 'ioredis'
+import type { RedisHandle } from './redis-target.js'
 
 /** What a verifier knows of a token when it asks whether the token is revoked. */
 export interface RevocationQuery {
@@ -42,7 +42,7 @@ export interface Denylist extends RevocationCheck {
    * instances share in the same store: rate-limit counters and quotas. Keys go under `keyPrefix`, never
    * under the entry kinds of protocol.ts, and always with a TTL.
    */
-  readonly shared?: { readonly redis: Redis; readonly keyPrefix: string }
+  readonly shared?: { readonly redis: RedisHandle; readonly keyPrefix: string }
   /**
    * Revoke one token until `until` (epoch seconds; the caller already added the verifiers' clock
    * tolerance: the entry lives until exp + tolerance). Idempotent; a second call never

@@ -15,9 +15,9 @@
  * - channel `${prefix}revocations`: one message per revocation, after its key is written.
  */
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
 import { clientRevocationCovers, type EntryKind, type RevocationQuery } from './denylist.js'
 import { unavailable } from './redis-error.js'
+import type { RedisHandle } from './redis-target.js'
 
 /** One revocation; `until` and `revokedAt` are epoch seconds. A client revocation covers its tokens with `iat <= revokedAt`. */
 export type Revocation =
@@ -112,7 +112,11 @@ export function decodeRevocation(message: string): Revocation | undefined {
  * Asks Redis directly, every namespace in one round trip. Any failure means "don't know"
  * (DenylistUnavailableError), never "not revoked".
  */
-export async function isRevokedInRedis(redis: Redis, keyPrefix: string, token: RevocationQuery): Promise<boolean> {
+export async function isRevokedInRedis(
+  redis: RedisHandle,
+  keyPrefix: string,
+  token: RevocationQuery,
+): Promise<boolean> {
   const keys = [entryKey(keyPrefix, 'jti', token.jti)]
   if (token.kid !== undefined) keys.push(entryKey(keyPrefix, 'kid', token.kid))
   if (token.client_id !== undefined) keys.push(entryKey(keyPrefix, 'client', token.client_id))

@@ -1,7 +1,8 @@
-import type { Redis } from 'ioredis'
 import { DenylistUnavailableError } from './denylist.js'
-import { closeRedisClient, createRedisClient, type RedisConnectionOptions } from './redis-client.js'
+import { closeRedisClient, createRedisClient, type RedisConnectionOptions, redisTargetOf } from './redis-client.js'
 import { describeRedisError } from './redis-error.js'
+import type { RedisHandle } from './redis-target.js'
+import { createFeedSubscriber } from './revocation-feed-subscriber.js'
 
 export interface FeedConnectionOptions extends RedisConnectionOptions {
   channel: string
@@ -15,7 +16,7 @@ export interface FeedConnectionOptions extends RedisConnectionOptions {
    * Fill the local copy, on every (re)subscription, after SUBSCRIBE. `commands` is a connection in
    * normal mode; `current()` turns false once this load is superseded. Rejecting means retry.
    */
-  load(commands: Redis, current: () => boolean): Promise<void>
+  load(commands: RedisHandle, current: () => boolean): Promise<void>
   /** The local copy's size and bounds, for the log. */
   stats(): Record<string, number>
   /**
@@ -30,7 +31,7 @@ export interface FeedConnectionOptions extends RedisConnectionOptions {
 
 export interface FeedConnection {
   /** For direct checks while not live. */
-  readonly commands: Redis
+  readonly commands: RedisHandle
   /** Subscribed, fully loaded, heartbeat answered, and no revocation missed since. */
   readonly live: boolean
   /** The local copy missed a revocation (it was full) since the last (re)subscription. */
@@ -68,21 +69,22 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
 
   // Direct checks and the load. The subscriber cannot run them: in subscribe mode Redis only
   // accepts (P)SUBSCRIBE, UNSUBSCRIBE and PING.
+  const target = redisTargetOf(options)
   const commands = createRedisClient({ ...options, connectionName: 'tokensmith-revocation-check' })
-  // We resubscribe ourselves on 'ready' so that every resubscription is followed by a full load.
-  const subscriber = createRedisClient({
-    ...options,
-    connectionName: 'tokensmith-revocation-feed',
-    extra: { autoResubscribe: false },
-  })
-
-  subscriber.on('ready', () => void startSession())
-  subscriber.on('close', endSession)
-  subscriber.on('message', (from: string, message: string) => {
-    if (from !== channel) return
-    options.onMessage(message)
-    if (live) options.onCurrent?.()
-  })
+  // Every 'ready' of the subscriber (a reconnect, a Sentinel failover, a move to another Cluster
+  // node) starts a session: SUBSCRIBE, then a full load.
+  const subscriber = createFeedSubscriber(
+    { ...options, target, commands, channel },
+    {
+      ready: () => void startSession(),
+      close: endSession,
+      message: (from, message) => {
+        if (from !== channel) return
+        options.onMessage(message)
+        if (live) options.onCurrent?.()
+      },
+    },
+  )
 
   // Started here, never at import, and unref'd so it never keeps the process alive.
   const heartbeat = setInterval(checkSubscriber, options.heartbeatMs)
@@ -155,7 +157,7 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
           if (id !== session || closed) return
           log.warn({ redisError: describeRedisError(err) }, 'revocation feed heartbeat failed; reconnecting')
           endSession()
-          subscriber.disconnect(true)
+          subscriber.reconnect()
         },
       )
       .finally(() => {
@@ -169,7 +171,7 @@ export function connectRevocationFeed(options: FeedConnectionOptions): FeedConne
     clearInterval(heartbeat)
     for (const waiter of waiters) waiter.reject(new DenylistUnavailableError('revocation check is closed'))
     waiters = []
-    await Promise.all([closeRedisClient(subscriber), closeRedisClient(commands)])
+    await Promise.all([subscriber.close(), closeRedisClient(commands)])
   }
 
   return {

@@ -1,12 +1,15 @@
 import type { Redis } from 'ioredis'
-import { escapeGlob, parseEntryKey, parseRevokedAt, type Revocation } from './protocol.js'
+import { escapeGlob, parseEntryKey, parseRevokedAt, revocationChannel, type Revocation } from './protocol.js'
+import { isCluster } from './redis-client.js'
 import { unavailable } from './redis-error.js'
+import type { RedisHandle } from './redis-target.js'
+import { clusterSlotOwner } from './revocation-feed-subscriber.js'
 
 const SCAN_COUNT = 1_000
 
 export interface LoadOptions {
   /** A connection in normal mode: a subscriber cannot SCAN. */
-  redis: Redis
+  redis: RedisHandle
   keyPrefix: string
   clock: () => number
   store(revocation: Revocation): void
@@ -19,9 +22,31 @@ export interface LoadOptions {
  * (and GET for a client's instant) in one pipeline per batch. SCAN matches the prefix only,
  * escaped, so glob characters inside a prefix or an id cannot change what matches. Rejects with
  * DenylistUnavailableError when Redis fails; the caller retries.
+ *
+ * On a Cluster, SCAN has no key and ioredis would send it to any node: it runs on the primary that
+ * owns the prefix's slot (every entry is there, the prefix's hash tag sees to it), on that node's
+ * own connection, and that node is asked again afterwards whether it still owns the slot. Had the
+ * slot moved meanwhile (a failover, a resharding), the load is rejected and retried: scanning a
+ * node that no longer holds the entries would find none and go live without them. Scanning every
+ * primary and merging would also miss them when the map is stale, and costs a SCAN of every node.
  */
 export async function loadRevocations(options: LoadOptions): Promise<void> {
-  const { redis, keyPrefix, clock, store, current } = options
+  const { keyPrefix, current } = options
+  if (!isCluster(options.redis)) return scanNode(options.redis, options)
+  const probe = revocationChannel(keyPrefix)
+  const owner = await clusterSlotOwner(options.redis, probe)
+  if (!current()) return
+  await scanNode(owner, options)
+  if (!current()) return
+  try {
+    await owner.exists(probe)
+  } catch (err) {
+    throw unavailable('revocation feed load: the slot moved while loading', err)
+  }
+}
+
+async function scanNode(redis: Redis, options: LoadOptions): Promise<void> {
+  const { keyPrefix, clock, store, current } = options
   const match = `${escapeGlob(keyPrefix)}*`
   let cursor = '0'
   do {

@@ -7,11 +7,11 @@ import { handleRevocationMessage } from './revocation-feed-messages.js'
 import { feedMetrics, type FeedMetrics, type RevocationFeedMetricsOptions } from './revocation-feed-metrics.js'
 import { createRevocationTable } from './revocation-table.js'
 
-export type { DenylistLog } from './redis-client.js'
+export type { DenylistLog, HostPort, RedisTarget, RedisTlsOptions } from './redis-client.js'
 export type { RevocationFeedMetricsOptions } from './revocation-feed-metrics.js'
 
 export interface RevocationFeedOptions extends Omit<RedisConnectionOptions, 'log'> {
-  /** The authorization server's `REDIS_KEY_PREFIX`, e.g. `tokensmith:`. */
+  /** The authorization server's `REDIS_KEY_PREFIX`: by default `tokensmith:`, or `{tokensmith}:` on a Redis Cluster. */
   keyPrefix: string
   /** Seconds since the epoch. Default: the system clock, in whole seconds. */
   clock?: () => number
@@ -70,6 +70,8 @@ const systemClock = () => Math.floor(Date.now() / 1000)
  *
  * const denylist = createRevocationFeed({ url: 'redis://127.0.0.1:6379', keyPrefix: 'tokensmith:' })
  * app.use('/invoices/*', bearerAuth({ issuer, audience, jwks: { uri }, denylist }))
+ * // Sentinel or Cluster: `redis` instead of `url` (see `RedisTarget`), e.g.
+ * // createRevocationFeed({ redis: { kind: 'cluster', nodes: [{ host: 'redis-0', port: 6379 }] }, keyPrefix: '{tokensmith}:' })
  * ```
  */
 export function createRevocationFeed(options: RevocationFeedOptions): RevocationFeed {

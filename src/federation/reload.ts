@@ -25,7 +25,8 @@ export async function warnIfTrustFileWritable(path: string, log: Logger): Promis
  * and the last good entries stay in force; a request in flight keeps the store it started with. So
  * does a file that was loaded and then vanished (a slip, not a way to remove every entry: that is
  * {"trust": []}), and /readyz answers 503 until it is back. A file missing from the start means no
- * trust entries.
+ * trust entries. As for CLIENTS_FILE, a file missing at one check only (a Kubernetes volume update
+ * under way) changes nothing; a vanished file counts from the next check.
  *
  * `deps.trust`, when set (by start-up, through loadTrustStore), is what is loaded now; when unset,
  * the file is read here before this resolves (a broken one is logged, and `deps.trust` stays unset
@@ -42,6 +43,8 @@ export async function watchTrust(deps: Deps, intervalMs = 1000): Promise<Watcher
     initial: deps.trust?.source,
     onRejected: (problem) => audit.emit('trust.reload_rejected', { problem }),
     signature: () => trustFileSignature(path),
+    // A loaded file missing at one check may be a Kubernetes volume update under way: wait one more.
+    transient: (signature) => signature === MISSING && loaded,
     reload: async () => {
       const trust = await loadTrustStore(path)
       const missing = trust.source === MISSING

@@ -1,6 +1,13 @@
 import { open, readFile, type FileHandle } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
-import { fileSignature, MISSING, parseOperatorJson, signatureOf, updateJsonFile } from '../storage/json-file.js'
+import {
+  fileSignature,
+  MISSING,
+  parseOperatorJson,
+  realPathIfPresent,
+  signatureOf,
+  updateJsonFile,
+} from '../storage/json-file.js'
 import { trustFileSchema, type TrustEntry, type TrustFile, type TrustStore } from './trust-entry.js'
 
 /**
@@ -86,6 +93,8 @@ function withResolvedPaths(trustFilePath: string, entry: TrustEntry): TrustEntry
  * A broken file throws, naming the problem.
  */
 export async function loadTrustStore(path: string): Promise<TrustStore> {
+  const real = await realPathIfPresent(path)
+  if (real === undefined) return { entries: [], source: MISSING }
   let handle: FileHandle
   try {
     handle = await open(path, 'r')
@@ -94,7 +103,7 @@ export async function loadTrustStore(path: string): Promise<TrustStore> {
     throw error
   }
   try {
-    const source = signatureOf(await handle.stat())
+    const source = signatureOf(await handle.stat(), real)
     const file = parseCheckedTrustFile(path, await handle.readFile('utf8'))
     return { entries: file.trust.map((entry) => withResolvedPaths(path, entry)), source }
   } finally {

@@ -7,7 +7,8 @@ import type { KeyStore } from './key-store.js'
  * - `key.rotated`: a key file it had not seen appears (a rotation writes one: the scheduled key, or
  *   the standby key restored after a promotion, RFC 7517 §5 set membership changing);
  * - `key.activated`: the key that signs changes, on a reload (an immediate rotation, a revocation of
- *   the signing key) or on the clock reaching a key's `activates` (src/keys/key-states.ts);
+ *   the signing key) or on the clock reaching a key's `activates` (src/keys/key-states.ts), or the
+ *   later instant KEY_PUBLISH_MIN lets a key this server published late sign (key-store.ts);
  * - `key.revoked`: a key becomes a tombstone (`keys revoke`).
  * Tombstones are known from KEYS_DIR reads only (a key store holds none): those present at the first
  * read are the state the server starts from, not news, unless the key was one it held.

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Clock } from '../clock.js'
 import type { Logger } from '../observability/logger.js'
 import { createFileAtomic, writeFileAtomic } from '../storage/atomic-file.js'
+import { cannotWrite, isKubeletVolume, readOneVersion } from '../storage/mounted-files.js'
 import type { SigningAlg } from './algorithms.js'
 import {
   generateKeyRecord,
@@ -28,8 +29,28 @@ export interface KeysDirContents {
   unencrypted: string[]
 }
 
-/** Reads every `<kid>.json` in the directory; a bad file is reported, not fatal. */
+/**
+ * What makes a key file in a Kubernetes Secret volume private to this process: the mode the
+ * kubelet gives the files, and the group it gives them (the process's own group, or a
+ * supplementary group from fsGroup).
+ * https://kubernetes.io/docs/concepts/configuration/secret/#secret-files-permissions
+ * https://kubernetes.io/docs/tasks/configure-pod-container/security-context/
+ */
+export const SECRET_MODE_FIX =
+  'for a Kubernetes Secret volume, set defaultMode: 0440 on the volume and fsGroup in the pod securityContext'
+
+/**
+ * Reads every `<kid>.json` in the directory; a bad file is reported, not fatal. In a Kubernetes
+ * Secret volume the files are read from the version `..data` points to, all from one version
+ * (readOneVersion), so the links being swapped, added or removed during an update change nothing.
+ * A file may be owned by another user (root, in a Secret volume) and readable by the group: only
+ * others may not write it (refused) nor read it (reported).
+ */
 export async function readKeysDir(dir: string, passphrase?: string): Promise<KeysDirContents> {
+  return readOneVersion(dir, (version) => readKeyFiles(version, passphrase))
+}
+
+async function readKeyFiles(dir: string, passphrase: string | undefined): Promise<KeysDirContents> {
   const names = (await readdir(dir)).filter((name) => KEY_FILE.test(name)).sort()
   const contents: KeysDirContents = { records: [], tombstones: [], problems: [], exposed: [], unencrypted: [] }
   for (const name of names) {
@@ -38,8 +59,10 @@ export async function readKeysDir(dir: string, passphrase?: string): Promise<Key
       const info = await stat(path)
       // Whoever can change a key file can swap in a key of their own: refused like a broken file.
       if ((info.mode & 0o022) !== 0)
-        throw new Error(`writable by group or others (mode ${octal(info.mode)}); run chmod 600 on it`)
-      const key = await parseKeyFile(await readFile(path, 'utf8'), passphrase)
+        throw new Error(
+          `writable by group or others (mode ${octal(info.mode)}); run chmod 600 on it (${SECRET_MODE_FIX})`,
+        )
+      const key = await parseKeyFile(await readKeyText(path), passphrase)
       if (`${key.kid}.json` !== name) throw new Error(`file name does not match kid ${key.kid}`)
       if (isTombstone(key)) contents.tombstones.push(key)
       else {
@@ -55,19 +78,36 @@ export async function readKeysDir(dir: string, passphrase?: string): Promise<Key
   return contents
 }
 
+/** The file's text; one this process may not read says how to let it (never the errno alone). */
+async function readKeyText(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EACCES') throw error
+    const gid = process.getgid?.()
+    throw new Error(
+      `not readable by this process${gid === undefined ? '' : ` (gid ${gid})`}: make it readable by its owner or group (${SECRET_MODE_FIX})`,
+    )
+  }
+}
+
 const octal = (mode: number) => `0${(mode & 0o7777).toString(8)}`
 
 /**
  * Why KEYS_DIR must not be used, or undefined. Whoever can write the directory can add a key file,
  * which is then published and may sign, so it must belong to the user running this process (`uid`)
- * and be writable by nobody else. `summary` is short and names no path (for /readyz); `message`
- * says how to fix it (for the log, the start-up error and the CLI).
+ * and be writable by nobody else. A directory on a read-only mount (EROFS: a Kubernetes Secret
+ * volume, whose top is root-owned and mode 1777) cannot be written from here whatever its owner
+ * and mode, and is fine. `summary` is short and names no path (for /readyz); `message` says how to
+ * fix it (for the log, the start-up error and the CLI). `probe` is cannotWrite (tests pass their own).
  */
 export async function keysDirAccessProblem(
   dir: string,
   uid: number | undefined = process.getuid?.(),
+  probe: (dir: string) => Promise<string | undefined> = cannotWrite,
 ): Promise<{ summary: string; message: string } | undefined> {
   const info = await stat(dir)
+  if ((await probe(dir)) === 'EROFS') return undefined
   if (uid !== undefined && info.uid !== uid) {
     const summary = 'KEYS_DIR is not owned by the user running tokensmith'
     return {
@@ -86,20 +126,31 @@ export async function keysDirAccessProblem(
 }
 
 /**
- * Signature of the directory for change detection: its owner and mode, then the names, inodes,
- * sizes, mtimes and modes of key files (a chmod changes no mtime, and must be noticed too).
+ * Signature of the directory for change detection: its owner and mode, the version read (in a
+ * Kubernetes volume, the directory `..data` points to, whose name changes at every update even when
+ * the files keep their mtimes and sizes), then the names, inodes, sizes, mtimes and modes of key
+ * files (a chmod changes no mtime, and must be noticed too). A key file that vanished between the
+ * listing and its stat (a dangling link) is `<name>:gone` (isTransientKeysDirSignature).
  */
 export async function keysDirSignature(dir: string): Promise<string> {
   const info = await stat(dir)
-  const names = (await readdir(dir)).filter((name) => KEY_FILE.test(name)).sort()
-  const parts = await Promise.all(
-    names.map(async (name) => {
-      const info = await stat(join(dir, name)).catch(() => undefined)
-      return info ? `${name}:${info.ino}:${info.size}:${info.mtimeMs}:${info.mode}` : `${name}:gone`
-    }),
-  )
-  return [`dir:${info.uid}:${info.mode}`, ...parts].join('|')
+  return readOneVersion(dir, async (version) => {
+    const names = (await readdir(version)).filter((name) => KEY_FILE.test(name)).sort()
+    const parts = await Promise.all(
+      names.map(async (name) => {
+        const info = await stat(join(version, name)).catch(() => undefined)
+        return info ? `${name}:${info.ino}:${info.size}:${info.mtimeMs}:${info.mode}` : `${name}${GONE}`
+      }),
+    )
+    return [`dir:${info.uid}:${info.mode}`, `version:${version}`, ...parts].join('|')
+  })
 }
+
+const GONE = ':gone'
+
+/** A signature naming a key file that vanished under the listing: maybe a moment in an update. */
+export const isTransientKeysDirSignature = (signature: string): boolean =>
+  signature.split('|').some((part) => part.endsWith(GONE))
 
 /** Adds a new key file; never overwrites one (EEXIST). */
 export async function writeKeyRecord(dir: string, record: KeyRecord): Promise<void> {
@@ -114,11 +165,28 @@ export async function rewriteKeyFile(dir: string, file: KeyFile): Promise<void> 
 const INIT_LOCK = '.init.lock'
 
 /**
+ * Why an empty KEYS_DIR cannot get its first keys here, or undefined: it is read-only to this
+ * process, or a Kubernetes volume (whose content the kubelet replaces). Its keys are made where
+ * the Secret is made from.
+ */
+async function emptyReadOnlyProblem(dir: string): Promise<string | undefined> {
+  const why = (await isKubeletVolume(dir)) ? 'a Kubernetes volume' : await cannotWrite(dir)
+  if (why === undefined) return undefined
+  return (
+    `KEYS_DIR ${dir} is empty and read-only (${why}): create keys on a workstation with ` +
+    '`KEYS_DIR=./keys npm run --silent keys -- rotate --now` (a signing key and a standby key) and load them with ' +
+    '`kubectl create secret generic tokensmith-keys --from-file=./keys`; see README, Deployment'
+  )
+}
+
+/**
  * Start-up: make sure KEYS_DIR exists (0700), that nobody but us can write it (else throws the
  * message of keysDirAccessProblem), and that it holds a usable key. An empty directory gets a
  * current key and a published standby key (so that `keys rotate --now` can switch to a key that
  * verifiers already have). When several instances start on the same empty directory, an O_EXCL
- * lock file makes exactly one of them generate them; the others wait and read.
+ * lock file makes exactly one of them generate them; the others wait and read. An empty directory
+ * this process cannot write, or a Kubernetes Secret volume, stops start-up with how to make keys
+ * for it (emptyReadOnlyProblem).
  */
 export async function ensureKeys(
   dir: string,
@@ -134,6 +202,8 @@ export async function ensureKeys(
     const empty = contents.records.length === 0 && contents.problems.length === 0 && contents.tombstones.length === 0
     // Broken or revoked keys are never papered over with new ones: that is the operator's call.
     if (!empty) return contents
+    const readOnly = await emptyReadOnlyProblem(dir)
+    if (readOnly) throw new Error(readOnly)
 
     const lock = join(dir, INIT_LOCK)
     let handle: FileHandle

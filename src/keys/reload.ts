@@ -6,7 +6,14 @@ import { watchForChanges, type Watcher } from '../storage/watch.js'
 import { keyEvents } from './key-events.js'
 import { createKeyStore, keyRetention } from './key-store.js'
 import type { KeyStore } from './key-store.js'
-import { keysDirAccessProblem, keysDirSignature, readKeysDir, type KeysDirContents } from './keys-dir.js'
+import {
+  SECRET_MODE_FIX,
+  isTransientKeysDirSignature,
+  keysDirAccessProblem,
+  keysDirSignature,
+  readKeysDir,
+  type KeysDirContents,
+} from './keys-dir.js'
 import { denylistRevokedKeys } from './rotation.js'
 
 /**
@@ -36,7 +43,7 @@ export function reloadProblem(inForce: KeyStore, next: KeysDirContents): string 
  */
 function reportExposedKeys(contents: KeysDirContents, log: Logger): void {
   for (const file of contents.exposed) {
-    log.error({ file }, 'key file is readable by others; run chmod 600 on it')
+    log.error({ file }, `key file is readable by others; run chmod 600 on it (${SECRET_MODE_FIX})`)
   }
   for (const file of contents.unencrypted) {
     log.warn({ file }, 'private key is stored unencrypted although KEYS_PASSPHRASE is set; rotate it out')
@@ -71,6 +78,8 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
       read = await keysDirSignature(dir)
       return read
     },
+    // A key file gone between the listing and its stat: a link being replaced, so wait one check.
+    transient: isTransientKeysDirSignature,
     reload: async () => {
       // Whoever can write KEYS_DIR can add a key that signs: nothing in it is loaded until fixed.
       const access = await keysDirAccessProblem(dir)
@@ -83,7 +92,12 @@ export async function watchKeys(deps: Deps, intervalMs = 1000): Promise<Watcher>
       const problem = reloadProblem(deps.keys, contents)
       if (problem) throw new Error(problem)
       reportExposedKeys(contents, deps.log)
-      deps.keys = createKeyStore(contents.records, deps.clock, { retention: keyRetention(deps.config.clockTolerance) })
+      deps.keys = createKeyStore(contents.records, deps.clock, {
+        retention: keyRetention(deps.config.clockTolerance),
+        publishMin: deps.config.keyPublishMin,
+        previous: deps.keys,
+        log: deps.log,
+      })
       deps.log.info({ kid: deps.keys.signingKey().kid, published: deps.keys.size }, 'signing keys reloaded')
       if (retrying === undefined || retrying !== read) audit.emit('keys.reloaded', { keys: deps.keys.size })
       retrying = undefined

@@ -31,6 +31,8 @@ export interface KeysDirSettings {
   passphrase?: string | undefined
   /** How long a retired key stays published and a revoked key's tokens stay refused (keyRetention). */
   retention: number
+  /** KEY_PUBLISH_MIN: how long each server publishes a key before it signs with it (key-store.ts). */
+  publishMin: number
 }
 
 export interface RotationDeps {
@@ -44,13 +46,20 @@ export interface RotationKey extends KeyTimes {
   alg: SigningAlg
 }
 
-/** A key in `keys list`: its state now and the times that decide it. */
+/** A key in `keys list`: its state now (as the files give it) and the times that decide it. */
 export interface ListedKey {
   kid: string
   alg: SigningAlg
   state: KeyState
   created: number
   activates: number | null
+  /**
+   * The earliest instant a server may sign with it: `activates`, or `created` + KEY_PUBLISH_MIN when
+   * later, since no server published it before it was created. A server that first sees the file
+   * later (a GitOps sync) signs with it only KEY_PUBLISH_MIN after that; only the server knows when
+   * (it logs it). Null for a standby key.
+   */
+  signsFrom: number | null
   retired: number | null
   unpublishes: number | null
 }
@@ -64,6 +73,8 @@ export interface ListedTombstone {
 }
 
 export interface KeyListing {
+  /** KEY_PUBLISH_MIN, which `signsFrom` counts with. */
+  publishMin: number
   keys: ListedKey[]
   revoked: ListedTombstone[]
 }
@@ -71,20 +82,29 @@ export interface KeyListing {
 /** Until when a key revoked at `revoked` stays denylisted, and its tombstone kept: its last token's end. */
 export const revocationEnd = (revoked: number, retention: number) => revoked + retention
 
+/** The earliest instant a server may sign with `key` (ListedKey.signsFrom). */
+export const earliestSigning = (key: KeyTimes, publishMin: number) =>
+  key.activates === null ? null : Math.max(key.activates, key.created + publishMin)
+
 /** Every key with its state at `now`, oldest first; then every tombstone. */
 export function describeKeys(
   contents: { records: readonly RotationKey[]; tombstones: readonly Tombstone[] },
   now: number,
-  retention: number,
+  settings: Pick<KeysDirSettings, 'retention' | 'publishMin'>,
 ): KeyListing {
+  const { retention, publishMin } = settings
   const timelines = new Map(keyTimelines(contents.records, now, retention).map((t) => [t.kid, t]))
   return {
+    publishMin,
     keys: contents.records
       .flatMap((r) => {
         const timeline = timelines.get(r.kid)
         if (!timeline) return [] // keyTimelines has one for every key
         const { state, retired, unpublishes } = timeline
-        return [{ kid: r.kid, alg: r.alg, state, created: r.created, activates: r.activates, retired, unpublishes }]
+        const { kid, alg, created, activates } = r
+        return [
+          { kid, alg, state, created, activates, signsFrom: earliestSigning(r, publishMin), retired, unpublishes },
+        ]
       })
       .sort((a, b) => a.created - b.created || (a.kid < b.kid ? -1 : 1)),
     revoked: contents.tombstones.map((t) => ({
@@ -106,10 +126,12 @@ export function newestAlg(keys: readonly RotationKey[]): SigningAlg | undefined 
 
 /**
  * When a rotation at `now` asks the new key to sign. Routine: after `delay`, once every verifier's
- * cache has had time to fetch it (RFC 7517 §5: a verifier looks keys up in the set it holds).
- * Immediate: now.
+ * cache has had time to fetch it (RFC 7517 §5: a verifier looks keys up in the set it holds), and
+ * never sooner than servers would sign with it anyway (`publishMin`, counted from now: the earliest
+ * they can publish it), so that the file says when it signs. Immediate: now.
  */
-export const requestedActivation = (now: number, delay: number, immediate: boolean) => (immediate ? now : now + delay)
+export const requestedActivation = (now: number, delay: number, immediate: boolean, publishMin = 0) =>
+  immediate ? now : now + Math.max(delay, publishMin)
 
 /**
  * The key of `alg` to promote for an activation requested at `requested`, or undefined when a new
@@ -203,7 +225,7 @@ export async function withKeysDirLock<T>(
 export async function listKeys(settings: KeysDirSettings, deps: RotationDeps): Promise<KeyListing> {
   const access = await keysDirAccessProblem(settings.dir).catch(() => undefined)
   if (access) deps.warn(access.message)
-  return describeKeys(await readKeysForCommand(settings), deps.clock(), settings.retention)
+  return describeKeys(await readKeysForCommand(settings), deps.clock(), settings)
 }
 
 export interface RotateRequest {
@@ -229,12 +251,17 @@ export async function rotateKeys(
   return withKeysDirLock(settings, async (contents) => {
     const now = deps.clock()
     const alg = request.alg ?? newestAlg(contents.records) ?? request.defaultAlg
-    const requested = requestedActivation(now, request.activationDelay, request.immediate)
+    const requested = requestedActivation(now, request.activationDelay, request.immediate, settings.publishMin)
+    if (!request.immediate && request.activationDelay < settings.publishMin) {
+      deps.warn(
+        `KEY_ACTIVATION_DELAY (${request.activationDelay}) is shorter than KEY_PUBLISH_MIN (${settings.publishMin}); the new key activates after KEY_PUBLISH_MIN, when servers would first sign with it`,
+      )
+    }
     const rotated = await promoteOrCreate(settings, deps, contents.records, now, alg, requested)
     await ensureStandby(settings, await readKeysForCommand(settings), now, alg)
     return {
       rotated: { kid: rotated.kid, alg, activates: rotated.activates },
-      ...describeKeys(await readKeysForCommand(settings), now, settings.retention),
+      ...describeKeys(await readKeysForCommand(settings), now, settings),
     }
   })
 }

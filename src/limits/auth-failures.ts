@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisHandle } from '../denylist/redis-target.js'
 import type { Clock } from '../clock.js'
 import type { Deps } from '../deps.js'
+import { duplicateRedisClient } from '../denylist/redis-client.js'
 import { describeRedisError } from '../denylist/redis-error.js'
 import { tooManyFailures } from '../errors.js'
 import { auditOf } from '../observability/audit.js'
@@ -41,7 +42,7 @@ export interface AuthFailureLimiterOptions {
   /** Failures per minute per source address, over all client ids: AUTH_FAILURE_LIMIT_PER_ADDRESS. */
   perAddressLimit: number
   /** The Redis denylist's connection and key prefix: counters shared by every instance. */
-  shared?: { redis: Redis; keyPrefix: string } | undefined
+  shared?: { redis: RedisHandle; keyPrefix: string } | undefined
   log: LimiterLog
   /** Keys tracked in memory at most (each of the counters and the blocked keys). Default 100,000. */
   maxKeys?: number
@@ -138,10 +139,12 @@ export function createAuthFailureLimiter(options: AuthFailureLimiterOptions): Au
   const subscriber = shared && subscribe(shared)
 
   /** Listens for blocks published by the script (ours included), on a connection of its own. */
-  function subscribe({ redis, keyPrefix }: { redis: Redis; keyPrefix: string }): Redis {
+  function subscribe({ redis, keyPrefix }: { redis: RedisHandle; keyPrefix: string }): RedisHandle {
     const channel = authLimitsChannel(keyPrefix)
-    // The same server and options, minus the denylist's: a subscribed connection can do nothing else.
-    const connection = redis.duplicate({ connectionName: 'tokensmith-auth-limits' })
+    // The same server (node, Sentinel master or Cluster) and options: a subscribed connection can do
+    // nothing else. On a Cluster, ioredis keeps the subscription on one node and moves it when that
+    // node is lost; blocks are hints (the script counts in Redis), so a message lost then is harmless.
+    const connection = duplicateRedisClient(redis, 'tokensmith-auth-limits')
     // The denylist's own connection already logs outages; this one only must not crash the process.
     connection.on('error', () => undefined)
     // No offline queue: subscribe once ready, and again after every reconnect.
@@ -188,7 +191,7 @@ export function createAuthFailureLimiter(options: AuthFailureLimiterOptions): Au
   }
 
   async function countShared(
-    { redis, keyPrefix }: { redis: Redis; keyPrefix: string },
+    { redis, keyPrefix }: { redis: RedisHandle; keyPrefix: string },
     keys: { key: string; keyLimit: number }[],
     now: number,
   ): Promise<{ before: number; count: number; oldest: number }[] | undefined> {

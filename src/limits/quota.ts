@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisHandle } from '../denylist/redis-target.js'
 import type { Client } from '../clients/registry.js'
 import type { Deps } from '../deps.js'
 import { describeRedisError } from '../denylist/redis-error.js'
@@ -181,7 +181,7 @@ function countLocally(state: QuotaState, clientId: string, quota: number, window
 async function countShared(
   deps: Deps,
   state: QuotaState,
-  shared: { readonly redis: Redis; readonly keyPrefix: string },
+  shared: { readonly redis: RedisHandle; readonly keyPrefix: string },
   clientId: string,
   quota: number,
   now: number,
@@ -218,7 +218,7 @@ async function countShared(
 }
 
 /** EVALSHA, falling back to EVAL once when Redis does not hold the script yet (after a restart, say). */
-async function countInRedis(redis: Redis, key: string, quota: number): Promise<unknown> {
+async function countInRedis(redis: RedisHandle, key: string, quota: number): Promise<unknown> {
   try {
     return await redis.evalsha(COUNT_ISSUANCE_SHA, 1, key, quota, KEY_TTL_MS)
   } catch (error) {

@@ -294,8 +294,9 @@ interface PublishedKey {
 
 /**
  * Every published key with its state and the time of its next change: a next key activates at its
- * `activates`; the current key retires when the next key due activates; a retired key is unpublished
- * at its `unpublishes`; a standby key has nothing scheduled until it is promoted.
+ * `activates`, or at its timeline's `signsFrom` when KEY_PUBLISH_MIN holds it back; the current key
+ * retires when the next key due activates; a retired key is unpublished at its `unpublishes`; a
+ * standby key has nothing scheduled until it is promoted.
  */
 function publishedKeys(deps: Pick<Deps, 'clock' | 'keys'>): PublishedKey[] {
   const now = deps.clock()
@@ -305,7 +306,7 @@ function publishedKeys(deps: Pick<Deps, 'clock' | 'keys'>): PublishedKey[] {
   const nextActivation = Math.min(
     ...timelines
       .filter((timeline) => timeline.state === 'next')
-      .map((timeline) => byKid.get(timeline.kid)?.activates ?? Infinity),
+      .map((timeline) => timeline.signsFrom ?? byKid.get(timeline.kid)?.activates ?? Infinity),
   )
   const keys: PublishedKey[] = []
   for (const timeline of timelines) {
@@ -313,7 +314,7 @@ function publishedKeys(deps: Pick<Deps, 'clock' | 'keys'>): PublishedKey[] {
     if (!record || !isPublished(timeline.state)) continue
     const transition =
       timeline.state === 'next'
-        ? (record.activates ?? undefined)
+        ? (timeline.signsFrom ?? record.activates ?? undefined)
         : timeline.state === 'current'
           ? nextActivation
           : timeline.state === 'retired'

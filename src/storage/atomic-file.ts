@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { open, rename, unlink, stat, link, lstat, readlink, realpath } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { isInKubeletVolume, mountedVolumeMessage } from './mounted-files.js'
 
 /**
  * Files that the server reads while scripts write them. A reader must never see half a file, and
@@ -94,9 +95,17 @@ const STALE_LOCK_MS = 30_000
  * Runs `fn` holding an exclusive lock file next to `path` (O_EXCL create), or next to the file its
  * symlinks lead to, so writers that name one file by different links still exclude each other.
  * Used so concurrent read-modify-write runs of the CLI never drop each other's change. A lock older
- * than 30 s is taken to be left by a crashed process and broken.
+ * than 30 s is taken to be left by a crashed process and broken. A file in a Kubernetes Secret or
+ * ConfigMap volume, or on a read-only file system, is refused with a message saying where to make
+ * the change instead (mounted-files.ts).
  */
 export async function withFileLock<T>(path: string, fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
+  // Files in a Kubernetes Secret or ConfigMap volume are the kubelet's: refused before any write.
+  if (await isInKubeletVolume(path)) {
+    throw new Error(
+      mountedVolumeMessage(path, 'is a Kubernetes Secret or ConfigMap volume, which the kubelet rewrites'),
+    )
+  }
   const lock = `${await resolveTarget(path)}.lock`
   const deadline = Date.now() + timeoutMs
   for (let attempt = 0; ; attempt++) {
@@ -106,6 +115,9 @@ export async function withFileLock<T>(path: string, fn: () => Promise<T>, timeou
       await handle.close()
       break
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EROFS') {
+        throw new Error(mountedVolumeMessage(path, 'is on a read-only file system (a mounted Secret?)'))
+      }
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       const info = await stat(lock).catch(() => undefined)
       if (info && Date.now() - info.mtimeMs > STALE_LOCK_MS) {

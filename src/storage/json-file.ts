@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises'
+import { realpath, stat } from 'node:fs/promises'
 import { withFileLock, writeFileAtomic } from './atomic-file.js'
 import { findDuplicateName } from './duplicate-names.js'
 
@@ -7,20 +7,42 @@ import { findDuplicateName } from './duplicate-names.js'
  * changed, and how the CLIs change one safely.
  */
 
-/** The signature of a file that does not exist. */
+/** The signature of a file that does not exist (or a link that leads nowhere). */
 export const MISSING = 'missing'
 
-/** What changes when the file is replaced or edited (a rename gives a new inode). */
-export const signatureOf = (info: { ino: number; size: number; mtimeMs: number }): string =>
-  `${info.ino}:${info.size}:${info.mtimeMs}`
+/**
+ * What changes when the file is replaced or edited (a rename gives a new inode), given the real
+ * path it was read through. The real path is what a Kubernetes Secret or ConfigMap update changes
+ * for sure: the kubelet swaps `..data` to a new version directory named after the time to the
+ * nanosecond (mounted-files.ts), and may keep mtime and size, while the filesystem may reuse the
+ * inode number of a deleted version. It costs a readlink per link, less than hashing the content.
+ */
+export const signatureOf = (info: { ino: number; size: number; mtimeMs: number }, real: string): string =>
+  `${info.ino}:${info.size}:${info.mtimeMs}:${real}`
 
-/** The file's signature, or MISSING when there is no file. */
-export async function fileSignature(path: string): Promise<string> {
-  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+/**
+ * The real path `path` leads to, or undefined when there is no file (or a dangling link: a key of a
+ * Kubernetes volume being added or removed). A loader takes it before it opens the file; should an
+ * update come in between, the next check sees a signature that differs and reads the file again.
+ */
+export async function realPathIfPresent(path: string): Promise<string | undefined> {
+  return realpath(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined
     throw error
   })
-  return info ? signatureOf(info) : MISSING
+}
+
+/** The file's signature, or MISSING when there is no file. */
+export async function fileSignature(path: string): Promise<string> {
+  const real = await realPathIfPresent(path)
+  const info =
+    real === undefined
+      ? undefined
+      : await stat(path).catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') return undefined
+          throw error
+        })
+  return real !== undefined && info ? signatureOf(info, real) : MISSING
 }
 
 /**

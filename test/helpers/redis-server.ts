@@ -26,7 +26,14 @@ export interface StartRedisServerOptions {
   args?: string[]
   /** How long to wait for PING to answer. Default 10 s. */
   startTimeoutMs?: number
+  /**
+   * A config file, passed first (redis-server reads a config file only as its first argument).
+   * Sentinel needs one it can rewrite: https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
+   */
+  configFile?: string
 }
+
+export type { HostPort } from '../../src/denylist/redis-target.js'
 
 const running = new Set<ChildProcess>()
 let exitHookInstalled = false
@@ -40,7 +47,7 @@ function installExitHook(): void {
   })
 }
 
-/** Raw RESP PING, so waiting for a server needs no client library and logs nothing. */
+/** Raw RESP PING, so waiting for a server needs no client library and logs nothing (nor a password). */
 export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect({ port, host: '127.0.0.1' })
@@ -54,7 +61,8 @@ export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
     socket.on('connect', () => socket.write('PING\r\n'))
     socket.on('data', (chunk) => {
       reply += chunk.toString()
-      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG'))
+      // A server with requirepass answers NOAUTH: it is up all the same.
+      if (reply.includes('\r\n')) finish(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'))
     })
   })
 }
@@ -71,7 +79,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   async function launch(): Promise<void> {
     // A port picked by freePort can be taken before redis binds it; pick another and retry.
     for (let attempt = 1; ; attempt++) {
-      const started = spawnRedis(port, options.args ?? [])
+      const started = spawnRedis(port, options.args ?? [], options.configFile)
       child = started.child
       try {
         return await waitUntilAnswering(port, started, startTimeoutMs)
@@ -121,10 +129,11 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   }
 }
 
-function spawnRedis(port: number, extraArgs: string[]) {
+function spawnRedis(port: number, extraArgs: string[], configFile: string | undefined) {
   const child = spawn(
     'redis-server',
     [
+      ...(configFile === undefined ? [] : [configFile]),
       '--port',
       String(port),
       '--bind',

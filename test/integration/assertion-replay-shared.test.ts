@@ -18,7 +18,7 @@ import { forge, jwksOf, makeKey } from '../helpers/forge.js'
 import { FORM, ISSUER, makeDeps, testKey } from '../helpers/make-deps.js'
 import { expectError } from '../helpers/oauth-error.js'
 import { startIssuer, type TestIssuer } from '../helpers/oidc-issuer.js'
-import { useSharedRedis } from '../helpers/shared-redis.js'
+import { TOPOLOGIES, useSharedRedis } from '../helpers/shared-redis.js'
 
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 const clientKey = makeKey('ES256', 'svc-jwt-key')
@@ -87,37 +87,39 @@ async function instance(denylist: Denylist, trust: TrustEntry[]) {
   return { deps, token, lastRefusal }
 }
 
-describe('assertion replay across instances', () => {
-  const redis = useSharedRedis()
-  let platform: TestIssuer
-  let trust: TrustEntry[]
+let platform: TestIssuer
+let trust: TrustEntry[]
 
-  beforeAll(async () => {
-    platform = await startIssuer({ alg: 'ES256' })
-    trust = [
-      trustEntrySchema.parse({
-        id: 'ci',
-        issuer: platform.url,
-        allow_private_network: true,
-        subject: 'repo:octo-org/*',
-        clients: ['workload'],
-        // single_use_jti defaults to true
-      }),
-    ]
-  })
-  afterAll(async () => {
-    await platform?.stop()
+beforeAll(async () => {
+  platform = await startIssuer({ alg: 'ES256' })
+  trust = [
+    trustEntrySchema.parse({
+      id: 'ci',
+      issuer: platform.url,
+      allow_private_network: true,
+      subject: 'repo:octo-org/*',
+      clients: ['workload'],
+      // single_use_jti defaults to true
+    }),
+  ]
+})
+afterAll(async () => {
+  await platform?.stop()
+})
+
+const platformToken = () =>
+  platform.issueToken({
+    iss: platform.url,
+    sub: 'repo:octo-org/app:ref:refs/heads/main',
+    aud: ISSUER,
+    iat: now(),
+    exp: now() + 300,
+    jti: randomUUID(),
   })
 
-  const platformToken = () =>
-    platform.issueToken({
-      iss: platform.url,
-      sub: 'repo:octo-org/app:ref:refs/heads/main',
-      aud: ISSUER,
-      iat: now(),
-      exp: now() + 300,
-      jti: randomUUID(),
-    })
+// On each shared deployment: a single node, a Cluster and a Sentinel group.
+describe.each(TOPOLOGIES)('assertion replay across instances on %s Redis', (topology) => {
+  const redis = useSharedRedis(topology)
 
   async function sharedPair(): Promise<[Instance, Instance]> {
     const keyPrefix = redis.prefix('assertion-replay')
@@ -162,7 +164,9 @@ describe('assertion replay across instances', () => {
     expect(keys.length).toBe(2)
     for (const key of keys) expect(await redis.admin.pttl(key)).toBeGreaterThan(0)
   })
+})
 
+describe('assertion replay with in-memory denylists', () => {
   it('documented: the in-memory denylist serves one instance, so two such instances both accept one assertion', async () => {
     const a = await instance(createMemoryDenylist({ clock: systemClock }), trust)
     const b = await instance(createMemoryDenylist({ clock: systemClock }), trust)

@@ -15,12 +15,18 @@ import { authFailureKey, authLimiterOf } from '../../src/limits/auth-failures.js
 import { basic, captureLog, FORM, fixedClock, T0 } from '../helpers/make-deps.js'
 import { expectError } from '../helpers/oauth-error.js'
 import { startRedisServer } from '../helpers/redis-server.js'
-import { silentLog, useSharedRedis } from '../helpers/shared-redis.js'
+import { silentLog, TOPOLOGIES, useSharedRedis } from '../helpers/shared-redis.js'
 import { startTestServer } from '../helpers/test-server.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 const shared = useSharedRedis()
 const { defer } = shared
+/** The shared single node, Cluster and Sentinel group (global set-up). */
+const stores = {
+  single: shared,
+  cluster: useSharedRedis('cluster', { defer }),
+  sentinel: useSharedRedis('sentinel', { defer }),
+}
 const TRUST_LOOPBACK: TrustProxy = { ranges: ['127.0.0.1'] }
 const RIGHT = 'tks_secret-of-a'
 
@@ -132,7 +138,8 @@ describe('failed-authentication limits', () => {
     await expectLimited(await post(s.url))
   })
 
-  it('shares the counts between two instances on one Redis', async () => {
+  it.each(TOPOLOGIES)('shares the counts between two instances on one %s Redis', async (topology) => {
+    const shared = stores[topology]
     const clock = fixedClock(T0)
     const prefix = shared.prefix('auth-limits')
     const a = await server({ clock, denylist: await shared.denylist(prefix, clock) })

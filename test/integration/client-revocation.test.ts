@@ -13,7 +13,7 @@ import { bearerAuth } from '../../src/verifier/index.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { expectError } from '../helpers/oauth-error.js'
 import { FORM, T0, basic, captureLog, fixedClock, makeDeps } from '../helpers/make-deps.js'
-import { useSharedRedis } from '../helpers/shared-redis.js'
+import { TOPOLOGIES, type Topology, useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 // Deleting a client, or `rotate-secret --revoke-tokens`, ends the tokens it already holds: the
@@ -24,15 +24,25 @@ const API = 'https://api.example.com'
 const T = 30
 
 const shared = useSharedRedis()
+/** The shared single node, Cluster and Sentinel group (global set-up). */
+const stores = {
+  single: shared,
+  cluster: useSharedRedis('cluster', { defer: shared.defer }),
+  sentinel: useSharedRedis('sentinel', { defer: shared.defer }),
+}
 
-/** CLIENTS_FILE with `billing` and a resource server `rs-api` for API, made by the CLI; Redis env optional. */
-async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
+/**
+ * CLIENTS_FILE with `billing` and a resource server `rs-api` for API, made by the CLI; Redis env
+ * optional (`true`: the single node; or a topology, which the CLI finds through its environment).
+ */
+async function setup(options: { redis?: boolean | Topology; watch?: boolean } = {}) {
+  const store = stores[options.redis === true || !options.redis ? 'single' : options.redis]
   const clock = fixedClock(T0)
   const file = join(tempDir(), 'clients.json')
-  const keyPrefix = shared.prefix()
+  const keyPrefix = store.prefix()
   const env: Record<string, string> = {
     CLIENTS_FILE: file,
-    ...(options.redis && { REDIS_URL: shared.url, REDIS_KEY_PREFIX: keyPrefix }),
+    ...(options.redis && { ...store.env, REDIS_KEY_PREFIX: keyPrefix }),
   }
   const cli = async (argv: string[]) => {
     const out = await runCli((args, io) => clientCli(args, io, clock), argv, env)
@@ -45,7 +55,7 @@ async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
   const rsSecret = (await cli(['create', '--id', 'rs-api', '--scope', 'read', '--audience', API, '--resource-server']))
     .client_secret as string
 
-  const denylist = options.redis ? await shared.denylist(keyPrefix, clock, captureLog().log) : undefined
+  const denylist = options.redis ? await store.denylist(keyPrefix, clock, captureLog().log) : undefined
   const deps = await makeDeps({
     clock,
     ...(denylist && { denylist }),
@@ -82,12 +92,12 @@ async function setup(options: { redis?: boolean; watch?: boolean } = {}) {
     return async (token: string) => (await rs.request('/api', { headers: { authorization: `Bearer ${token}` } })).status
   }
   const feed = async () => {
-    const check = createRevocationFeed({ url: shared.url, keyPrefix, clock, log: captureLog().log })
+    const check = createRevocationFeed({ ...store.connection, keyPrefix, clock, log: captureLog().log })
     shared.defer(() => check.close())
     await check.ready()
     return check
   }
-  return { clock, file, env, keyPrefix, cli, deps, watcher, issue, introspect, resourceServer, feed, billing }
+  return { store, clock, file, env, keyPrefix, cli, deps, watcher, issue, introspect, resourceServer, feed, billing }
 }
 
 const ACTIVE = expect.stringContaining('"active":true')
@@ -107,7 +117,7 @@ describe('client delete ends the tokens the client holds', () => {
       tokens_revoked: {
         revoked_at: T0 + 10,
         until: T0 + 10 + 3600 + T,
-        denylisted: expect.stringContaining('REDIS_URL is not set'),
+        denylisted: expect.stringContaining('no Redis is configured'),
       },
     })
     await watcher!.check()
@@ -122,31 +132,34 @@ describe('client delete ends the tokens the client holds', () => {
     expect(await deps.denylist.isRevoked(covered)).toBe(false)
   })
 
-  it('everywhere at once through Redis, written by the CLI before any server reloads', async () => {
-    const { clock, cli, keyPrefix, issue, introspect, resourceServer, feed } = await setup({
-      redis: true,
-      watch: false,
-    })
-    const check = await feed()
-    const callApi = resourceServer(check)
-    const token = await issue()
-    expect(await callApi(token)).toBe(200)
+  it.each(TOPOLOGIES)(
+    'everywhere at once through %s Redis, written by the CLI before any server reloads',
+    async (topology) => {
+      const { store, clock, cli, keyPrefix, issue, introspect, resourceServer, feed } = await setup({
+        redis: topology,
+        watch: false,
+      })
+      const check = await feed()
+      const callApi = resourceServer(check)
+      const token = await issue()
+      expect(await callApi(token)).toBe(200)
 
-    clock.advance(10)
-    expect((await cli(['delete', '--id', 'billing'])).tokens_revoked).toEqual({
-      revoked_at: T0 + 10,
-      until: T0 + 10 + 3600 + T,
-      denylisted: 'redis',
-    })
-    expect(await shared.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
-    expect(
-      Math.abs((await shared.admin.pttl(entryKey(keyPrefix, 'client', 'billing'))) - (3600 + T) * 1000),
-    ).toBeLessThanOrEqual(1_000)
-    await waitFor(async () => expect(await callApi(token)).toBe(401), 1_000)
-    expect(await introspect(token)).toBe(INACTIVE)
-    // The middleware asking Redis directly (no feed) refuses it too.
-    expect(await resourceServer(await shared.denylist(keyPrefix, clock, captureLog().log))(token)).toBe(401)
-  })
+      clock.advance(10)
+      expect((await cli(['delete', '--id', 'billing'])).tokens_revoked).toEqual({
+        revoked_at: T0 + 10,
+        until: T0 + 10 + 3600 + T,
+        denylisted: 'redis',
+      })
+      expect(await store.admin.get(entryKey(keyPrefix, 'client', 'billing'))).toBe(String(T0 + 10))
+      expect(
+        Math.abs((await store.admin.pttl(entryKey(keyPrefix, 'client', 'billing'))) - (3600 + T) * 1000),
+      ).toBeLessThanOrEqual(1_000)
+      await waitFor(async () => expect(await callApi(token)).toBe(401), 1_000)
+      expect(await introspect(token)).toBe(INACTIVE)
+      // The middleware asking Redis directly (no feed) refuses it too.
+      expect(await resourceServer(await store.denylist(keyPrefix, clock, captureLog().log))(token)).toBe(401)
+    },
+  )
 
   it('a server that loads the deletion writes the Redis entry itself (the CLI had no REDIS_URL)', async () => {
     const { clock, file, keyPrefix, deps, watcher, issue, resourceServer, feed } = await setup({ redis: true })

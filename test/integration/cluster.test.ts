@@ -298,10 +298,10 @@ describe('WORKERS=2', () => {
     expect(Date.now() - started).toBeGreaterThan(1_500)
   }, 40_000)
 
-  it('is refused without REDIS_URL, in one configuration line', async () => {
+  it('is refused without a shared Redis denylist, in one configuration line', async () => {
     const { env } = await setup({ REDIS_URL: '' })
     await expect(spawnServer(env, { compiled: true })).rejects.toThrow(
-      /^server exited with 1:\ntokensmith: configuration: WORKERS="2" needs REDIS_URL: [^\n]*in-memory denylist[^\n]*$/,
+      /^server exited with 1:\ntokensmith: configuration: WORKERS="2" needs a shared denylist: [^\n]*in-memory denylist[^\n]*REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES[^\n]*$/,
     )
   })
 })

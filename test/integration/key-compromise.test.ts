@@ -10,39 +10,45 @@ import { createRevocationFeed } from '../../src/denylist/revocation-feed.js'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
 import { ensureKeys } from '../../src/keys/keys-dir.js'
 import { bearerAuth } from '../../src/verifier/index.js'
+import { useCleanups } from '../helpers/cleanups.js'
 import { runCli, tempDir } from '../helpers/cli.js'
 import { freePort } from '../helpers/free-port.js'
 import { FORM, basic, captureLog, makeDeps } from '../helpers/make-deps.js'
 import { startRedisServer } from '../helpers/redis-server.js'
-import { useSharedRedis } from '../helpers/shared-redis.js'
+import { TOPOLOGIES, useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 // README, emergency: a signing key is compromised. `keys revoke --kid K` unpublishes K at once, and
 // tokens K signed are refused by introspection and by the middleware through the denylist feed,
 // although the middleware's cached JWKS still holds K.
-const shared = useSharedRedis()
-
-describe('a compromised signing key', () => {
+// On each shared deployment (a single node, a Cluster, a Sentinel group), which the CLI finds through
+// its environment (REDIS_URL, REDIS_CLUSTER_NODES, REDIS_SENTINELS).
+describe.each(TOPOLOGIES)('a compromised signing key, with %s Redis', (topology) => {
+  const shared = useSharedRedis(topology)
   it('is refused everywhere within 1 s of keys revoke, while signing moves to the standby key', async () => {
-    const url = shared.url
     const keyPrefix = shared.prefix()
     const keysDir = join(tempDir(), 'keys')
     const log = captureLog().log
     const { records } = await ensureKeys(keysDir, 'ES256', { clock: systemClock, log })
-    const denylist = createRedisDenylist({ url, keyPrefix, clock: systemClock, log })
+    const denylist = createRedisDenylist({ ...shared.connection, keyPrefix, clock: systemClock, log })
     shared.defer(() => denylist.close())
     const deps = await makeDeps({
       clock: systemClock,
       keys: records,
       denylist,
-      config: { keysDir, redisUrl: url, redisKeyPrefix: keyPrefix },
+      config: {
+        keysDir,
+        redis: shared.target,
+        ...(shared.target.kind === 'single' && { redisUrl: shared.target.url }),
+        redisKeyPrefix: keyPrefix,
+      },
     })
     const watcher = await watchKeys(deps, 60_000)
     shared.defer(() => watcher.stop())
     const app = createApp(deps)
     await waitFor(() => denylist.ping())
 
-    const feed = createRevocationFeed({ url, keyPrefix, clock: systemClock, log })
+    const feed = createRevocationFeed({ ...shared.connection, keyPrefix, clock: systemClock, log })
     shared.defer(() => feed.close())
     await feed.ready()
     const rs = new Hono()
@@ -80,7 +86,7 @@ describe('a compromised signing key', () => {
     const env = {
       KEYS_DIR: keysDir,
       CLIENTS_FILE: join(keysDir, '..', 'clients.json'),
-      REDIS_URL: url,
+      ...shared.env,
       REDIS_KEY_PREFIX: keyPrefix,
     }
     const revokedAt = performance.now()
@@ -103,6 +109,7 @@ describe('a compromised signing key', () => {
 })
 
 describe('a key revoked while Redis is down', () => {
+  const defer = useCleanups()
   it('is denylisted by the server as soon as Redis is back, retried at every check', async () => {
     const keysDir = join(tempDir(), 'keys')
     const { log } = captureLog()
@@ -119,15 +126,15 @@ describe('a key revoked while Redis is down', () => {
       clock: systemClock,
       log,
     })
-    shared.defer(() => denylist.close())
+    defer(() => denylist.close())
     const deps = await makeDeps({ clock: systemClock, keys: records, denylist, config: { keysDir } })
     const watcher = await watchKeys(deps, 50)
-    shared.defer(() => watcher.stop())
+    defer(() => watcher.stop())
     // The keys apply at once (the revoked key is no longer published) even though Redis is down.
     expect(JSON.parse(deps.keys.jwks().body).keys.map((k: { kid: string }) => k.kid)).not.toContain(current!.kid)
 
     const redis = await startRedisServer({ port })
-    shared.defer(() => redis.stop())
+    defer(() => redis.stop())
     await waitFor(async () => expect(await denylist.isRevoked({ jti: 'any', kid: current!.kid })).toBe(true), 5000)
     const failures = deps.logLines
       .map((l) => JSON.parse(l))

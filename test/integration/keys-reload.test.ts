@@ -43,7 +43,9 @@ async function setup() {
   const clock = fixedClock(T0)
   const contents = await ensureKeys(keysDir, 'ES256', { clock, log: captureLog().log, passphrase: PASSPHRASE })
   const [current, standby] = contents.records as [KeyRecord, KeyRecord]
-  const deps = await makeDeps({ clock, keys: contents.records, config: { keysDir, keysPassphrase: PASSPHRASE } })
+  // KEY_PUBLISH_MIN=0: these tests are about reloads, and promote a standby key published seconds before.
+  const config = { keysDir, keysPassphrase: PASSPHRASE, keyPublishMin: 0 }
+  const deps = await makeDeps({ clock, keys: contents.records, config })
   const watcher = await watchKeys(deps, 60_000)
   watchers.push(watcher)
   const env = { KEYS_DIR: keysDir, KEYS_PASSPHRASE: PASSPHRASE, KEY_ACTIVATION_DELAY: '900', CLOCK_TOLERANCE: '30' }
@@ -148,7 +150,12 @@ describe('KEYS_DIR hot reload', () => {
       expect(deps.keys.signingKey().kid).toBe(current.kid)
       expect(deps.keys.jwks().body).toBe(jwksBefore)
       expect(logged(deps, REFUSED)).toHaveLength(1)
-      expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([])
+      expect(
+        logged(
+          deps,
+          'key file is readable by others; run chmod 600 on it (for a Kubernetes Secret volume, set defaultMode: 0440 on the volume and fsGroup in the pod securityContext)',
+        ),
+      ).toEqual([])
     },
   )
 
@@ -328,9 +335,12 @@ describe('KEYS_DIR permissions on reload', () => {
 
     chmodSync(file(standby.kid), 0o644)
     await watcher.check()
-    expect(logged(deps, 'key file is readable by others; run chmod 600 on it')).toEqual([
-      expect.objectContaining({ level: 50, file: `${standby.kid}.json` }),
-    ])
+    expect(
+      logged(
+        deps,
+        'key file is readable by others; run chmod 600 on it (for a Kubernetes Secret volume, set defaultMode: 0440 on the volume and fsGroup in the pod securityContext)',
+      ),
+    ).toEqual([expect.objectContaining({ level: 50, file: `${standby.kid}.json` })])
   })
 })
 
@@ -344,6 +354,8 @@ describe('SIGHUP', () => {
       REDIS_URL: '',
       LOG_LEVEL: 'info',
       RELOAD_INTERVAL: '60',
+      // The standby key promoted was published moments before, at start-up: no publish rule here.
+      KEY_PUBLISH_MIN: '0',
     }
     const created = await runCli(
       clientCli,

@@ -1,17 +1,19 @@
 import { randomBytes } from 'node:crypto'
 import { Hono } from 'hono'
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../../src/app.js'
 import { systemClock } from '../../src/clock.js'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
 import { createRevocationFeed, type RevocationFeed } from '../../src/denylist/revocation-feed.js'
 import type { Deps } from '../../src/deps.js'
 import { bearerAuth, type BearerAuthVariables } from '../../src/verifier/index.js'
+import { connectionOf, sharedTarget, TOPOLOGIES } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 import { FORM, basic, captureLog, makeDeps, testKey, type TestClient } from '../helpers/make-deps.js'
 
 // Two authorization-server instances and two resource servers on one real Redis: the shape of a
-// real deployment. Revoked at A, a token must be refused by B and by every middleware within 1 s.
+// real deployment. Revoked at A, a token must be refused by B and by every middleware within 1 s,
+// whether Redis is a single node, a Cluster or a Sentinel group.
 const CLIENTS: TestClient[] = [
   { id: 'svc-a', secret: 'tks_secret-of-a', scopes: ['read'], audiences: ['https://api.example.com'] },
   {
@@ -23,9 +25,10 @@ const CLIENTS: TestClient[] = [
   },
 ]
 
-describe('two instances sharing Redis', () => {
-  const url = inject('redisUrl')
-  const keyPrefix = `test:${randomBytes(6).toString('hex')}:`
+describe.each(TOPOLOGIES)('two instances sharing %s Redis', (topology) => {
+  const redis = connectionOf(sharedTarget(topology))
+  // A hash tag: every key and the revocation channel in one Cluster slot.
+  const keyPrefix = `{test:${randomBytes(6).toString('hex')}}:`
   const log = captureLog().log
   const instances: { deps: Deps; app: ReturnType<typeof createApp> }[] = []
   const feeds: RevocationFeed[] = []
@@ -34,14 +37,14 @@ describe('two instances sharing Redis', () => {
   beforeAll(async () => {
     const key = await testKey()
     for (let i = 0; i < 2; i++) {
-      const denylist = createRedisDenylist({ url, keyPrefix, clock: systemClock, log })
+      const denylist = createRedisDenylist({ ...redis, keyPrefix, clock: systemClock, log })
       const deps = await makeDeps({ clock: systemClock, clients: CLIENTS, keys: [key], denylist })
       instances.push({ deps, app: createApp(deps) })
     }
     await Promise.all(instances.map(({ deps }) => waitFor(() => deps.denylist.ping())))
     const jwks = JSON.parse(instances[0]!.deps.keys.jwks().body)
     for (let i = 0; i < 2; i++) {
-      const feed = createRevocationFeed({ url, keyPrefix, clock: systemClock, log })
+      const feed = createRevocationFeed({ ...redis, keyPrefix, clock: systemClock, log })
       await feed.ready()
       feeds.push(feed)
       const rs = new Hono<{ Variables: BearerAuthVariables }>()
@@ -100,7 +103,7 @@ describe('two instances sharing Redis', () => {
     const { access_token: token } = (await issued.json()) as { access_token: string }
     expect((await post(1, '/oauth/revoke', `token=${token}`, basic('svc-a', 'tks_secret-of-a'))).status).toBe(200)
 
-    const late = createRevocationFeed({ url, keyPrefix, clock: systemClock, log })
+    const late = createRevocationFeed({ ...redis, keyPrefix, clock: systemClock, log })
     try {
       await late.ready()
       const rs = new Hono()

@@ -14,7 +14,7 @@ import { QUOTA_WINDOW } from '../../src/limits/quota.js'
 import { FORM, T0, basic, captureLog, clientEntry, fixedClock, makeDeps, testKey } from '../helpers/make-deps.js'
 import { expectError } from '../helpers/oauth-error.js'
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
-import { silentLog, useSharedRedis } from '../helpers/shared-redis.js'
+import { silentLog, TOPOLOGIES, useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 const SECRET = 'tks_quota-test-secret'
@@ -64,8 +64,9 @@ async function expectQuotaRefusal(res: Response, retryAfter: number) {
   expect(body.error_description).toBe('this client has reached its token quota, retry later')
 }
 
-describe('issuance quotas across two instances sharing Redis', () => {
-  const redis = useSharedRedis()
+// On each shared deployment: a single node, a Cluster and a Sentinel group.
+describe.each(TOPOLOGIES)('issuance quotas across two instances sharing %s Redis', (topology) => {
+  const redis = useSharedRedis(topology)
 
   async function sharedPair(): Promise<{ a: Instance; b: Instance; keyPrefix: string }> {
     const keyPrefix = redis.prefix('quota')

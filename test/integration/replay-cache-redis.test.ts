@@ -6,18 +6,15 @@ import { replayKey } from '../../src/denylist/protocol.js'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
 import { freePort } from '../helpers/free-port.js'
 import { startRedisServer } from '../helpers/redis-server.js'
-import { silentLog, useSharedRedis } from '../helpers/shared-redis.js'
+import { silentLog, TOPOLOGIES, useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 /** Fractional seconds: Redis expires on real time, and a whole-second clock would make short TTLs flaky. */
 const realClock: Clock = () => Date.now() / 1000
 
-// Tests share one Redis (maybe not ours): each uses its own prefix and deletes only its own keys.
+// Fault tests stop or freeze a redis-server of their own; `redis` is for their clean-ups and prefixes.
 const redis = useSharedRedis()
 const testPrefix = () => redis.prefix('tokensmith-replay-test')
-
-/** A denylist, connected, on its own connection to the shared Redis; closed after the test. */
-const connected = (keyPrefix: string, clock: Clock = realClock): Promise<Denylist> => redis.denylist(keyPrefix, clock)
 
 const COMMAND_TIMEOUT_MS = 300
 
@@ -47,7 +44,14 @@ async function timed(promise: Promise<unknown>): Promise<{ ms: number; error: un
   return { ms: performance.now() - started, error }
 }
 
-describe('redis replay cache', () => {
+// The behaviour on each shared deployment: a single node, a Cluster and a Sentinel group. Tests share
+// them (maybe not ours): each uses its own prefix and deletes only its own keys.
+describe.each(TOPOLOGIES)('redis replay cache on %s Redis', (topology) => {
+  const redis = useSharedRedis(topology)
+  const testPrefix = () => redis.prefix('tokensmith-replay-test')
+  /** A denylist, connected, on its own connection to the shared Redis; closed after the test. */
+  const connected = (keyPrefix: string, clock: Clock = realClock): Promise<Denylist> => redis.denylist(keyPrefix, clock)
+
   it('answers true on first use and false on a replay', async () => {
     const denylist = await connected(testPrefix())
     const cache = denylist.replayCache('client-assertion')
@@ -138,7 +142,9 @@ describe('redis replay cache', () => {
     expect(() => denylist.replayCache('')).toThrow(/namespace/)
     await expect(denylist.replayCache('dpop').useOnce('svc-a', 'jti-1', Number.NaN)).rejects.toThrow(RangeError)
   })
+})
 
+describe('redis replay cache when Redis fails', () => {
   it('rejects with DenylistUnavailableError at once when Redis is down', async () => {
     const { server, denylist } = await ownServerDenylist()
     const cache = denylist.replayCache('client-assertion')

@@ -10,10 +10,10 @@ import { describe, expect, it } from 'vitest'
 import { createRedisDenylist } from '../../src/denylist/redis.js'
 import { createRevocationFeed, type RevocationFeed } from '../../src/denylist/revocation-feed.js'
 import { startRedisServer } from '../helpers/redis-server.js'
-import { silentLog, useSharedRedis } from '../helpers/shared-redis.js'
+import { type RedisConnection, silentLog, TOPOLOGIES, useSharedRedis } from '../helpers/shared-redis.js'
 import { waitFor } from '../helpers/wait-for.js'
 
-const redis = useSharedRedis()
+const shared = useSharedRedis()
 const realClock = () => Date.now() / 1000
 
 /** The one value of a metric without labels, as a scrape would read it. */
@@ -37,25 +37,34 @@ function fakeClock() {
   return { state, clock: () => state.now }
 }
 
-function feed(url: string, keyPrefix: string, registry: Registry, clock: () => number, heartbeatMs = 60_000) {
+function feed(
+  connection: RedisConnection,
+  keyPrefix: string,
+  registry: Registry,
+  clock: () => number,
+  heartbeatMs = 60_000,
+) {
   const check: RevocationFeed = createRevocationFeed({
-    url,
+    ...connection,
     keyPrefix,
     clock,
     log: silentLog,
     heartbeatMs,
     metrics: { registry },
   })
-  redis.defer(() => check.close())
+  shared.defer(() => check.close())
   return check
 }
 
-describe('revocation feed metrics', () => {
+// On each shared deployment: a single node, a Cluster and a Sentinel group.
+describe.each(TOPOLOGIES)('revocation feed metrics on %s Redis', (topology) => {
+  const redis = useSharedRedis(topology, { defer: shared.defer })
+
   it('up, lag and resyncs follow the feed, and a message proves it current', async () => {
     const keyPrefix = redis.prefix('feed-metrics')
     const registry = new Registry()
     const { state, clock } = fakeClock()
-    const check = feed(redis.url, keyPrefix, registry, clock)
+    const check = feed(redis.connection, keyPrefix, registry, clock)
     expect(await snapshot(registry)).toEqual({ up: 0, lag: 0, resyncs: 0 })
     await check.ready()
     expect(await snapshot(registry)).toEqual({ up: 1, lag: 0, resyncs: 1 })
@@ -63,7 +72,7 @@ describe('revocation feed metrics', () => {
     state.now += 100
     expect(await snapshot(registry)).toEqual({ up: 1, lag: 100, resyncs: 1 })
 
-    const writer = createRedisDenylist({ url: redis.url, keyPrefix, clock: realClock, log: silentLog })
+    const writer = createRedisDenylist({ ...redis.connection, keyPrefix, clock: realClock, log: silentLog })
     redis.defer(() => writer.close())
     await waitFor(() => writer.ping())
     const jti = `jti-${randomBytes(6).toString('hex')}`
@@ -82,15 +91,19 @@ describe('revocation feed metrics', () => {
   it('an answered heartbeat proves the feed current without any message', async () => {
     const registry = new Registry()
     const { state, clock } = fakeClock()
-    const check = feed(redis.url, redis.prefix('feed-metrics'), registry, clock, 50)
+    const check = feed(redis.connection, redis.prefix('feed-metrics'), registry, clock, 50)
     await check.ready()
     state.now += 100
     await waitFor(async () => expect(await value(registry, 'tokensmith_revocation_feed_lag_seconds')).toBe(0), 2_000)
   })
+})
+
+describe('revocation feed metrics', () => {
+  const redis = shared
 
   it('exposes the exact names in the text format', async () => {
     const registry = new Registry()
-    const check = feed(redis.url, redis.prefix('feed-metrics'), registry, fakeClock().clock)
+    const check = feed(redis.connection, redis.prefix('feed-metrics'), registry, fakeClock().clock)
     await check.ready()
     const text = await registry.metrics()
     expect(text).toContain('# TYPE tokensmith_revocation_feed_up gauge\ntokensmith_revocation_feed_up 1\n')
@@ -113,7 +126,7 @@ describe('revocation feed metrics', () => {
     redis.defer(() => server.stop())
     const registry = new Registry()
     const { state, clock } = fakeClock()
-    const check = feed(server.url, 'feed-metrics:', registry, clock, 200)
+    const check = feed({ url: server.url }, 'feed-metrics:', registry, clock, 200)
     await check.ready()
     expect(await snapshot(registry)).toEqual({ up: 1, lag: 0, resyncs: 1 })
 

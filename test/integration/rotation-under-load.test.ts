@@ -12,8 +12,10 @@ import { spawnServer, type SpawnedServer } from '../helpers/spawn-server.js'
 // without pause, through the middleware with a remote JWKS and through introspection, while
 // `keys rotate` and `keys rotate --now` run against a real server process. Time is compressed: the
 // verifier caches the JWKS for 1 s and the activation delay is 3 s, keeping the rule the README
-// states (the delay outlasts the verifiers' cache) at a scale a test can wait for.
+// states (the delay outlasts the verifiers' cache) at a scale a test can wait for; so is
+// KEY_PUBLISH_MIN (a key signs only once a server has published it that long: 2 s).
 const ACTIVATION_DELAY = '3'
+const PUBLISH_MIN = '2'
 
 let servers: SpawnedServer[] = []
 afterEach(() => {
@@ -27,6 +29,7 @@ async function setup() {
     KEYS_DIR: join(dir, 'keys'),
     CLIENTS_FILE: join(dir, 'clients.json'),
     KEY_ACTIVATION_DELAY: ACTIVATION_DELAY,
+    KEY_PUBLISH_MIN: PUBLISH_MIN,
     LOG_LEVEL: 'warn',
   }
   const app = await runCli(

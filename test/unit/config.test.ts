@@ -1,11 +1,13 @@
-import { readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   CONFIG_VARIABLES,
   ConfigError,
   MAX_WORKERS,
   cleartextWarning,
+  hashTagOf,
   isLoopbackHost,
   loadConfig,
 } from '../../src/config.js'
@@ -27,9 +29,21 @@ describe('configuration', () => {
       logLevel: 'info',
       reloadInterval: 1,
       keyActivationDelay: 900,
+      keyPublishMin: 900,
       keysPassphrase: undefined,
       redisUrl: undefined,
+      redisSentinels: undefined,
+      redisSentinelName: undefined,
+      redisClusterNodes: undefined,
+      redisUsername: undefined,
+      redisPasswordFile: undefined,
+      redisSentinelPasswordFile: undefined,
+      redisTls: false,
+      redisTlsCaFile: undefined,
       redisKeyPrefix: 'tokensmith:',
+      redisWaitReplicas: 0,
+      redisWaitMs: 500,
+      redis: undefined,
       clockTolerance: 30,
       revocationsPerClient: 10000,
       authFailureLimit: 10,
@@ -160,7 +174,7 @@ describe('configuration', () => {
       expect(loadConfig({ ...redis, WORKERS: 'auto' }).workers).toBe(Math.min(availableParallelism(), MAX_WORKERS))
     })
 
-    it.each(['2', '64', 'auto'])('refuses WORKERS=%s without REDIS_URL, in one line saying why', (value) => {
+    it.each(['2', '64', 'auto'])('refuses WORKERS=%s without a shared denylist, in one line saying why', (value) => {
       let error: unknown
       try {
         loadConfig({ WORKERS: value })
@@ -170,7 +184,7 @@ describe('configuration', () => {
       expect(error).toBeInstanceOf(ConfigError)
       const problems = (error as ConfigError).problems
       expect(problems).toEqual([
-        expect.stringMatching(new RegExp(`^WORKERS="${value}" needs REDIS_URL: .*in-memory denylist`)),
+        expect.stringMatching(new RegExp(`^WORKERS="${value}" needs a shared denylist: .*in-memory denylist`)),
       ])
       expect(problems[0]).not.toContain('\n')
     })
@@ -337,5 +351,167 @@ describe('TRUST_PROXY and TLS files', () => {
       tlsCertFile: 'c.pem',
       tlsKeyFile: 'k.pem',
     })
+  })
+})
+
+describe('Redis topologies', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tokensmith-config-'))
+  const file = (name: string, content: string) => {
+    const path = join(dir, name)
+    writeFileSync(path, content, { mode: 0o600 })
+    return path
+  }
+  const problemsOf = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env)
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems
+      throw error
+    }
+    return []
+  }
+  const CA = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+  const cluster = { REDIS_CLUSTER_NODES: '10.0.0.1:6379, 10.0.0.2:6380' }
+  const sentinel = { REDIS_SENTINELS: 'sentinel-a:26379,[::1]:26380', REDIS_SENTINEL_NAME: 'tokensmith' }
+
+  it('takes a single node from REDIS_URL, with TLS for rediss:// and the CA from its file', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redis).toEqual({
+      kind: 'single',
+      url: 'redis://127.0.0.1:6379',
+    })
+    const ca = file('ca.pem', CA)
+    expect(loadConfig({ REDIS_URL: 'rediss://redis.internal:6380', REDIS_TLS_CA_FILE: ca }).redis).toEqual({
+      kind: 'single',
+      url: 'rediss://redis.internal:6380',
+      tls: { ca: CA.slice(0, -1) },
+    })
+  })
+
+  it('takes a Sentinel group with its name, user, passwords from files (one trailing newline dropped) and TLS', () => {
+    const password = file('password', 'data secret\n\n')
+    const sentinelPassword = file('sentinel-password', 'sentinel secret\r\n')
+    const ca = file('ca-sentinel.pem', CA)
+    expect(
+      loadConfig({
+        ...sentinel,
+        REDIS_USERNAME: 'tokensmith',
+        REDIS_PASSWORD_FILE: password,
+        REDIS_SENTINEL_PASSWORD_FILE: sentinelPassword,
+        REDIS_TLS: 'true',
+        REDIS_TLS_CA_FILE: ca,
+      }).redis,
+    ).toEqual({
+      kind: 'sentinel',
+      sentinels: [
+        { host: 'sentinel-a', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'tokensmith',
+      username: 'tokensmith',
+      password: 'data secret\n',
+      sentinelPassword: 'sentinel secret',
+      tls: { ca: CA.slice(0, -1) },
+    })
+  })
+
+  it('takes Cluster seed nodes, and TLS with the system CAs when no CA file is given', () => {
+    expect(loadConfig({ ...cluster, REDIS_TLS: 'true' }).redis).toEqual({
+      kind: 'cluster',
+      nodes: [
+        { host: '10.0.0.1', port: 6379 },
+        { host: '10.0.0.2', port: 6380 },
+      ],
+      tls: {},
+    })
+  })
+
+  it('allows at most one topology', () => {
+    expect(problemsOf({ REDIS_URL: 'redis://r:6379', ...cluster })).toEqual([
+      'REDIS_URL and REDIS_CLUSTER_NODES are all set: set exactly one (a single node, a Sentinel group or a Cluster)',
+    ])
+    expect(problemsOf({ ...sentinel, ...cluster })[0]).toMatch(/^REDIS_SENTINELS and REDIS_CLUSTER_NODES are all set/)
+  })
+
+  it('refuses settings that do not fit the topology, each with what to do', () => {
+    expect(problemsOf({ REDIS_SENTINELS: 's:26379' })).toEqual([
+      expect.stringMatching(/^REDIS_SENTINELS is set but REDIS_SENTINEL_NAME is not: set it/),
+    ])
+    expect(problemsOf({ ...cluster, REDIS_SENTINEL_NAME: 'x' })).toEqual([
+      expect.stringMatching(/^REDIS_SENTINEL_NAME is set but REDIS_SENTINELS is not/),
+    ])
+    expect(problemsOf({ REDIS_URL: 'redis://r:6379', REDIS_PASSWORD_FILE: '/p', REDIS_TLS: 'true' })).toEqual([
+      expect.stringMatching(
+        /^REDIS_PASSWORD_FILE is set but REDIS_URL carries its own: write redis:\/\/user:password@/,
+      ),
+      expect.stringMatching(/^REDIS_TLS=true is set but REDIS_URL carries its own/),
+    ])
+    expect(problemsOf({ REDIS_USERNAME: 'u' })).toEqual([
+      expect.stringMatching(/^REDIS_USERNAME is set but no Redis is: set REDIS_SENTINELS or REDIS_CLUSTER_NODES/),
+    ])
+    expect(problemsOf({ REDIS_URL: 'redis://r:6379', REDIS_TLS_CA_FILE: '/ca.pem' })).toEqual([
+      'REDIS_TLS_CA_FILE is set but REDIS_URL is redis:// (no TLS): write rediss://',
+    ])
+    expect(problemsOf({ ...cluster, REDIS_TLS_CA_FILE: '/ca.pem' })).toEqual([
+      'REDIS_TLS_CA_FILE is set but REDIS_TLS is not true: set REDIS_TLS=true to use TLS',
+    ])
+  })
+
+  it.each(['10.0.0.1', '10.0.0.1:0', '10.0.0.1:65536', 'a:1,,b:2', 'a b:1', '::1:6379'])(
+    'refuses REDIS_CLUSTER_NODES=%s, naming the variable',
+    (value) => {
+      expect(problemsOf({ REDIS_CLUSTER_NODES: value })).toEqual([expect.stringMatching(/^REDIS_CLUSTER_NODES="/)])
+    },
+  )
+
+  it('names the variable and the file of an unreadable or empty password file, never the content', () => {
+    const missing = join(dir, 'missing')
+    expect(problemsOf({ ...cluster, REDIS_PASSWORD_FILE: missing })).toEqual([
+      `REDIS_PASSWORD_FILE=${JSON.stringify(missing)} cannot be read (ENOENT)`,
+    ])
+    const empty = file('empty', '\n')
+    expect(problemsOf({ ...sentinel, REDIS_SENTINEL_PASSWORD_FILE: empty })).toEqual([
+      `REDIS_SENTINEL_PASSWORD_FILE=${JSON.stringify(empty)} is empty`,
+    ])
+    if (process.getuid?.() !== 0) {
+      const unreadable = file('unreadable', 'hunter2-secret')
+      chmodSync(unreadable, 0o000)
+      expect(problemsOf({ ...cluster, REDIS_PASSWORD_FILE: unreadable })).toEqual([
+        `REDIS_PASSWORD_FILE=${JSON.stringify(unreadable)} cannot be read (EACCES)`,
+      ])
+    }
+    const notPem = file('not-a-ca', 'hunter2-secret\n')
+    const problems = problemsOf({ ...cluster, REDIS_TLS: 'true', REDIS_TLS_CA_FILE: notPem })
+    expect(problems).toEqual([`REDIS_TLS_CA_FILE=${JSON.stringify(notPem)} holds no PEM certificate`])
+    expect(problems.join('\n')).not.toContain('hunter2')
+  })
+
+  it('defaults REDIS_KEY_PREFIX to {tokensmith}: on a Cluster, to the earlier tokensmith: elsewhere, and takes braces only as a non-empty hash tag', () => {
+    // Unchanged without a Cluster, so an upgraded deployment keeps reading the revocations it holds.
+    expect(loadConfig({}).redisKeyPrefix).toBe('tokensmith:')
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redisKeyPrefix).toBe('tokensmith:')
+    expect(loadConfig({ ...sentinel }).redisKeyPrefix).toBe('tokensmith:')
+    expect(loadConfig({ ...cluster }).redisKeyPrefix).toBe('{tokensmith}:')
+    expect(hashTagOf('{tokensmith}:')).toBe('tokensmith')
+    expect(hashTagOf('app:{t}:x')).toBe('t')
+    expect(hashTagOf('{}x{y}')).toBeUndefined() // the first { with an empty tag: the whole key is hashed
+    expect(loadConfig({ REDIS_KEY_PREFIX: 'app-{prod}:' }).redisKeyPrefix).toBe('app-{prod}:')
+    expect(loadConfig({ REDIS_KEY_PREFIX: 'tokensmith:' }).redisKeyPrefix).toBe('tokensmith:')
+    expect(loadConfig({ REDIS_KEY_PREFIX: '}{a}:' }).redisKeyPrefix).toBe('}{a}:') // the tag follows the first {
+    for (const prefix of ['{}:', '{tokensmith:', 'tokensmith}:', '{}{a}:', 'a b', '{x}'.repeat(30)])
+      expect(problemsOf({ REDIS_KEY_PREFIX: prefix })).toEqual([expect.stringMatching(/^REDIS_KEY_PREFIX=/)])
+  })
+
+  it('stops start-up with a Cluster and a prefix without hash tag, saying how to write one', () => {
+    expect(problemsOf({ ...cluster, REDIS_KEY_PREFIX: 'tokensmith:' })).toEqual([
+      'REDIS_KEY_PREFIX="tokensmith:" has no hash tag, which a Redis Cluster needs so that every key and the channel hash to one slot: write it as {tokensmith}: for example',
+    ])
+    expect(problemsOf({ ...sentinel, REDIS_KEY_PREFIX: 'tokensmith:' })).toEqual([])
+  })
+
+  it.each([
+    ['REDIS_SENTINELS', sentinel],
+    ['REDIS_CLUSTER_NODES', cluster],
+  ])('lets WORKERS be more than 1 with %s', (_name, env) => {
+    expect(loadConfig({ ...env, WORKERS: '4' }).workers).toBe(4)
   })
 })

@@ -71,7 +71,9 @@ describe('client delete', () => {
     await createBilling(client)
     const out = await client(['delete', '--id', 'billing'])
     expect(out.code).toBe(0)
-    expect(out.json().tokens_revoked.denylisted).toMatch(/each server.*REDIS_URL is not set/)
+    expect(out.json().tokens_revoked.denylisted).toMatch(
+      /each server.*no Redis is configured \(REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES\)/,
+    )
   })
 
   it('with Redis unreachable still deletes the client, and exits 1 saying the servers write the entry', async () => {

@@ -50,6 +50,7 @@ type Listed = {
   state: string
   created: number
   activates: number | null
+  signsFrom: number | null
   retired: number | null
   unpublishes: number | null
 }
@@ -93,6 +94,8 @@ describe('keys CLI', () => {
         state: 'current',
         created: T0,
         activates: T0,
+        // KEY_PUBLISH_MIN (default 900) after it was written: when servers already running then sign.
+        signsFrom: T0 + 900,
         retired: null,
         unpublishes: null,
       },
@@ -102,12 +105,42 @@ describe('keys CLI', () => {
         state: 'standby',
         created: T0,
         activates: null,
+        signsFrom: null,
         retired: null,
         unpublishes: null,
       },
     ].sort((a, b) => (a.kid < b.kid ? -1 : 1))
-    expect(out.json()).toEqual({ keys: expected, revoked: [] })
+    expect(out.json()).toEqual({ publishMin: 900, keys: expected, revoked: [] })
     expectPrivate(keysDir)
+  })
+
+  it('list shows activates and the earliest instant servers sign, KEY_PUBLISH_MIN after the key was written', async () => {
+    const { keysDir, env, standby } = await setup()
+    const publish = { ...env, KEY_PUBLISH_MIN: '1200' }
+    // A key written by hand (a GitOps commit) to activate 60 s after it was made.
+    const hasty = await generateKeyRecord('ES256', T0 + 100, T0 + 160)
+    await writeKeyRecord(keysDir, hasty)
+    const out = await keys(['list'], publish, T0 + 200)
+    expect(out.code).toBe(0)
+    const json = out.json()
+    expect(json.publishMin).toBe(1200)
+    expect(listed(json)[hasty.kid]).toMatchObject({ activates: T0 + 160, signsFrom: T0 + 100 + 1200 })
+    expect(listed(json)[standby.kid]).toMatchObject({ activates: null, signsFrom: null })
+
+    // A key scheduled further ahead than KEY_PUBLISH_MIN signs at its activates.
+    const rotated = (await keys(['rotate'], { ...publish, KEY_ACTIVATION_DELAY: '3600' }, T0 + 300)).json()
+    expect(listed(rotated)[standby.kid]).toMatchObject({ activates: T0 + 300 + 3600, signsFrom: T0 + 300 + 3600 })
+  })
+
+  it('rotate schedules the key no sooner than KEY_PUBLISH_MIN, when KEY_ACTIVATION_DELAY is shorter, and says so', async () => {
+    const { env, standby } = await setup()
+    const out = await keys(['rotate'], { ...env, KEY_ACTIVATION_DELAY: '60', KEY_PUBLISH_MIN: '1200' }, T0 + 100)
+    expect(out.code).toBe(0)
+    expect(out.json().rotated).toEqual({ kid: standby.kid, alg: 'ES256', activates: T0 + 100 + 1200 })
+    expect(out.stderr).toContain('KEY_ACTIVATION_DELAY (60) is shorter than KEY_PUBLISH_MIN (1200)')
+    // The defaults already publish for KEY_PUBLISH_MIN first: nothing to say.
+    const defaults = await keys(['rotate'], { ...env, KEY_ACTIVATION_DELAY: '', KEY_PUBLISH_MIN: '' }, T0 + 200)
+    expect(defaults.stderr).toBe('')
   })
 
   it('rotate promotes the standby key to next, activating after KEY_ACTIVATION_DELAY, and creates a new standby', async () => {
@@ -277,7 +310,8 @@ describe('keys CLI', () => {
       revoked: {
         kid: current.kid,
         unpublished: true,
-        denylisted: 'each server, on reload (in-memory denylist; REDIS_URL is not set)',
+        denylisted:
+          'each server, on reload (in-memory denylist; no Redis is configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES))',
         until: T0 + 100 + RETENTION,
       },
     })

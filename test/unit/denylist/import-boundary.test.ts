@@ -22,9 +22,11 @@ const REVOCATION_FEED = [
   'revocation-feed-load.ts',
   'revocation-feed-messages.ts',
   'revocation-feed-metrics.ts',
+  'revocation-feed-subscriber.ts',
   'revocation-table.ts',
   'protocol.ts',
   'redis-client.ts',
+  'redis-target.ts',
   'redis-error.ts',
   'denylist.ts',
 ].map((name) => `src/denylist/${name}`)

@@ -96,7 +96,10 @@ describe('KEYS_DIR', () => {
       const contents = await readKeysDir(dir)
       expect(contents.records).toEqual([])
       expect(contents.problems).toEqual([
-        { file: `${record.kid}.json`, problem: `writable by group or others (mode ${mode}); run chmod 600 on it` },
+        {
+          file: `${record.kid}.json`,
+          problem: `writable by group or others (mode ${mode}); run chmod 600 on it (for a Kubernetes Secret volume, set defaultMode: 0440 on the volume and fsGroup in the pod securityContext)`,
+        },
       ])
     },
   )

@@ -202,7 +202,7 @@ describe('server start-up with key file problems', () => {
     expect(errors).toEqual([
       expect.objectContaining({
         file: `${exposed.kid}.json`,
-        msg: 'key file is readable by others; run chmod 600 on it',
+        msg: 'key file is readable by others; run chmod 600 on it (for a Kubernetes Secret volume, set defaultMode: 0440 on the volume and fsGroup in the pod securityContext)',
       }),
     ])
     expect(server.output.join('\n')).not.toContain(PASSPHRASE)

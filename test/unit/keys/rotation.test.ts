@@ -145,7 +145,9 @@ describe('describeKeys', () => {
       key('a-current', T - 100, T - 100),
       key('c-standby', T - 10, null),
     ]
-    expect(describeKeys({ records, tombstones: [tombstone('gone', T - 50)] }, T, RETENTION)).toEqual({
+    const settings = { retention: RETENTION, publishMin: DELAY }
+    expect(describeKeys({ records, tombstones: [tombstone('gone', T - 50)] }, T, settings)).toEqual({
+      publishMin: DELAY,
       keys: [
         {
           kid: 'a-current',
@@ -153,6 +155,8 @@ describe('describeKeys', () => {
           state: 'current',
           created: T - 100,
           activates: T - 100,
+          // Servers running when it was written held it back for KEY_PUBLISH_MIN.
+          signsFrom: T - 100 + DELAY,
           retired: null,
           unpublishes: null,
         },
@@ -162,6 +166,7 @@ describe('describeKeys', () => {
           state: 'next',
           created: T - 10,
           activates: T + DELAY,
+          signsFrom: T + DELAY,
           retired: null,
           unpublishes: null,
         },
@@ -171,6 +176,7 @@ describe('describeKeys', () => {
           state: 'standby',
           created: T - 10,
           activates: null,
+          signsFrom: null,
           retired: null,
           unpublishes: null,
         },
@@ -185,7 +191,7 @@ async function keysDir() {
   const dir = join(tempDir(), 'keys')
   const { records } = await ensureKeys(dir, 'ES256', { clock: fixedClock(T), log: captureLog().log })
   const [current, standby] = records as [KeyRecord, KeyRecord]
-  const settings: KeysDirSettings = { dir, retention: RETENTION }
+  const settings: KeysDirSettings = { dir, retention: RETENTION, publishMin: DELAY }
   const warnings: string[] = []
   const deps = (now: number) => ({ clock: fixedClock(now), warn: (message: string) => void warnings.push(message) })
   return { dir, settings, current, standby, warnings, deps }

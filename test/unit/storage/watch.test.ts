@@ -61,4 +61,45 @@ describe('watchForChanges', () => {
       watcher.stop()
     }
   })
+
+  it('waits one check on a transient signature (a file missing during a Kubernetes volume update), then acts on it', async () => {
+    const { log, records } = captureLog()
+    let signature = 'v1'
+    const reloads: string[] = []
+    const watcher = watchForChanges({
+      name: 'test',
+      intervalMs: 60_000,
+      log,
+      initial: 'v1',
+      transient: (s) => s === 'missing',
+      signature: async () => signature,
+      reload: async () => {
+        reloads.push(signature)
+        if (signature === 'missing') throw new Error('gone')
+      },
+    })
+    try {
+      signature = 'missing'
+      await watcher.check() // a moment in an update: nothing happens
+      expect(reloads).toEqual([])
+      signature = 'v1'
+      await watcher.check() // back as it was: still nothing
+      expect(reloads).toEqual([])
+
+      signature = 'missing'
+      await watcher.check()
+      await watcher.check() // still missing at the next check: acted on, and logged once
+      await watcher.check()
+      expect(reloads).toEqual(['missing', 'missing'])
+      expect(records().filter((r) => r.msg === 'reload failed; keeping the last good state')).toHaveLength(1)
+
+      signature = 'v2'
+      await watcher.check()
+      signature = 'missing'
+      await watcher.check() // a new absence waits again
+      expect(reloads).toEqual(['missing', 'missing', 'v2'])
+    } finally {
+      watcher.stop()
+    }
+  })
 })
