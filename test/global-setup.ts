@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
 import { startRedisCluster } from './helpers/redis-cluster.js'
 import { type HostPort, startRedisServer } from './helpers/redis-server.js'
@@ -36,6 +39,12 @@ const given = (name: string) => {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const startedAt = Date.now()
+  // Every temporary file of this run (test key dirs, client files, redis-server dirs) goes under one
+  // directory, removed at teardown: os.tmpdir() reads TMPDIR, and the test workers inherit it.
+  const runTmp = mkdtempSync(join(tmpdir(), 'tokensmith-test-'))
+  chmodSync(runTmp, 0o1777) // like /tmp: tests that run a server as another user reach their own dirs
+  process.env.TMPDIR = runTmp
+  const removeRunTmp = () => rmSync(runTmp, { recursive: true, force: true })
   const url = given('REDIS_URL')
   const clusterNodes = given('REDIS_CLUSTER_NODES')
   const sentinels = given('REDIS_SENTINELS')
@@ -51,6 +60,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     })
   const teardown = async () => {
     await Promise.all(stops.map((stop) => stop()))
+    removeRunTmp()
   }
   // All three start at once; if one fails, the others are stopped once they are up.
   const [redisUrl, redisCluster, redisSentinel] = await Promise.allSettled([
