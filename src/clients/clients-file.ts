@@ -1,11 +1,12 @@
 import { readSync } from 'node:fs'
-import { open, readFile, stat, type FileHandle } from 'node:fs/promises'
+import { open, stat, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { resolveTarget } from '../storage/atomic-file.js'
 import {
   fileSignature,
   MISSING,
   parseOperatorJson,
+  readOperatorJsonIfPresent,
   realPathIfPresent,
   signatureOf,
   updateJsonFile,
@@ -17,15 +18,8 @@ import { createClientRegistry, parseClientsFile, type ClientRegistry, type Clien
 export { MISSING }
 
 /** Reads CLIENTS_FILE, or undefined when there is none. A broken file throws, naming the problem. */
-export async function readClientsFileIfPresent(path: string): Promise<ClientsFile | undefined> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
-  }
-  return parseCheckedClientsFile(path, text)
+export function readClientsFileIfPresent(path: string): Promise<ClientsFile | undefined> {
+  return readOperatorJsonIfPresent(path, parseClientsFile)
 }
 
 const parseCheckedClientsFile = (path: string, text: string): ClientsFile =>

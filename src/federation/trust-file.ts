@@ -1,9 +1,10 @@
-import { open, readFile, type FileHandle } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { dirname, isAbsolute, resolve } from 'node:path'
 import {
   fileSignature,
   MISSING,
   parseOperatorJson,
+  readOperatorJsonIfPresent,
   realPathIfPresent,
   signatureOf,
   updateJsonFile,
@@ -52,15 +53,8 @@ function describeEntry(json: unknown, index: number): string {
 const parseCheckedTrustFile = (path: string, text: string): TrustFile => parseOperatorJson(path, text, parseTrustFile)
 
 /** Reads TRUST_FILE, or undefined when there is none. A broken file throws, naming the problem. */
-export async function readTrustFileIfPresent(path: string): Promise<TrustFile | undefined> {
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
-  }
-  return parseCheckedTrustFile(path, text)
+export function readTrustFileIfPresent(path: string): Promise<TrustFile | undefined> {
+  return readOperatorJsonIfPresent(path, parseTrustFile)
 }
 
 /** Reads TRUST_FILE as written (paths as the file has them). Missing: no entries. */

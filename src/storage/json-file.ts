@@ -1,4 +1,4 @@
-import { realpath, stat } from 'node:fs/promises'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { withFileLock, writeFileAtomic } from './atomic-file.js'
 import { findDuplicateName } from './duplicate-names.js'
 
@@ -83,4 +83,16 @@ export function parseOperatorJson<F>(path: string, text: string, parse: (text: s
   } catch (error) {
     throw new Error(`${path}: ${(error as Error).message}`)
   }
+}
+
+/** `parseOperatorJson` of the file at `path`, or undefined when there is no file. */
+export async function readOperatorJsonIfPresent<F>(path: string, parse: (text: string) => F): Promise<F | undefined> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw error
+  }
+  return parseOperatorJson(path, text, parse)
 }
