@@ -7,13 +7,32 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 
 const CENSOR = '[redacted]'
 /** Keys whose value is censored at the top of a record. */
-const SECRETS = new Set(['authorization', 'client_secret', 'secret', 'token', 'access_token', 'password', 'passphrase'])
+const SECRETS = new Set([
+  'authorization',
+  'client_secret',
+  'secret',
+  'token',
+  'access_token',
+  'password',
+  'sentinelPassword',
+  'passphrase',
+])
 /**
  * Keys censored one level down, in any object of the record (`headers.authorization`). ioredis
  * attaches the failed command to its errors: AUTH's carries the Redis password. Redis errors are
- * logged through describeRedisError, which drops it; this is the backstop.
+ * logged through describeRedisError, which drops it; this is the backstop. A Redis target
+ * (`config.redis`) carries `password` and `sentinelPassword`: it is logged through
+ * describeRedisTarget, and these are the backstop for it.
  */
-const NESTED_SECRETS = ['authorization', 'client_secret', 'token', 'access_token', 'command']
+const NESTED_SECRETS = [
+  'authorization',
+  'client_secret',
+  'token',
+  'access_token',
+  'command',
+  'password',
+  'sentinelPassword',
+]
 
 /**
  * A copy of `value` with `keys` censored, or undefined when it holds none of them. An error stays an

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
+import tls from 'node:tls'
 import { freePort } from './free-port.js'
 import { GiveUp, waitFor } from './wait-for.js'
 
@@ -31,6 +33,18 @@ export interface StartRedisServerOptions {
    * Sentinel needs one it can rewrite: https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
    */
   configFile?: string
+  /**
+   * TLS only: `--port 0 --tls-port <port>` with this certificate and key, clients not asked for
+   * one (`--tls-auth-clients no`); `url` is then rediss://, and PING goes over TLS trusting `caFile`.
+   * https://redis.io/docs/latest/operate/oss_and_stack/management/security/encryption/
+   */
+  tls?: RedisServerTls
+}
+
+export interface RedisServerTls {
+  certFile: string
+  keyFile: string
+  caFile: string
 }
 
 export type { HostPort } from '../../src/denylist/redis-target.js'
@@ -47,10 +61,14 @@ function installExitHook(): void {
   })
 }
 
-/** Raw RESP PING, so waiting for a server needs no client library and logs nothing (nor a password). */
-export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
+/**
+ * Raw RESP PING, so waiting for a server needs no client library and logs nothing (nor a password).
+ * With `ca`, over TLS, trusting that CA.
+ */
+export function pingRedis(port: number, timeoutMs = 500, ca?: Buffer): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = net.connect({ port, host: '127.0.0.1' })
+    const socket =
+      ca === undefined ? net.connect({ port, host: '127.0.0.1' }) : tls.connect({ port, host: '127.0.0.1', ca })
     let reply = ''
     const finish = (ok: boolean) => {
       socket.destroy()
@@ -58,7 +76,7 @@ export function pingRedis(port: number, timeoutMs = 500): Promise<boolean> {
     }
     socket.setTimeout(timeoutMs, () => finish(false))
     socket.on('error', () => finish(false))
-    socket.on('connect', () => socket.write('PING\r\n'))
+    socket.on(ca === undefined ? 'connect' : 'secureConnect', () => socket.write('PING\r\n'))
     socket.on('data', (chunk) => {
       reply += chunk.toString()
       // A server with requirepass answers NOAUTH: it is up all the same.
@@ -79,10 +97,10 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   async function launch(): Promise<void> {
     // A port picked by freePort can be taken before redis binds it; pick another and retry.
     for (let attempt = 1; ; attempt++) {
-      const started = spawnRedis(port, options.args ?? [], options.configFile)
+      const started = spawnRedis(port, options.args ?? [], options.configFile, options.tls)
       child = started.child
       try {
-        return await waitUntilAnswering(port, started, startTimeoutMs)
+        return await waitUntilAnswering(port, started, startTimeoutMs, options.tls)
       } catch (error) {
         await terminate(started.child, 'SIGKILL')
         if (fixedPort || attempt >= 3) {
@@ -107,7 +125,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   await launch()
   return {
     get url() {
-      return `redis://127.0.0.1:${port}`
+      return `${options.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`
     },
     get port() {
       return port
@@ -129,13 +147,25 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   }
 }
 
-function spawnRedis(port: number, extraArgs: string[], configFile: string | undefined) {
+function spawnRedis(
+  port: number,
+  extraArgs: string[],
+  configFile: string | undefined,
+  tlsFiles: RedisServerTls | undefined,
+) {
+  const listen =
+    tlsFiles === undefined
+      ? ['--port', String(port)]
+      : [
+          ...['--port', '0', '--tls-port', String(port)],
+          ...['--tls-cert-file', tlsFiles.certFile, '--tls-key-file', tlsFiles.keyFile],
+          ...['--tls-ca-cert-file', tlsFiles.caFile, '--tls-auth-clients', 'no'],
+        ]
   const child = spawn(
     'redis-server',
     [
       ...(configFile === undefined ? [] : [configFile]),
-      '--port',
-      String(port),
+      ...listen,
       '--bind',
       '127.0.0.1',
       '--save',
@@ -167,7 +197,9 @@ async function waitUntilAnswering(
   port: number,
   started: { child: ChildProcess; exited: Promise<void> },
   timeoutMs: number,
+  tlsFiles?: RedisServerTls,
 ): Promise<void> {
+  const ca = tlsFiles === undefined ? undefined : readFileSync(tlsFiles.caFile)
   let exited = false
   void started.exited.then(() => {
     exited = true
@@ -176,7 +208,7 @@ async function waitUntilAnswering(
   await waitFor(
     async () => {
       if (exited) throw gone()
-      if (!(await pingRedis(port, 200))) throw new Error(`no PING reply within ${timeoutMs} ms`)
+      if (!(await pingRedis(port, 200, ca))) throw new Error(`no PING reply within ${timeoutMs} ms`)
       // Someone else may own the port: make sure our process is still the one alive.
       if (exited) throw gone()
     },

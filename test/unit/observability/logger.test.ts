@@ -187,6 +187,8 @@ describe('createLogger', () => {
       token: 't1',
       access_token: 'a1',
       command: { name: 'auth', args: ['pw'] },
+      password: 'redis-pw',
+      sentinelPassword: 'sentinel-pw',
       kept: 'visible',
     }
     const logged = {
@@ -196,6 +198,7 @@ describe('createLogger', () => {
       token: 't0',
       access_token: 'a0',
       password: 'p',
+      sentinelPassword: 'sp',
       passphrase: 'pp',
       headers: { authorization: 'Basic y', host: 'h' },
       req: { headers: { authorization: 'Basic z' } },
@@ -207,7 +210,16 @@ describe('createLogger', () => {
     log.info(logged, 'secrets')
 
     const record = records()[0]!
-    for (const key of ['authorization', 'client_secret', 'secret', 'token', 'access_token', 'password', 'passphrase']) {
+    for (const key of [
+      'authorization',
+      'client_secret',
+      'secret',
+      'token',
+      'access_token',
+      'password',
+      'sentinelPassword',
+      'passphrase',
+    ]) {
       expect(record[key], key).toBe('[redacted]')
     }
     expect(record.headers).toEqual({ authorization: '[redacted]', host: 'h' })
@@ -218,6 +230,8 @@ describe('createLogger', () => {
       token: '[redacted]',
       access_token: '[redacted]',
       command: '[redacted]',
+      password: '[redacted]',
+      sentinelPassword: '[redacted]',
       kept: 'visible',
     })
     expect(record).toMatchObject({ list: ['token'], count: 3 })
