@@ -223,6 +223,8 @@ describe('REDIS_SENTINELS with REDIS_PASSWORD_FILE and REDIS_SENTINEL_PASSWORD_F
       REDIS_SENTINEL_NAME: group.name,
       REDIS_PASSWORD_FILE: secretFile('redis-password', DATA_PASSWORD),
       REDIS_SENTINEL_PASSWORD_FILE: secretFile('sentinel-password', SENTINEL_PASSWORD),
+      // The replica's acknowledgement is what a 200 waits for; give a loaded test machine time for it.
+      REDIS_WAIT_MS: '3000',
     })
   }, 30_000)
   afterAll(async () => {

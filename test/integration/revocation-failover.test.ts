@@ -53,7 +53,8 @@ describe('Redis Sentinel failover under load', () => {
         clock: systemClock,
         log,
         waitReplicas: 1,
-        waitMs: 500,
+        // Generous for a loaded 2-core test machine: a slow acknowledgement would be a 503 before the kill.
+        waitMs: 2_000,
       })
       denylists.push(denylist)
       // One key for all, as instances sharing KEYS_DIR; one issuer, as behind one name.

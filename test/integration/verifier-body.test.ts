@@ -86,7 +86,9 @@ describe('bearerAuth over a real socket: the request body', () => {
     const before = await memory()
     expect(await postLargeBody(BODY_SIZE)).toBe(401)
     const after = await memory()
-    expect((after.maxRss - before.maxRss) / MiB).toBeLessThan(8)
-    expect((after.rss - before.rss) / MiB).toBeLessThan(8)
+    // Far below the 128 MiB a buffered body would take; a loaded machine lets more chunks queue
+    // in socket buffers before the answer, so the bound leaves room for that.
+    expect((after.maxRss - before.maxRss) / MiB).toBeLessThan(24)
+    expect((after.rss - before.rss) / MiB).toBeLessThan(24)
   }, 60_000)
 })
