@@ -1,4 +1,4 @@
-import type { EventEmitter } from 'node:events'
+import { EventEmitter } from 'node:events'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { describeRedisError } from './redis-error.js'
 import { createRedisHandle, type RedisHandle, type RedisTarget, reconnectDelay } from './redis-target.js'
@@ -58,8 +58,34 @@ export function createRedisClient(
     ...(options.extra === undefined ? {} : { extra: options.extra }),
   })
   logConnectionState(redis, options.log, options.connectionName)
-  if (!isCluster(redis)) reconnectUnlessClosed(redis, options.log, options.connectionName)
+  if (!isCluster(redis)) {
+    absorbLateSocketErrors(redis)
+    reconnectUnlessClosed(redis, options.log, options.connectionName)
+  }
   return redis
+}
+
+/**
+ * ioredis listens for only the first 'error' of each socket it opens (`once`). A TLS socket can
+ * emit a second one (an alert read after the failure that raised the first), and an 'error' with no
+ * listener is an uncaught exception that ends the process. Every socket of this connection gets a
+ * listener that takes such late errors; the first still reaches ioredis, which closes and reconnects.
+ */
+export function absorbLateSocketErrors(redis: Redis): void {
+  // The connector keeps the socket it opens in `stream` (Standalone and Sentinel alike), the first
+  // one included: it is opened on the next tick after the constructor starts connecting.
+  const connector = (redis as unknown as { connector?: { stream?: unknown } }).connector
+  if (connector === undefined) return
+  let socket = connector.stream
+  Object.defineProperty(connector, 'stream', {
+    configurable: true,
+    enumerable: true,
+    get: () => socket,
+    set(value: unknown) {
+      if (value instanceof EventEmitter && value !== socket) value.on('error', () => undefined)
+      socket = value
+    },
+  })
 }
 
 /**
@@ -135,6 +161,7 @@ export function isCluster(redis: RedisHandle): redis is Cluster {
 export function duplicateRedisClient(redis: RedisHandle, connectionName: string, log?: DenylistLog): RedisHandle {
   if (isCluster(redis)) return redis.duplicate([], { redisOptions: { ...redis.options.redisOptions, connectionName } })
   const duplicate = (redis as Redis).duplicate({ connectionName })
+  absorbLateSocketErrors(duplicate)
   reconnectUnlessClosed(duplicate, log ?? silent, connectionName)
   return duplicate
 }

@@ -4,6 +4,7 @@ import {
   closeRedisClient,
   createRedisClient,
   isCluster,
+  absorbLateSocketErrors,
   logConnectionState,
   type RedisConnectionOptions,
 } from './redis-client.js'
@@ -122,6 +123,7 @@ function clusterSubscriber(
         connectTimeoutMs: options.connectTimeoutMs ?? 1_000,
       },
     )
+    absorbLateSocketErrors(node)
     current = node
     node.on('ready', () => {
       attempt = 0
