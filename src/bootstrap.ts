@@ -109,20 +109,13 @@ export async function checkBeforeFork(config: Config, log: Logger, clock: Clock)
  */
 export async function createDenylist(config: Config, log: Logger, clock: Clock): Promise<Denylist> {
   if (config.redis) {
-    const [{ createRedisDenylist }, { describeRedisTarget }] = await Promise.all([
+    const [{ createRedisDenylist, redisDenylistOptionsOf }, { describeRedisTarget }] = await Promise.all([
       import('./denylist/redis.js'),
       import('./denylist/redis-target.js'),
     ])
     // Topology and addresses only: never a password, never the URL (it may hold one).
     log.info({ ...describeRedisTarget(config.redis), keyPrefix: config.redisKeyPrefix }, 'denylist: Redis')
-    return createRedisDenylist({
-      redis: config.redis,
-      keyPrefix: config.redisKeyPrefix,
-      clock,
-      log,
-      waitReplicas: config.redisWaitReplicas,
-      waitMs: config.redisWaitMs,
-    })
+    return createRedisDenylist({ ...redisDenylistOptionsOf({ ...config, redis: config.redis }), clock, log })
   }
   log.warn(
     'denylist: in memory, for a single instance only; revocations are lost on restart. Set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES to share them.',

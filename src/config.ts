@@ -4,7 +4,6 @@ import { availableParallelism } from 'node:os'
 import { z } from 'zod'
 import { LOG_LEVELS } from './observability/logger.js'
 import { SIGNING_ALGS } from './keys/algorithms.js'
-import { JWKS_MAX_AGE } from './http/well-known.js'
 import { BEARER_AUTH_DEFAULTS } from './verifier/options.js'
 import type { Env } from './env.js'
 import type { HostPort, RedisTarget } from './denylist/redis-target.js'
@@ -93,6 +92,12 @@ export function redisUrlProblem(value: string): string | undefined {
   }
   return undefined
 }
+
+/**
+ * Seconds verifiers may cache the key set (`Cache-Control: max-age` of /.well-known/jwks.json);
+ * key rotation publishes new keys well before they sign (KEY_ACTIVATION_DELAY, KEY_PUBLISH_MIN).
+ */
+export const JWKS_MAX_AGE = 300
 
 /**
  * The Redis Cluster hash tag of `key` by the cluster spec's rule (the text between the first `{`
@@ -247,11 +252,7 @@ const VARIABLES = {
     name: 'KEY_PUBLISH_MIN',
     schema: integer(0, 86400),
     allowed: 'an integer number of seconds from 0 to 86400 (0: a key signs at its activates time)',
-    // Read when the configuration is loaded, not on import: well-known.ts imports (through the
-    // client registry) this module, so JWKS_MAX_AGE is not initialized yet when it comes first.
-    get default() {
-      return String(JWKS_MAX_AGE + BEARER_AUTH_DEFAULTS.jwks.cacheMaxAge)
-    },
+    default: String(JWKS_MAX_AGE + BEARER_AUTH_DEFAULTS.jwks.cacheMaxAge),
   },
   /** Unset: key files hold plain PKCS#8; set: encrypted PKCS#8. Never logged. */
   keysPassphrase: {

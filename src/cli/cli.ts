@@ -4,8 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import type { Clock } from '../clock.js'
 import { ConfigError, loadConfig, type Config } from '../config.js'
 import type { Denylist } from '../denylist/denylist.js'
-import { createRedisDenylist } from '../denylist/redis.js'
-import type { RedisTarget } from '../denylist/redis-target.js'
+import { createRedisDenylist, type RedisDenylistSettings, redisDenylistOptionsOf } from '../denylist/redis.js'
 import { readEnv, type Env } from '../env.js'
 import { createLogger } from '../observability/logger.js'
 
@@ -133,20 +132,13 @@ export const NO_REDIS = 'no Redis is configured (REDIS_URL, REDIS_SENTINELS or R
  * connection. The client's own warnings go to stderr.
  */
 export async function withRedisDenylist<T>(
-  config: Pick<Config, 'redisKeyPrefix' | 'redisWaitReplicas' | 'redisWaitMs'> & { redis: RedisTarget },
+  config: RedisDenylistSettings,
   clock: Clock,
   io: CliIo,
   write: (denylist: Denylist) => Promise<T>,
 ): Promise<T> {
   const log = createLogger('warn', { write: (line: string) => void io.stderr(line) })
-  const denylist = createRedisDenylist({
-    redis: config.redis,
-    keyPrefix: config.redisKeyPrefix,
-    clock,
-    log,
-    waitReplicas: config.redisWaitReplicas,
-    waitMs: config.redisWaitMs,
-  })
+  const denylist = createRedisDenylist({ ...redisDenylistOptionsOf(config), clock, log })
   try {
     await waitForRedis(denylist)
     return await write(denylist)

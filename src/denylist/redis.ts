@@ -12,6 +12,7 @@ import {
 } from './denylist.js'
 import { encodeRevocation, entryKey, isRevokedInRedis, ownedKey, replayKey, revocationChannel } from './protocol.js'
 import { closeRedisClient, createRedisClient, type RedisConnectionOptions } from './redis-client.js'
+import type { RedisTarget } from './redis-target.js'
 import { describeRedisError, unavailable } from './redis-error.js'
 
 export interface RedisDenylistOptions extends RedisConnectionOptions {
@@ -25,6 +26,25 @@ export interface RedisDenylistOptions extends RedisConnectionOptions {
   waitReplicas?: number
   /** How long a revocation waits for those replicas, in ms (WAIT's timeout). Default 500. */
   waitMs?: number
+}
+
+/** The settings a server's (or a CLI's) denylist takes from its configuration: REDIS_* variables. */
+export interface RedisDenylistSettings {
+  redis: RedisTarget
+  redisKeyPrefix: string
+  redisWaitReplicas: number
+  redisWaitMs: number
+}
+
+export function redisDenylistOptionsOf(
+  config: RedisDenylistSettings,
+): Pick<RedisDenylistOptions, 'redis' | 'keyPrefix' | 'waitReplicas' | 'waitMs'> {
+  return {
+    redis: config.redis,
+    keyPrefix: config.redisKeyPrefix,
+    waitReplicas: config.redisWaitReplicas,
+    waitMs: config.redisWaitMs,
+  }
 }
 
 /**

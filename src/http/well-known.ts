@@ -1,11 +1,9 @@
 import type { Context } from 'hono'
 import { GRANT_TYPES } from '../clients/registry.js'
+import { JWKS_MAX_AGE } from '../config.js'
 import { SUPPORTED_ALGORITHMS } from '../verifier/algorithms.js'
 import { DPOP_ALGORITHMS } from '../verifier/dpop.js'
 import type { AppEnv, Deps } from './types.js'
-
-/** Verifiers may cache the key set this long; key rotation publishes new keys well before use. */
-export const JWKS_MAX_AGE = 300
 
 /** RFC 9110 §13.1.2: If-None-Match compares weakly (a `W/` prefix is ignored); `*` matches any. */
 function matchesEtag(header: string | undefined, etag: string): boolean {
